@@ -1,0 +1,267 @@
+//! Findings about policies that IAM accepts but that probably do not do what their author meant,
+//! in the spirit of IAM Access Analyzer's policy checks.
+
+use std::fmt;
+
+use crate::ast::{Policy, Statement};
+use crate::condition::{Compiled, Condition, Operator, SetQualifier};
+
+/// How serious a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Probably a mistake with a security effect, or a value that can never match.
+    Error,
+    /// Legal but suspicious.
+    Warning,
+}
+
+/// Something worth a second look in an accepted policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// How serious it is.
+    pub severity: Severity,
+    /// The statement's index.
+    pub statement: usize,
+    /// The statement's `Sid`.
+    pub sid: Option<String>,
+    /// The statement's first line.
+    pub line: usize,
+    /// What was found and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        })
+    }
+}
+
+/// The global condition keys AWS documents (lower case), and whether each is multivalued.
+const GLOBAL_KEYS: &[(&str, bool)] = &[
+    ("aws:assumedroot", false),
+    ("aws:calledvia", true),
+    ("aws:calledviaawsmcp", false),
+    ("aws:calledviafirst", false),
+    ("aws:calledvialast", false),
+    ("aws:chatbotsourcearn", false),
+    ("aws:currenttime", false),
+    ("aws:ec2instancesourceprivateipv4", false),
+    ("aws:ec2instancesourcevpc", false),
+    ("aws:epochtime", false),
+    ("aws:federatedprovider", false),
+    ("aws:ismcpserviceaction", false),
+    ("aws:multifactorauthage", false),
+    ("aws:multifactorauthpresent", false),
+    ("aws:principalaccount", false),
+    ("aws:principalarn", false),
+    ("aws:principalisawsservice", false),
+    ("aws:principalorgid", false),
+    ("aws:principalorgpaths", true),
+    ("aws:principalservicename", false),
+    ("aws:principalservicenameslist", true),
+    ("aws:principaltype", false),
+    ("aws:referer", false),
+    ("aws:requestedregion", false),
+    ("aws:resourceaccount", false),
+    ("aws:resourceorgid", false),
+    ("aws:resourceorgpaths", true),
+    ("aws:securetransport", false),
+    ("aws:signinsessionarn", false),
+    ("aws:sourceaccount", false),
+    ("aws:sourcearn", false),
+    ("aws:sourceidentity", false),
+    ("aws:sourceip", false),
+    ("aws:sourceorgid", false),
+    ("aws:sourceorgpaths", true),
+    ("aws:sourcevpc", false),
+    ("aws:sourcevpcarn", false),
+    ("aws:sourcevpce", false),
+    ("aws:tagkeys", true),
+    ("aws:tokenissuetime", false),
+    ("aws:useragent", false),
+    ("aws:userid", false),
+    ("aws:username", false),
+    ("aws:viaawsmcpservice", false),
+    ("aws:viaawsservice", false),
+    ("aws:vpceaccount", false),
+    ("aws:vpceorgid", false),
+    ("aws:vpceorgpaths", true),
+    ("aws:vpcsourceip", false),
+];
+
+/// Global keys with a tag key after the slash.
+const TAG_PREFIXES: [&str; 3] = ["aws:principaltag/", "aws:requesttag/", "aws:resourcetag/"];
+
+/// Multivalued keys of other services that policies about roles use.
+const MULTIVALUED_SERVICE_KEYS: [&str; 2] = ["sts:transitivetagkeys", "sts:identitytokenaudience"];
+
+impl Policy {
+    /// Findings about this policy, in statement order.
+    pub fn lint(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for (index, statement) in self.statements.iter().enumerate() {
+            let mut push = |severity: Severity, message: String| {
+                findings.push(Finding {
+                    severity,
+                    statement: index,
+                    sid: statement.sid.clone(),
+                    line: statement.position.start.0,
+                    message,
+                });
+            };
+            for condition in &statement.conditions {
+                lint_condition(condition, &mut push);
+            }
+            if !self.version.has_variables() && mentions_variable(statement) {
+                push(
+                    Severity::Warning,
+                    "`${...}` is literal text here, because policy variables need `\"Version\": \"2012-10-17\"`".into(),
+                );
+            }
+        }
+        findings
+    }
+}
+
+fn mentions_variable(statement: &Statement) -> bool {
+    let in_resources = statement
+        .resource
+        .as_ref()
+        .is_some_and(|r| r.items.iter().any(|i| i.text.contains("${")));
+    let in_conditions = statement
+        .conditions
+        .iter()
+        .any(|c| c.spec.operator.takes_variables() && c.values().any(|v| v.contains("${")));
+    in_resources || in_conditions
+}
+
+fn lint_condition(condition: &Condition, push: &mut dyn FnMut(Severity, String)) {
+    let key = &*condition.key_lower;
+    let shown = condition.key();
+    let multivalued = if let Some(&(_, multi)) = GLOBAL_KEYS.iter().find(|(k, _)| *k == key) {
+        Some(multi)
+    } else if TAG_PREFIXES
+        .iter()
+        .any(|p| key.strip_prefix(p).is_some_and(|tag| !tag.is_empty()))
+    {
+        Some(false)
+    } else if key.starts_with("aws:") {
+        push(
+            Severity::Error,
+            format!(
+                "`{shown}` is not a global condition key, so requests never have it: check its spelling against the AWS list of global condition keys"
+            ),
+        );
+        None
+    } else if MULTIVALUED_SERVICE_KEYS.contains(&key) {
+        Some(true)
+    } else {
+        if !key.contains(':') {
+            push(
+                Severity::Error,
+                format!(
+                    "condition key `{shown}` has no service prefix, so requests never have it: write `service:key`, such as `aws:SourceIp`"
+                ),
+            );
+        }
+        None
+    };
+    let operator = condition.spec.operator;
+    match (multivalued, condition.spec.qualifier) {
+        (Some(false), Some(q)) => push(
+            Severity::Warning,
+            format!(
+                "`{}` on the single-valued key `{shown}`: set operators are for multivalued keys; {}",
+                condition.spec.name(),
+                match q {
+                    SetQualifier::ForAllValues =>
+                        "`ForAllValues` is true when the key is missing, which is rarely what is meant",
+                    SetQualifier::ForAnyValue => "use the operator without `ForAnyValue:`",
+                }
+            ),
+        ),
+        (Some(true), None) if operator != Operator::Null => push(
+            Severity::Warning,
+            format!(
+                "`{shown}` is multivalued: say `ForAllValues:` or `ForAnyValue:` before `{}`",
+                operator.name()
+            ),
+        ),
+        _ => {}
+    }
+    for value in &condition.values {
+        let never = match &value.compiled {
+            Compiled::Number(None) => Some("a number"),
+            Compiled::Bool(None) => Some("`true` or `false`"),
+            Compiled::Binary(None) => Some("base64"),
+            Compiled::Ip(None) => Some("an IP address or CIDR block"),
+            _ => None,
+        };
+        if let Some(expected) = never {
+            push(
+                Severity::Error,
+                format!(
+                    "`{}` for `{shown}` is not {expected}, so `{}` never matches it",
+                    value.text,
+                    operator.name()
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Policy, PolicyKind};
+
+    fn lint(condition: &str) -> Vec<String> {
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{condition}}}}}"#
+        );
+        Policy::parse(&text, PolicyKind::Identity)
+            .unwrap()
+            .lint()
+            .into_iter()
+            .map(|f| format!("{}: {}", f.severity, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn flags_unknown_global_keys_but_not_service_keys() {
+        let findings = lint(
+            r#"{"StringEquals":{"aws:SourceIpp":"1.2.3.4","s3:prefix":"a","aws:PrincipalTag/team":"x"}}"#,
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].starts_with("error: `aws:SourceIpp` is not a global condition key"));
+    }
+
+    #[test]
+    fn flags_set_operators_on_the_wrong_kind_of_key() {
+        let findings = lint(
+            r#"{"ForAllValues:StringEquals":{"aws:PrincipalTag/team":"x"},"StringEquals":{"aws:TagKeys":"a"}}"#,
+        );
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(findings[0].contains("single-valued"));
+        assert!(findings[1].contains("multivalued"));
+    }
+
+    #[test]
+    fn flags_values_that_never_match() {
+        let findings = lint(
+            r#"{"NumericLessThan":{"s3:max-keys":"ten"},"IpAddress":{"aws:SourceIp":"10.0.0.0/40"},"Bool":{"aws:SecureTransport":"yes"}}"#,
+        );
+        assert_eq!(findings.len(), 3, "{findings:?}");
+        assert!(findings.iter().all(|f| f.contains("never matches")));
+    }
+
+    #[test]
+    fn flags_variables_in_old_versions() {
+        let text = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:username}/*"}}"#;
+        let findings = Policy::parse(text, PolicyKind::Resource).unwrap().lint();
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].message.contains("literal text"));
+    }
+}

@@ -1,0 +1,37 @@
+//! Every case of AWS-derived conformance data (`shared/conformance/iam-cases.json`, copied into
+//! `tests/data/`) must be decided as expected. A missing or emptied file fails this test.
+
+use podid_policy::Case;
+
+#[test]
+fn every_conformance_case_is_decided_as_expected() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/iam-cases.json");
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let cases = Case::load(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(
+        cases.len() >= 81,
+        "{path} has only {} cases; it should have at least 81",
+        cases.len()
+    );
+    let mut failures = Vec::new();
+    for case in &cases {
+        let result = case.run();
+        if !result.passed() {
+            failures.push(format!(
+                "{} (line {}): expected {}, got {}\n{}",
+                result.name,
+                result.position.line,
+                result.expected.as_str(),
+                result.explanation.outcome.as_str(),
+                result.explanation
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

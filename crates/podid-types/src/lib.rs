@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod account;
+mod arn;
+mod time;
+
+pub use account::{AccountId, InvalidAccountId};
+pub use arn::{Arn, InvalidArn};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp};
