@@ -300,11 +300,7 @@ impl Reader<'_> {
                         CaseFileError {
                             path: first.path().to_owned(),
                             position: first.position(),
-                            message: format!(
-                                "invalid {} policy: {}",
-                                kind.aws_name(),
-                                first.kind()
-                            ),
+                            message: format!("invalid {} policy: {}", kind.as_str(), first.kind()),
                         }
                     })?;
                     let named = NamedPolicy::new(format!("{}[{i}]", member.key), policy);

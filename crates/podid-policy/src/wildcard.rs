@@ -189,6 +189,25 @@ mod tests {
         assert!(m("", ""));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The matcher agrees with a regular expression built from the same pattern.
+        #[test]
+        fn agrees_with_a_regex_oracle(pattern in "[ab*?/:é]{0,12}", text in "[ab/:é]{0,16}") {
+            let regex: String = pattern
+                .chars()
+                .map(|c| match c {
+                    '*' => ".*".to_owned(),
+                    '?' => ".".to_owned(),
+                    c => regex::escape(&c.to_string()),
+                })
+                .collect();
+            let oracle = regex::Regex::new(&format!("(?s)^{regex}$")).unwrap();
+            proptest::prop_assert_eq!(Pattern::new(&pattern).matches(&text), oracle.is_match(&text), "pattern {:?} text {:?}", pattern, text);
+        }
+    }
+
     #[test]
     fn literal_tokens_are_never_wildcards() {
         let pattern = Pattern::from_tokens(vec![

@@ -1,4 +1,11 @@
 //! Every case of AWS-derived conformance data (`shared/conformance/iam-cases.json`, copied into
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
 //! `tests/data/`) must be decided as expected. A missing or emptied file fails this test.
 
 use podid_policy::Case;
