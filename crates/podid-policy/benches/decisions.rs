@@ -7,6 +7,8 @@
 //! (a) the Pod Identity trust policy with a tag condition;
 //! (b) a 20-statement identity policy with wildcards and conditions;
 //! (c) identity + boundary + session + resource policies together.
+//! `a_parse_and_evaluate` parses the policy for every decision, for comparison with evaluators
+//! whose API takes policy JSON on each call (see `bench/iam-simulate`).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use podid_policy::{Context, NamedPolicy, Policy, PolicyKind, PolicySet, Principal, Request};
@@ -83,6 +85,15 @@ fn benches(c: &mut Criterion) {
         &context_a,
     );
     assert!(set_a.evaluate(&request_a).is_allowed());
+    group.bench_function("a_parse_and_evaluate", |b| {
+        b.iter(|| {
+            let trust = Policy::parse(std::hint::black_box(POD_IDENTITY_TRUST), PolicyKind::Trust)
+                .expect("valid trust policy");
+            PolicySet::new()
+                .resource(NamedPolicy::new("trust", trust))
+                .evaluate(&request_a)
+        })
+    });
     group.bench_function("a_pod_identity_trust", |b| {
         b.iter(|| set_a.evaluate(std::hint::black_box(&request_a)))
     });
@@ -141,10 +152,6 @@ fn benches(c: &mut Criterion) {
         b.iter(|| set_c.evaluate(std::hint::black_box(&request_c)))
     });
 
-    // Parsing, for scale.
-    group.bench_function("parse_pod_identity_trust", |b| {
-        b.iter(|| Policy::parse(std::hint::black_box(POD_IDENTITY_TRUST), PolicyKind::Trust))
-    });
     group.finish();
 }
 
