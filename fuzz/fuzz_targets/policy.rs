@@ -22,12 +22,7 @@ fuzz_target!(|data: &[u8]| {
             .with("aws:SourceIp", "10.1.2.3")
             .with("aws:CurrentTime", "2026-01-01T00:00:00Z");
         let named = NamedPolicy::new("fuzz", policy);
-        let set = match kind {
-            PolicyKind::Identity => PolicySet::new().identity(named),
-            PolicyKind::Boundary => PolicySet::new().boundary(named),
-            PolicyKind::Session => PolicySet::new().session(named),
-            PolicyKind::Resource | PolicyKind::Trust => PolicySet::new().resource(named),
-        };
+        let set = PolicySet::new().with(kind, named);
         for action in ["s3:GetObject", "sts:AssumeRole", "iam:PassRole"] {
             let request = Request::new(&principal, action, "arn:aws:s3:::bucket/key", &context);
             let decision = set.evaluate(&request);

@@ -304,12 +304,7 @@ impl Reader<'_> {
                         }
                     })?;
                     let named = NamedPolicy::new(format!("{}[{i}]", member.key), policy);
-                    set = match kind {
-                        PolicyKind::Identity => set.identity(named),
-                        PolicyKind::Boundary => set.boundary(named),
-                        PolicyKind::Session => set.session(named),
-                        PolicyKind::Resource | PolicyKind::Trust => set.resource(named),
-                    };
+                    set = set.with(kind, named);
                 }
             }
         }

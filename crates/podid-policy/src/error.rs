@@ -163,82 +163,20 @@ impl PolicyError {
     /// The message AWS returns for this problem, byte for byte where it is known (sources:
     /// `docs/policy-errors.md`).
     pub fn aws_message(&self) -> String {
-        const SYNTAX: &str = "Syntax errors in policy.";
-        const LEGACY: &str = "The policy failed legacy parsing";
         let trust = self.policy_kind == PolicyKind::Trust;
-        match &self.kind {
-            ErrorKind::Json(_) => match self.policy_kind {
-                PolicyKind::Trust => "This policy contains invalid Json".into(),
-                PolicyKind::Session => "The policy is not in the valid JSON format.".into(),
-                _ => SYNTAX.into(),
-            },
-            ErrorKind::UnknownField(field) if trust => format!("Unknown field {field}"),
-            ErrorKind::NotAnObject
-            | ErrorKind::UnknownField(_)
-            | ErrorKind::WrongType { .. }
-            | ErrorKind::UnknownVersion(_)
-            | ErrorKind::MissingStatement
-            | ErrorKind::EmptyStatement
-            | ErrorKind::MissingEffect
-            | ErrorKind::InvalidEffect(_)
-            | ErrorKind::ConflictingFields(..)
-            | ErrorKind::UnknownOperator { .. }
-            | ErrorKind::UnknownPrincipalType(_) => SYNTAX.into(),
-            ErrorKind::OldVersion => "Policy document must be version 2012-10-17 or greater.".into(),
-            ErrorKind::EffectCase(_)
-            | ErrorKind::StatementBeforeVersion
-            | ErrorKind::InvalidDate(_)
-            | ErrorKind::LegacyArn(_) => LEGACY.into(),
-            ErrorKind::DuplicateSid(_) => "Statement IDs (SID) in a single policy must be unique.".into(),
-            ErrorKind::InvalidSid(_) => "Statement IDs (SID) must be alpha-numeric. Check that your input satisfies the regular expression [0-9A-Za-z]*".into(),
-            ErrorKind::MissingAction => "Policy statement must contain actions.".into(),
-            ErrorKind::MissingResource => "Policy statement must contain resources.".into(),
-            ErrorKind::MissingPrincipal if trust => {
-                "The passed in policy has a statement with no principals!".into()
-            }
-            ErrorKind::MissingPrincipal => "Missing required field Principal".into(),
-            ErrorKind::ProhibitedPrincipal => "Policy document should not specify a principal.".into(),
-            ErrorKind::ProhibitedResource(field) => format!("Has prohibited field {field}"),
-            ErrorKind::ProhibitedNotPrincipal => "AssumeRole policy must not contain NotPrincipal field.".into(),
-            ErrorKind::NotAssumeRoleAction(_) => "AssumeRole policy may only specify STS AssumeRole actions.".into(),
-            ErrorKind::ActionWithoutVendor(_) => {
-                "Actions/Conditions must be prefaced by a vendor, e.g., iam, sdb, ec2, etc.".into()
-            }
-            ErrorKind::ActionColons(_) => "Actions/Condition can contain only one colon.".into(),
-            ErrorKind::InvalidVendor(vendor) => format!("Vendor {vendor} is not valid"),
-            ErrorKind::ResourceNotArn(resource) => format!("Resource {resource} must be in ARN format or \"*\"."),
-            ErrorKind::InvalidPartition { partition, rendered } => {
-                format!("Partition \"{partition}\" is not valid for resource \"{rendered}\".")
-            }
-            ErrorKind::ResourceVendor(_) => "Resource vendor must be fully qualified and cannot contain regexes.".into(),
-            ErrorKind::IamRegion(resource) => format!("IAM resource {resource} cannot contain region information."),
-            ErrorKind::S3Region(resource) => format!("Resource {resource} can not contain region information."),
-            ErrorKind::IamResourcePath(_) => "IAM resource path must either be \"*\", root, or start with user/, federated-user/, role/, group/, instance-profile/, mfa/, server-certificate/, policy/, sms-mfa/, saml-provider/, oidc-provider/, report/, access-report/.".into(),
-            ErrorKind::InvalidPrincipal { key, value } => {
-                format!("Invalid principal in policy: \"{key}\":\"{value}\"")
-            }
-            ErrorKind::StarPrincipalInTrust => {
-                "AssumeRolepolicy contained an invalid principal: \"STAR\":\"*\".".into()
-            }
-            ErrorKind::InvalidCharacter(_) => "1 validation error detected: Value at 'policyDocument' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u00FF]+".into(),
-            ErrorKind::TooLarge { limit, .. } => match self.policy_kind {
-                PolicyKind::Trust => format!("Cannot exceed quota for ACLSizePerRole: {limit}"),
-                PolicyKind::Session => format!(
-                    "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length less than or equal to {limit}"
-                ),
-                PolicyKind::Resource => format!("Policies must be smaller than {limit} characters"),
-                PolicyKind::Identity | PolicyKind::Boundary => {
-                    format!("Cannot exceed quota for PolicySize: {limit}")
-                }
-            },
+        match (self.stage(), &self.kind) {
+            (_, ErrorKind::UnknownField(field)) if trust => format!("Unknown field {field}"),
+            (Stage::Syntax, _) => SYNTAX.into(),
+            (Stage::Legacy, _) => "The policy failed legacy parsing".into(),
+            (_, kind) => specific_message(kind, self.policy_kind),
         }
     }
 
     /// The order in which AWS reports problems: the lowest stage wins, then document order.
-    pub(crate) fn stage(&self) -> u8 {
+    pub(crate) fn stage(&self) -> Stage {
         match self.kind {
-            ErrorKind::InvalidCharacter(_) => 0,
-            ErrorKind::Json(_) => 1,
+            ErrorKind::InvalidCharacter(_) => Stage::Characters,
+            ErrorKind::Json(_) => Stage::Json,
             ErrorKind::NotAnObject
             | ErrorKind::UnknownField(_)
             | ErrorKind::WrongType { .. }
@@ -249,33 +187,107 @@ impl PolicyError {
             | ErrorKind::InvalidEffect(_)
             | ErrorKind::ConflictingFields(..)
             | ErrorKind::UnknownOperator { .. }
-            | ErrorKind::UnknownPrincipalType(_) => 2,
-            ErrorKind::OldVersion => 3,
+            | ErrorKind::UnknownPrincipalType(_) => Stage::Syntax,
+            ErrorKind::OldVersion => Stage::Version,
             ErrorKind::EffectCase(_)
             | ErrorKind::StatementBeforeVersion
             | ErrorKind::InvalidDate(_)
-            | ErrorKind::LegacyArn(_) => 4,
-            ErrorKind::DuplicateSid(_) | ErrorKind::InvalidSid(_) => 5,
+            | ErrorKind::LegacyArn(_) => Stage::Legacy,
+            ErrorKind::DuplicateSid(_) | ErrorKind::InvalidSid(_) => Stage::Sid,
             ErrorKind::ProhibitedPrincipal
             | ErrorKind::ProhibitedResource(_)
             | ErrorKind::ProhibitedNotPrincipal
             | ErrorKind::MissingPrincipal
-            | ErrorKind::StarPrincipalInTrust => 6,
-            ErrorKind::MissingAction => 7,
-            ErrorKind::MissingResource => 8,
+            | ErrorKind::StarPrincipalInTrust => Stage::Elements,
+            ErrorKind::MissingAction => Stage::Actions,
+            ErrorKind::MissingResource => Stage::Resources,
             ErrorKind::ResourceNotArn(_)
             | ErrorKind::InvalidPartition { .. }
             | ErrorKind::ResourceVendor(_)
             | ErrorKind::IamRegion(_)
             | ErrorKind::S3Region(_)
-            | ErrorKind::IamResourcePath(_) => 9,
+            | ErrorKind::IamResourcePath(_) => Stage::ResourceFormat,
             ErrorKind::ActionWithoutVendor(_)
             | ErrorKind::ActionColons(_)
             | ErrorKind::InvalidVendor(_)
-            | ErrorKind::NotAssumeRoleAction(_) => 10,
-            ErrorKind::InvalidPrincipal { .. } => 11,
-            ErrorKind::TooLarge { .. } => 12,
+            | ErrorKind::NotAssumeRoleAction(_) => Stage::ActionFormat,
+            ErrorKind::InvalidPrincipal { .. } => Stage::Principals,
+            ErrorKind::TooLarge { .. } => Stage::Size,
         }
+    }
+}
+
+const SYNTAX: &str = "Syntax errors in policy.";
+
+/// The stages of AWS's validation, in the order it was observed to report problems
+/// (`docs/policy-errors.md`); problems of the syntax and legacy stages share one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stage {
+    Characters,
+    Json,
+    Syntax,
+    Version,
+    Legacy,
+    Sid,
+    Elements,
+    Actions,
+    Resources,
+    ResourceFormat,
+    ActionFormat,
+    Principals,
+    Size,
+}
+
+/// AWS's message for the problems with a message of their own.
+fn specific_message(kind: &ErrorKind, policy_kind: PolicyKind) -> String {
+    match kind {
+        ErrorKind::Json(_) => match policy_kind {
+            PolicyKind::Trust => "This policy contains invalid Json".into(),
+            PolicyKind::Session => "The policy is not in the valid JSON format.".into(),
+            _ => SYNTAX.into(),
+        },
+        ErrorKind::OldVersion => "Policy document must be version 2012-10-17 or greater.".into(),
+        ErrorKind::DuplicateSid(_) => "Statement IDs (SID) in a single policy must be unique.".into(),
+        ErrorKind::InvalidSid(_) => "Statement IDs (SID) must be alpha-numeric. Check that your input satisfies the regular expression [0-9A-Za-z]*".into(),
+        ErrorKind::MissingAction => "Policy statement must contain actions.".into(),
+        ErrorKind::MissingResource => "Policy statement must contain resources.".into(),
+        ErrorKind::MissingPrincipal if policy_kind == PolicyKind::Trust => {
+            "The passed in policy has a statement with no principals!".into()
+        }
+        ErrorKind::MissingPrincipal => "Missing required field Principal".into(),
+        ErrorKind::ProhibitedPrincipal => "Policy document should not specify a principal.".into(),
+        ErrorKind::ProhibitedResource(field) => format!("Has prohibited field {field}"),
+        ErrorKind::ProhibitedNotPrincipal => "AssumeRole policy must not contain NotPrincipal field.".into(),
+        ErrorKind::NotAssumeRoleAction(_) => "AssumeRole policy may only specify STS AssumeRole actions.".into(),
+        ErrorKind::ActionWithoutVendor(_) => {
+            "Actions/Conditions must be prefaced by a vendor, e.g., iam, sdb, ec2, etc.".into()
+        }
+        ErrorKind::ActionColons(_) => "Actions/Condition can contain only one colon.".into(),
+        ErrorKind::InvalidVendor(vendor) => format!("Vendor {vendor} is not valid"),
+        ErrorKind::ResourceNotArn(resource) => format!("Resource {resource} must be in ARN format or \"*\"."),
+        ErrorKind::InvalidPartition { partition, rendered } => {
+            format!("Partition \"{partition}\" is not valid for resource \"{rendered}\".")
+        }
+        ErrorKind::ResourceVendor(_) => "Resource vendor must be fully qualified and cannot contain regexes.".into(),
+        ErrorKind::IamRegion(resource) => format!("IAM resource {resource} cannot contain region information."),
+        ErrorKind::S3Region(resource) => format!("Resource {resource} can not contain region information."),
+        ErrorKind::IamResourcePath(_) => "IAM resource path must either be \"*\", root, or start with user/, federated-user/, role/, group/, instance-profile/, mfa/, server-certificate/, policy/, sms-mfa/, saml-provider/, oidc-provider/, report/, access-report/.".into(),
+        ErrorKind::InvalidPrincipal { key, value } => {
+            format!("Invalid principal in policy: \"{key}\":\"{value}\"")
+        }
+        ErrorKind::StarPrincipalInTrust => "AssumeRolepolicy contained an invalid principal: \"STAR\":\"*\".".into(),
+        ErrorKind::InvalidCharacter(_) => "1 validation error detected: Value at 'policyDocument' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u00FF]+".into(),
+        ErrorKind::TooLarge { limit, .. } => match policy_kind {
+            PolicyKind::Trust => format!("Cannot exceed quota for ACLSizePerRole: {limit}"),
+            PolicyKind::Session => format!(
+                "1 validation error detected: Value at 'policy' failed to satisfy constraint: Member must have length less than or equal to {limit}"
+            ),
+            PolicyKind::Resource => format!("Policies must be smaller than {limit} characters"),
+            PolicyKind::Identity | PolicyKind::Boundary => format!("Cannot exceed quota for PolicySize: {limit}"),
+        },
+        // The syntax and legacy stages have their messages in `aws_message`; anything else
+        // unclassified gets AWS's generic answer.
+        _ => SYNTAX.into(),
     }
 }
 

@@ -229,6 +229,18 @@ impl PolicySet {
         self
     }
 
+    /// Adds a policy in the role of `kind`: identity, boundary, session, or (for `Resource` and
+    /// `Trust`) the resource's own policy, which also sets the resource-policy kind.
+    #[must_use]
+    pub fn with(self, kind: PolicyKind, policy: NamedPolicy) -> Self {
+        match kind {
+            PolicyKind::Identity => self.identity(policy),
+            PolicyKind::Boundary => self.boundary(policy),
+            PolicyKind::Session => self.session(policy),
+            PolicyKind::Resource | PolicyKind::Trust => self.resource(policy).resource_kind(kind),
+        }
+    }
+
     /// Says whether the resource-based policies are a role's trust policy (which must allow
     /// explicitly) or an ordinary resource policy, when no policy has said it already.
     #[must_use]

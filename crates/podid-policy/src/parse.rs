@@ -890,7 +890,9 @@ impl<'a> Checker<'a> {
     }
 
     fn has_stage_two_error(&self) -> bool {
-        self.errors.iter().any(|e| e.stage() <= 2)
+        self.errors
+            .iter()
+            .any(|e| e.stage() <= crate::error::Stage::Syntax)
     }
 
     fn finish_err(&mut self) -> PolicyErrors {

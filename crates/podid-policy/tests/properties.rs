@@ -339,12 +339,7 @@ fn exercise(policy: Policy) {
     let _ = policy.to_json();
     let kind = policy.kind();
     let named = NamedPolicy::new("p", policy);
-    let set = match kind {
-        PolicyKind::Identity => PolicySet::new().identity(named),
-        PolicyKind::Boundary => PolicySet::new().boundary(named),
-        PolicyKind::Session => PolicySet::new().session(named),
-        PolicyKind::Resource | PolicyKind::Trust => PolicySet::new().resource(named),
-    };
+    let set = PolicySet::new().with(kind, named);
     let callers = [
         Principal::user(
             "arn:aws:iam::111122223333:user/alice",

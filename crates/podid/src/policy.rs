@@ -494,12 +494,7 @@ fn simulate(args: &SimulateArgs, clock: &dyn Clock) -> anyhow::Result<Status> {
                     )
                 })?;
             let named = NamedPolicy::new(file.display().to_string(), policy);
-            set = match kind {
-                PolicyKind::Identity => set.identity(named),
-                PolicyKind::Boundary => set.boundary(named),
-                PolicyKind::Session => set.session(named),
-                PolicyKind::Resource | PolicyKind::Trust => set.resource(named).resource_kind(kind),
-            };
+            set = set.with(kind, named);
         }
     }
     if !any {

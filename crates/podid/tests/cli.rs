@@ -23,6 +23,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+#[track_caller]
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
 fn repo(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -73,9 +78,9 @@ fn validate_locates_every_problem_and_gives_the_aws_answer() {
         ),
         "{out}"
     );
-    assert!(
-        out.contains("AWS would answer: MalformedPolicyDocument: Has prohibited field Resource"),
-        "{out}"
+    assert_has(
+        &out,
+        "AWS would answer: MalformedPolicyDocument: Has prohibited field Resource",
     );
     // JSON output for scripts.
     let o = podid(&[
@@ -107,10 +112,9 @@ fn validate_lint_errors_fail_and_warnings_do_not() {
     );
     let o = podid(&["policy", "validate", typo.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stdout(&o).contains("error: `aws:SourceIpp` is not a global condition key"),
-        "{}",
-        stdout(&o)
+    assert_has(
+        &stdout(&o),
+        "error: `aws:SourceIpp` is not a global condition key",
     );
     let warning = write(
         &dir,
@@ -119,28 +123,19 @@ fn validate_lint_errors_fail_and_warnings_do_not() {
     );
     let o = podid(&["policy", "validate", warning.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(
-        stdout(&o).contains("warning: `aws:TagKeys` is multivalued"),
-        "{}",
-        stdout(&o)
-    );
+    assert_has(&stdout(&o), "warning: `aws:TagKeys` is multivalued");
 }
 
 #[test]
 fn unreadable_input_exits_two_with_the_file_name() {
     let o = podid(&["policy", "validate", "/nonexistent/policy.json"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("cannot read `/nonexistent/policy.json`"),
-        "{}",
-        stderr(&o)
-    );
+    assert_has(&stderr(&o), "cannot read `/nonexistent/policy.json`");
     let o = podid(&["policy", "validate", "--kind", "nonsense", "x.json"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("possible values: identity, trust, resource, boundary, session"),
-        "{}",
-        stderr(&o)
+    assert_has(
+        &stderr(&o),
+        "possible values: identity, trust, resource, boundary, session",
     );
 }
 
@@ -179,16 +174,16 @@ fn failing_cases_are_printed_with_expected_got_and_trace() {
     let o = podid(&["policy", "simulate", "--cases", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.contains("FAIL wrongly expects allow"), "{out}");
-    assert!(
-        out.contains("cases.json:2): expected Allow, got ImplicitDeny"),
-        "{out}"
+    assert_has(&out, "FAIL wrongly expects allow");
+    assert_has(&out, "cases.json:2): expected Allow, got ImplicitDeny");
+    assert_has(
+        &out,
+        "reason: no identity-based policy allows `s3:GetObject`",
     );
-    assert!(
-        out.contains("reason: no identity-based policy allows `s3:GetObject`"),
-        "{out}"
+    assert_has(
+        &out,
+        "not applied: identity-based policy `identity[0]` statement 0 (line 3): its resources do not cover `arn:aws:s3:::b/k`",
     );
-    assert!(out.contains("not applied: identity-based policy `identity[0]` statement 0 (line 3): its resources do not cover `arn:aws:s3:::b/k`"), "{out}");
     assert!(!out.contains("FAIL right"));
     assert_eq!(out.lines().last(), Some("1 passed, 1 failed"));
 }
@@ -204,14 +199,11 @@ fn malformed_case_files_name_the_file_and_the_json_path() {
     let o = podid(&["policy", "simulate", "--cases", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(
-        err.contains("bad.json: malformed case file: unknown principal type `Robot`"),
-        "{err}"
+    assert_has(
+        &err,
+        "bad.json: malformed case file: unknown principal type `Robot`",
     );
-    assert!(
-        err.contains("at `$[0].request.principal.type`, line 1, column 50"),
-        "{err}"
-    );
+    assert_has(&err, "at `$[0].request.principal.type`, line 1, column 50");
     let policy = write(
         &dir,
         "policy.json",
@@ -219,16 +211,11 @@ fn malformed_case_files_name_the_file_and_the_json_path() {
     );
     let o = podid(&["policy", "simulate", "--cases", policy.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("invalid identity policy: the statement has no `Resource`"),
-        "{}",
-        stderr(&o)
+    assert_has(
+        &stderr(&o),
+        "invalid identity policy: the statement has no `Resource`",
     );
-    assert!(
-        stderr(&o).contains("$[0].policies.identity[0].Statement[0]"),
-        "{}",
-        stderr(&o)
-    );
+    assert_has(&stderr(&o), "$[0].policies.identity[0].Statement[0]");
 }
 
 #[test]
@@ -313,11 +300,7 @@ fn one_question_with_a_session_and_a_bucket_policy() {
         "arn:aws:s3:::data/blue/x",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("a role acts through sessions"),
-        "{}",
-        stderr(&o)
-    );
+    assert_has(&stderr(&o), "a role acts through sessions");
 }
 
 #[test]
@@ -345,16 +328,11 @@ fn invalid_utf8_is_a_located_error_not_a_crash() {
     std::fs::write(&path, b"{\"Version\":\"2012-10-17\",\"Id\":\"caf\xe9\"}").unwrap();
     let o = podid(&["policy", "validate", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stdout(&o).contains("the file is not UTF-8 text (invalid byte at offset 33)"),
-        "{}",
-        stdout(&o)
+    assert_has(
+        &stdout(&o),
+        "the file is not UTF-8 text (invalid byte at offset 33)",
     );
     let o = podid(&["policy", "simulate", "--cases", path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("the text is not valid UTF-8"),
-        "{}",
-        stderr(&o)
-    );
+    assert_has(&stderr(&o), "the text is not valid UTF-8");
 }
