@@ -85,19 +85,20 @@ impl fmt::Display for PolicyKind {
 }
 
 impl std::str::FromStr for PolicyKind {
-    type Err = String;
+    type Err = UnknownPolicyKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown policy kind `{s}`: use identity, trust, resource, boundary or session"
-                )
-            })
+            .ok_or_else(|| UnknownPolicyKind(s.to_owned()))
     }
 }
+
+/// A policy kind name that is not one of `identity`, `trust`, `resource`, `boundary`, `session`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy kind `{0}`: use identity, trust, resource, boundary or session")]
+pub struct UnknownPolicyKind(String);
 
 /// The policy language version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,8 +389,13 @@ pub enum Grant {
     Account,
     /// The role of the calling session: limited by the boundary and session policies.
     Role,
-    /// The caller itself (user, session, federated user, service, identity provider) or `*`.
+    /// The caller itself, by name or id: user, session, federated user, service, identity
+    /// provider.
     Direct,
+    /// Everyone: `*`, `{"AWS": "*"}`, or an `Allow` with `NotPrincipal` that does not list the
+    /// caller. Like a direct grant, and not limited by the boundary even in a trust policy
+    /// (iam-semantics §1.3.3, §1.7).
+    Everyone,
 }
 
 /// One identity of a caller that a principal entry can name.
@@ -463,23 +469,36 @@ impl PrincipalEntry {
 }
 
 impl PrincipalBlock {
-    /// For `Principal`: the strongest way an entry names the caller, or `None`.
-    /// For `NotPrincipal`: `Some(Grant::Direct)` when the statement applies to the caller, which is
-    /// when some identity of the caller (user or session, role, account) is not listed.
-    pub(crate) fn grant(&self, principal: &Principal) -> Option<Grant> {
+    /// How the block covers the caller for a statement with `effect`, or `None` if it does not.
+    ///
+    /// `Principal`: the strongest way an entry names an identity of the caller.
+    /// `NotPrincipal` with `Deny`: applies when some identity of the caller (user or session,
+    /// role, account) is not listed, which is why the account must be listed too (§2.3).
+    /// `NotPrincipal` with `Allow`: applies to everyone none of whose identities is listed.
+    pub(crate) fn grant(&self, principal: &Principal, effect: Effect) -> Option<Grant> {
         let entries = match &self.principals {
-            Principals::Star => return (!self.negated).then_some(Grant::Direct),
+            Principals::Star => return (!self.negated).then_some(Grant::Everyone),
             Principals::Entries(entries) => entries,
         };
+        let listed = |facet: Facet<'_>| entries.iter().any(|e| e.matches(facet));
         if self.negated {
-            let excluded = |facet: Facet<'_>| entries.iter().any(|e| e.matches(facet));
-            return facets(principal)
-                .any(|f| !excluded(f))
-                .then_some(Grant::Direct);
+            let applies = match effect {
+                Effect::Deny => facets(principal).any(|f| !listed(f)),
+                Effect::Allow => !facets(principal).any(listed),
+            };
+            return applies.then_some(Grant::Everyone);
         }
         facets(principal)
             .filter(|f| entries.iter().any(|e| e.matches(*f)))
-            .map(Facet::grant)
+            .map(|f| {
+                if entries.iter().any(|e| {
+                    matches!(e.kind, EntryKind::Aws(AwsPrincipal::Everyone)) && e.matches(f)
+                }) {
+                    Grant::Everyone
+                } else {
+                    f.grant()
+                }
+            })
             .max()
     }
 }

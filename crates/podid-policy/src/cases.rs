@@ -37,6 +37,10 @@ use crate::parse::ParseOptions;
 use crate::request::{Context, ContextValue, Ownership, Principal, Request};
 use crate::{Explanation, Policy, PolicyKind};
 
+/// The largest value of one request-context key in a case file, in bytes: far beyond what AWS
+/// requests carry, and small enough that no wildcard match against it is slow.
+const MAX_CONTEXT_VALUE: usize = 64 * 1024;
+
 /// One case: a request, the policies that apply, and the expected outcome.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -372,12 +376,27 @@ impl Reader<'_> {
         let principal = match need("type")? {
             "User" => Principal::user(need("arn")?, get("user_id")?.unwrap_or_default())
                 .map_err(invalid)?,
-            "AssumedRole" => Principal::assumed_role(
-                need("arn")?,
-                need("role_arn")?,
-                get("role_id")?.unwrap_or_default(),
-            )
-            .map_err(invalid)?,
+            "AssumedRole" => {
+                // The role id may be given, or read from `user_id` (`ROLEID:SESSION`).
+                let user_id = get("user_id")?;
+                let role_id = match (get("role_id")?, user_id.and_then(|u| u.split_once(':'))) {
+                    (Some(id), _) => id,
+                    (None, Some((id, _))) => id,
+                    (None, None) => "",
+                };
+                let principal = Principal::assumed_role(need("arn")?, need("role_arn")?, role_id)
+                    .map_err(invalid)?;
+                if let (Some(given), Some(derived)) = (user_id, principal.user_id()) {
+                    if given != derived {
+                        return Err(self.error(
+                            &format!("{path}.user_id"),
+                            field(fields, "user_id").unwrap_or(node),
+                            &format!("`user_id` is `{given}` but the role id and session name make `{derived}`"),
+                        ));
+                    }
+                }
+                principal
+            }
             "FederatedUser" => Principal::federated_user(need("arn")?).map_err(invalid)?,
             "Root" => Principal::root(need("account")?.parse().map_err(
                 |e: podid_types::InvalidAccountId| self.error(&path, node, &e.to_string()),
@@ -411,7 +430,7 @@ impl Reader<'_> {
         let Value::Object(members) = &node.value else {
             return Err(self.error(path, node, "`context` is an object of condition keys"));
         };
-        let mut context = Context::new();
+        let mut pairs = Vec::with_capacity(members.len());
         for member in members {
             let key_path = format!("{path}.{}", member.key);
             let scalar = |v: &Value| match v {
@@ -441,9 +460,20 @@ impl Reader<'_> {
                     )
                 })?),
             };
-            context.insert(&member.key, value);
+            let size = match &value {
+                ContextValue::One(v) => v.len(),
+                ContextValue::Many(vs) => vs.iter().map(String::len).sum(),
+            };
+            if size > MAX_CONTEXT_VALUE {
+                return Err(self.error(
+                    &key_path,
+                    &member.value,
+                    &format!("the value is {size} bytes; request-context values are at most {MAX_CONTEXT_VALUE}"),
+                ));
+            }
+            pairs.push((member.key.clone(), value));
         }
-        Ok(context)
+        Ok(Context::from_pairs(pairs))
     }
 
     fn object<'n>(

@@ -231,6 +231,9 @@ impl OperatorSpec {
 
     /// The known operator closest to `text`, for "did you mean" hints.
     pub(crate) fn suggest(text: &str) -> Option<&'static str> {
+        if text.len() > 64 {
+            return None;
+        }
         let base = text
             .rsplit(':')
             .next()
@@ -310,10 +313,19 @@ impl Matcher {
 
 /// An ARN pattern matched component by component: `*` and `?` never cross a `:` between the
 /// first five components; the sixth (resource) component is everything after the fifth colon.
+/// The components are split on the text as written, so a variable's value never shifts them, and
+/// its `*`, `?` and `:` are literal.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ArnMatcher {
     Static(ArnPattern),
-    Dynamic(Template),
+    /// Variables: a template per component (or one for text with fewer than six components).
+    Dynamic(DynamicArn),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum DynamicArn {
+    Parts(Box<[Template; 6]>),
+    Whole(Template),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -345,20 +357,30 @@ impl ArnPattern {
 
 impl ArnMatcher {
     fn new(text: &str, variables: bool) -> Self {
-        let template = Template::new(text, variables);
-        if template.has_variables() {
-            Self::Dynamic(template)
-        } else {
-            Self::Static(ArnPattern::new(text))
+        if !Template::new(text, variables).has_variables() {
+            return Self::Static(ArnPattern::new(text));
         }
+        Self::Dynamic(match split_arn(text) {
+            Some(parts) => DynamicArn::Parts(Box::new(parts.map(|p| Template::new(p, true)))),
+            None => DynamicArn::Whole(Template::new(text, true)),
+        })
     }
 
     fn matches(&self, request: &Request<'_>, text: &str) -> bool {
+        let lookup = |key: &str| request.single(key);
         match self {
             Self::Static(pattern) => pattern.matches(text),
-            Self::Dynamic(template) => template
-                .resolve(&|key| request.single(key))
-                .is_some_and(|resolved| ArnPattern::new(&resolved).matches(text)),
+            Self::Dynamic(DynamicArn::Whole(template)) => template
+                .resolve_pattern(&lookup, false)
+                .is_some_and(|p| p.matches(text)),
+            Self::Dynamic(DynamicArn::Parts(templates)) => match split_arn(text) {
+                Some(parts) => templates.iter().zip(parts).all(|(template, part)| {
+                    template
+                        .resolve_pattern(&lookup, false)
+                        .is_some_and(|p| p.matches(part))
+                }),
+                None => false,
+            },
         }
     }
 }

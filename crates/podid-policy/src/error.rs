@@ -95,8 +95,6 @@ pub enum ErrorKind {
     ResourceVendor(String),
     /// An S3 resource ARN with a region.
     S3Region(String),
-    /// A role trust policy whose principal is the bare string `*`.
-    StarPrincipalInTrust,
     /// A single-object `Statement` written before `Version`, which IAM's legacy parser rejects.
     StatementBeforeVersion,
     /// A document larger than its kind allows.
@@ -197,8 +195,7 @@ impl PolicyError {
             ErrorKind::ProhibitedPrincipal
             | ErrorKind::ProhibitedResource(_)
             | ErrorKind::ProhibitedNotPrincipal
-            | ErrorKind::MissingPrincipal
-            | ErrorKind::StarPrincipalInTrust => Stage::Elements,
+            | ErrorKind::MissingPrincipal => Stage::Elements,
             ErrorKind::MissingAction => Stage::Actions,
             ErrorKind::MissingResource => Stage::Resources,
             ErrorKind::ResourceNotArn(_)
@@ -275,7 +272,6 @@ fn specific_message(kind: &ErrorKind, policy_kind: PolicyKind) -> String {
         ErrorKind::InvalidPrincipal { key, value } => {
             format!("Invalid principal in policy: \"{key}\":\"{value}\"")
         }
-        ErrorKind::StarPrincipalInTrust => "AssumeRolepolicy contained an invalid principal: \"STAR\":\"*\".".into(),
         ErrorKind::InvalidCharacter(_) => "1 validation error detected: Value at 'policyDocument' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u00FF]+".into(),
         ErrorKind::TooLarge { limit, .. } => match policy_kind {
             PolicyKind::Trust => format!("Cannot exceed quota for ACLSizePerRole: {limit}"),
@@ -342,7 +338,6 @@ impl fmt::Display for ErrorKind {
             Self::ResourceNotArn(r) => write!(f, "resource `{r}` is neither `*` nor an ARN (`arn:partition:service:region:account:resource`)"),
             Self::ResourceVendor(r) => write!(f, "resource `{r}` must name its service without wildcards, as in `arn:aws:s3:::bucket/*`"),
             Self::S3Region(r) => write!(f, "S3 resource `{r}` has a region: bucket and object ARNs have empty region and account fields, as in `arn:aws:s3:::bucket/key`"),
-            Self::StarPrincipalInTrust => f.write_str("a role trust policy cannot have `\"Principal\": \"*\"`: name the principals, or use `{\"AWS\": \"*\"}` with conditions"),
             Self::StatementBeforeVersion => f.write_str("a single-object `Statement` written before `Version` is rejected by IAM's legacy parser: put `Version` first, or make `Statement` an array"),
             Self::TooLarge { size, limit } => write!(f, "the policy has {size} characters (whitespace not counted), more than this kind of policy allows ({limit})"),
             Self::UnknownField(field) => write!(f, "unknown field `{field}`"),

@@ -354,14 +354,15 @@ impl PolicySet {
             Some(AllowPath::BothAccounts)
         } else {
             match grant {
-                Some(Grant::Direct) => {
+                Some(g @ (Grant::Direct | Grant::Everyone)) => {
                     required.insert(resource_kind);
                     // A principal whose boundary does not allow AssumeRole cannot assume a role,
-                    // even one whose trust policy names it (§1.3.6).
-                    if trust {
+                    // even one whose trust policy names it (§1.3.6); a grant to everyone is not
+                    // limited by the boundary (§1.3.3, §1.7).
+                    if trust && g == Grant::Direct {
                         required.insert(PolicyKind::Boundary);
                     }
-                    Some(AllowPath::ResourceGrant(Grant::Direct))
+                    Some(AllowPath::ResourceGrant(g))
                 }
                 Some(Grant::Role) => {
                     required.insert(resource_kind);
@@ -419,7 +420,10 @@ fn resource_statement_applies(statement: &Statement, request: &Request<'_>) -> O
             return None;
         }
     }
-    let grant = statement.principal.as_ref()?.grant(request.principal)?;
+    let grant = statement
+        .principal
+        .as_ref()?
+        .grant(request.principal, statement.effect)?;
     statement
         .conditions
         .iter()

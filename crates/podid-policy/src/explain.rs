@@ -155,6 +155,7 @@ impl fmt::Display for Explanation {
         for s in &self.statements {
             let how = match s.grant {
                 Some(Grant::Direct) => ", names the caller",
+                Some(Grant::Everyone) => ", names everyone",
                 Some(Grant::Role) => ", names the caller's role",
                 Some(Grant::Account) => ", names the caller's account",
                 None => "",
@@ -198,7 +199,7 @@ fn near_misses(set: &PolicySet, kind: PolicyKind, request: &Request<'_>) -> Vec<
             } else if statement
                 .principal
                 .as_ref()
-                .is_some_and(|p| p.grant(request.principal()).is_none())
+                .is_some_and(|p| p.grant(request.principal(), Effect::Allow).is_none())
             {
                 format!(
                     "its principals do not name `{}`",
@@ -290,6 +291,10 @@ fn allow_summary(
     match decision.allow_path() {
         Some(AllowPath::ResourceGrant(Grant::Direct)) => parts.push(format!(
             "{} names the caller, which needs no identity-based policy",
+            allows_of(statements, resource_kind)
+        )),
+        Some(AllowPath::ResourceGrant(Grant::Everyone)) => parts.push(format!(
+            "{} grants it to everyone, which needs no identity-based policy",
             allows_of(statements, resource_kind)
         )),
         Some(AllowPath::ResourceGrant(_)) => parts.push(format!(

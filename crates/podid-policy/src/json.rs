@@ -69,28 +69,52 @@ impl Position {
     }
 }
 
-/// The start of every line of a text, to turn byte offsets into positions quickly.
+/// The start of every line of a text, and character counts at regular byte offsets, to turn byte
+/// offsets into positions in time independent of the length of the line.
 #[derive(Clone, Debug)]
 pub struct LineIndex {
     starts: Vec<usize>,
+    // (byte offset on a character boundary, characters before it), every ~1 KiB.
+    checkpoints: Vec<(usize, usize)>,
 }
+
+const CHECKPOINT_BYTES: usize = 1024;
 
 impl LineIndex {
     /// Indexes `source`.
     pub fn new(source: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        Self { starts }
+        let mut checkpoints = vec![(0, 0)];
+        let mut next = CHECKPOINT_BYTES;
+        for (chars, (offset, _)) in source.char_indices().enumerate() {
+            if offset >= next {
+                checkpoints.push((offset, chars));
+                next = offset + CHECKPOINT_BYTES;
+            }
+        }
+        Self {
+            starts,
+            checkpoints,
+        }
     }
 
     /// The position of byte `offset` in `source`, which must be the text that was indexed.
     pub fn position(&self, source: &str, offset: usize) -> Position {
         let line = self.starts.partition_point(|&start| start <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let column = source
-            .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
+        let column = self.chars_before(source, offset) - self.chars_before(source, start) + 1;
         Position { line, column }
+    }
+
+    /// The number of characters before byte `offset`.
+    fn chars_before(&self, source: &str, offset: usize) -> usize {
+        let i = self
+            .checkpoints
+            .partition_point(|&(o, _)| o <= offset)
+            .max(1);
+        let (base, chars) = self.checkpoints.get(i - 1).copied().unwrap_or((0, 0));
+        chars + source.get(base..offset).map_or(0, |s| s.chars().count())
     }
 }
 
@@ -330,6 +354,9 @@ impl Parser<'_> {
         }
         self.pos += 1; // '{'
         let mut members: Vec<Member> = Vec::new();
+        // Small objects are checked for duplicate keys by scanning; large ones through a set, so
+        // that no object costs more than linear time.
+        let mut keys: Option<std::collections::HashSet<String>> = None;
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -346,7 +373,23 @@ impl Parser<'_> {
                 start: key_start,
                 end: self.pos,
             };
-            if members.iter().any(|m| m.key == key) {
+            let duplicate = match &mut keys {
+                Some(set) => !set.insert(key.clone()),
+                None => {
+                    let seen = members.iter().any(|m| m.key == key);
+                    if members.len() >= 16 {
+                        keys = Some(
+                            members
+                                .iter()
+                                .map(|m| m.key.clone())
+                                .chain([key.clone()])
+                                .collect(),
+                        );
+                    }
+                    seen
+                }
+            };
+            if duplicate {
                 return Err(self.error_at(key_start, JsonErrorKind::DuplicateKey(key)));
             }
             self.skip_whitespace();

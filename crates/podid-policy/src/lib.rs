@@ -15,7 +15,9 @@ mod request;
 mod variables;
 mod wildcard;
 
-pub use ast::{Effect, Grant, Policy, PolicyKind, SourcePosition, Statement, Version};
+pub use ast::{
+    Effect, Grant, Policy, PolicyKind, SourcePosition, Statement, UnknownPolicyKind, Version,
+};
 pub use cases::{Case, CaseFileError, CaseResult};
 pub use condition::{Condition, Operator, OperatorSpec, SetQualifier};
 pub use error::{ErrorKind, PolicyError, PolicyErrors};

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::ast::{Policy, Statement};
+use crate::ast::{AwsPrincipal, Effect, EntryKind, Policy, PolicyKind, Principals, Statement};
 use crate::condition::{Compiled, Condition, Operator, SetQualifier};
 
 /// How serious a finding is.
@@ -114,6 +114,28 @@ impl Policy {
             };
             for condition in &statement.conditions {
                 lint_condition(condition, &mut push);
+            }
+            let everyone = statement.principal.as_ref().is_some_and(|p| {
+                !p.negated
+                    && match &p.principals {
+                        Principals::Star => true,
+                        Principals::Entries(entries) => entries
+                            .iter()
+                            .any(|e| matches!(e.kind, EntryKind::Aws(AwsPrincipal::Everyone))),
+                    }
+            });
+            if everyone && statement.effect == Effect::Allow && statement.conditions.is_empty() {
+                let whom = if self.kind == PolicyKind::Trust {
+                    "any AWS principal in any account may assume this role"
+                } else {
+                    "anyone, anonymous callers included, is allowed"
+                };
+                push(
+                    Severity::Warning,
+                    format!(
+                        "`*` as the principal with no condition: {whom}; name the principals, or add a condition such as `aws:PrincipalOrgID` or `aws:PrincipalArn`"
+                    ),
+                );
             }
             if !self.version.has_variables() && mentions_variable(statement) {
                 push(
@@ -258,10 +280,20 @@ mod tests {
     }
 
     #[test]
+    fn flags_everyone_without_conditions() {
+        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole"},{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-1"}}}]}"#;
+        let findings = Policy::parse(text, PolicyKind::Trust).unwrap().lint();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].statement, 0);
+        assert!(findings[0].message.contains("may assume this role"));
+    }
+
+    #[test]
     fn flags_variables_in_old_versions() {
         let text = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:username}/*"}}"#;
         let findings = Policy::parse(text, PolicyKind::Resource).unwrap().lint();
-        assert_eq!(findings.len(), 1);
-        assert!(findings[0].message.contains("literal text"));
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(findings[0].message.contains("anonymous callers included"));
+        assert!(findings[1].message.contains("literal text"));
     }
 }

@@ -132,6 +132,9 @@ impl At<'_> {
     }
 }
 
+/// The most problems reported for one document.
+const MAX_ERRORS: usize = 100;
+
 const ASSUME_ROLE_ACTIONS: [&str; 6] = [
     "sts:assumerole",
     "sts:assumerolewithsaml",
@@ -186,6 +189,19 @@ impl<'a> Checker<'a> {
             self.push(ErrorKind::NotAnObject, &root, node.span);
             return Err(self.finish_err());
         };
+        // The size limit first: a document far over it is not worth compiling.
+        if self.options.api_rules {
+            let text = self
+                .source
+                .get(node.span.start..node.span.end)
+                .unwrap_or_default();
+            let size = text.chars().filter(|c| !c.is_whitespace()).count();
+            let limit = kind.size_limit();
+            if size > limit {
+                self.push(ErrorKind::TooLarge { size, limit }, &root, node.span);
+                return Err(self.finish_err());
+            }
+        }
         let mut version = Version::Absent;
         let mut version_index = None;
         let mut id = None;
@@ -264,17 +280,6 @@ impl<'a> Checker<'a> {
             }
         }
         self.duplicate_sids(&statements, &root);
-        if self.options.api_rules {
-            let text = self
-                .source
-                .get(node.span.start..node.span.end)
-                .unwrap_or_default();
-            let size = text.chars().filter(|c| !c.is_whitespace()).count();
-            let limit = kind.size_limit();
-            if size > limit {
-                self.push(ErrorKind::TooLarge { size, limit }, &root, node.span);
-            }
-        }
         if let Some(errors) = PolicyErrors::new(std::mem::take(&mut self.errors)) {
             return Err(errors);
         }
@@ -319,10 +324,11 @@ impl<'a> Checker<'a> {
                 "Sid" => {
                     match &member.value.value {
                         Value::String(s) => {
-                            if matches!(
-                                kind,
-                                PolicyKind::Identity | PolicyKind::Boundary | PolicyKind::Session
-                            ) && !s.chars().all(|c| c.is_ascii_alphanumeric())
+                            // IAM's rule for the policies it stores; not verified for trust,
+                            // session or resource policies (S3 accepts any text).
+                            if self.options.api_rules
+                                && matches!(kind, PolicyKind::Identity | PolicyKind::Boundary)
+                                && !s.chars().all(|c| c.is_ascii_alphanumeric())
                             {
                                 self.push(
                                     ErrorKind::InvalidSid(s.clone()),
@@ -439,6 +445,9 @@ impl<'a> Checker<'a> {
                 None
             }
             (PolicyKind::Trust, None) => None,
+            // A resource-based policy without `Resource` applies to its own resource (ECR
+            // repository policies, for one, have none).
+            (PolicyKind::Resource, None) => None,
             (_, None) => {
                 self.push(ErrorKind::MissingResource, &at, node.span);
                 None
@@ -529,7 +538,7 @@ impl<'a> Checker<'a> {
             }
             if !vendor
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?'))
             {
                 self.push(ErrorKind::InvalidVendor(vendor.to_owned()), at, span);
                 return None;
@@ -602,7 +611,7 @@ impl<'a> Checker<'a> {
         let region = parts.get(3).copied().unwrap_or_default();
         let account = parts.get(4).copied().unwrap_or_default();
         if service == "iam" {
-            if !region.is_empty() {
+            if !region.is_empty() && !has_wildcard(region) {
                 self.push(ErrorKind::IamRegion(text.to_owned()), at, span);
                 return None;
             }
@@ -653,16 +662,12 @@ impl<'a> Checker<'a> {
     ) -> Option<PrincipalBlock> {
         let kind = self.options.kind;
         match &member.value.value {
-            Value::String(s) if s == "*" => {
-                if kind == PolicyKind::Trust && self.options.api_rules {
-                    self.push(ErrorKind::StarPrincipalInTrust, at, member.value.span);
-                    return None;
-                }
-                Some(PrincipalBlock {
-                    negated,
-                    principals: Principals::Star,
-                })
-            }
+            // A bare `*` in a role trust policy is reported as invalid only by an old, unverified
+            // observation; it is accepted, and the linter warns about it.
+            Value::String(s) if s == "*" => Some(PrincipalBlock {
+                negated,
+                principals: Principals::Star,
+            }),
             Value::Object(types) => {
                 let mut entries = Vec::new();
                 for type_member in types {
@@ -830,12 +835,12 @@ impl<'a> Checker<'a> {
     }
 
     fn duplicate_sids(&mut self, statements: &[Statement], root: &At<'_>) {
-        let mut seen: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (index, statement) in statements.iter().enumerate() {
             let Some(sid) = statement.sid.as_deref().filter(|s| !s.is_empty()) else {
                 continue;
             };
-            if seen.contains(&sid) {
+            if !seen.insert(sid) {
                 let at = At {
                     path: format!("{}.Statement[{index}].Sid", root.path),
                     statement: Some((index, Some(sid))),
@@ -847,8 +852,6 @@ impl<'a> Checker<'a> {
                     position: None,
                     statement: Some((index, Some(sid.to_owned()))),
                 });
-            } else {
-                seen.push(sid);
             }
         }
     }
@@ -876,6 +879,10 @@ impl<'a> Checker<'a> {
         offset: usize,
         statement: Option<(usize, Option<String>)>,
     ) {
+        // Enough to fix a document by; a pathological one does not get a pathological report.
+        if self.errors.len() >= MAX_ERRORS {
+            return;
+        }
         self.errors.push(PolicyError {
             kind,
             policy_kind: self.options.kind,
@@ -958,6 +965,15 @@ fn aws_principal(text: &str) -> Option<AwsPrincipal> {
         return None;
     }
     if let Ok(arn) = text.parse::<podid_types::Arn>() {
+        // CloudFront origin access identities are users of a pseudo-account, `cloudfront`.
+        if arn.service() == "iam"
+            && arn.account() == "cloudfront"
+            && arn
+                .resource()
+                .starts_with("user/CloudFront Origin Access Identity ")
+        {
+            return Some(AwsPrincipal::User);
+        }
         let account: AccountId = arn.account().parse().ok()?;
         if !arn.region().is_empty() {
             return None;

@@ -85,7 +85,8 @@ impl Principal {
         }
     }
 
-    /// An IAM user, from its ARN (`arn:aws:iam::ACCOUNT:user/PATH/NAME`) and unique id (`AIDA...`).
+    /// An IAM user, from its ARN (`arn:aws:iam::ACCOUNT:user/PATH/NAME`) and unique id (`AIDA...`;
+    /// empty when unknown, which leaves `aws:userid` absent).
     pub fn user(arn: &str, user_id: &str) -> Result<Self, InvalidCaller> {
         let parsed = iam_arn(arn, "iam")?;
         let name = parsed
@@ -107,7 +108,8 @@ impl Principal {
     }
 
     /// A role session, from its assumed-role ARN (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`),
-    /// the role's ARN (with its path) and the role's unique id (`AROA...`).
+    /// the role's ARN (with its path) and the role's unique id (`AROA...`; empty when unknown,
+    /// which leaves `aws:userid` absent).
     pub fn assumed_role(
         session_arn: &str,
         role_arn: &str,
@@ -139,7 +141,12 @@ impl Principal {
                 account: account_of(&parsed, session_arn)?,
                 role_arn: role_arn.to_owned(),
                 role_id: role_id.to_owned(),
-                user_id: format!("{role_id}:{session}"),
+                // Without the role's unique id, `aws:userid` is unknown rather than `:SESSION`.
+                user_id: if role_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("{role_id}:{session}")
+                },
             },
         })
     }
@@ -242,9 +249,10 @@ impl Principal {
         match &self.caller {
             Caller::Anonymous => Some("anonymous"),
             Caller::Root { account, .. } => Some(account.as_str()),
-            Caller::User { user_id, .. }
-            | Caller::AssumedRole { user_id, .. }
-            | Caller::FederatedUser { user_id, .. } => Some(user_id),
+            Caller::User { user_id, .. } | Caller::AssumedRole { user_id, .. } => {
+                Some(user_id.as_str()).filter(|id| !id.is_empty())
+            }
+            Caller::FederatedUser { user_id, .. } => Some(user_id),
             Caller::Service { .. } | Caller::WebIdentity { .. } => None,
         }
     }
@@ -301,8 +309,8 @@ impl Principal {
         }
     }
 
-    /// Whether this caller is anonymous or an IAM identity of some account (not a service or a
-    /// web identity), so that identity policies, boundaries and session policies apply to it.
+    /// Whether this caller is an IAM identity of some account (not anonymous, a service or a web
+    /// identity), so that identity policies, boundaries and session policies apply to it.
     pub(crate) fn has_identity_policies(&self) -> bool {
         matches!(
             self.caller,
@@ -439,6 +447,25 @@ impl Context {
             }
             Err(i) => self.entries.insert(i, (key, value)),
         }
+    }
+
+    /// Builds a context from many keys at once (the last value of a key given twice wins), in
+    /// O(n log n).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, ContextValue)>) -> Self {
+        let mut entries: Vec<(Box<str>, ContextValue)> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_lowercase().into_boxed_str(), v))
+            .collect();
+        // A stable sort keeps the order of equal keys, so the last one given is last.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut unique: Vec<(Box<str>, ContextValue)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match unique.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => unique.push(entry),
+            }
+        }
+        Self { entries: unique }
     }
 
     /// Sets `key` and returns the context, for building one in an expression.
@@ -656,6 +683,18 @@ mod tests {
             context.get("aws:principaltag/TEAM"),
             Some(&ContextValue::One("blue".into()))
         );
+    }
+
+    #[test]
+    fn from_pairs_agrees_with_insert() {
+        let pairs = [("b", "1"), ("A", "2"), ("a", "3"), ("c", "4")];
+        let mut inserted = Context::new();
+        for (k, v) in pairs {
+            inserted.insert(k, v);
+        }
+        let built = Context::from_pairs(pairs.map(|(k, v)| (k.to_owned(), ContextValue::from(v))));
+        assert_eq!(built, inserted);
+        assert_eq!(built.get("a"), Some(&ContextValue::One("3".into())));
     }
 
     #[test]

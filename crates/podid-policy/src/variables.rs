@@ -26,30 +26,47 @@ pub(crate) enum Part {
 }
 
 impl Template {
-    /// Reads `text`; `${...}` is only special when `variables` is true.
+    /// Reads `text`; `${...}` is only special when `variables` is true. Linear in the length of
+    /// `text`: each `}` ends at most one candidate, the last `${` before it.
     pub(crate) fn new(text: &str, variables: bool) -> Self {
         if !variables || !text.contains("${") {
             return Self::Static(text.into());
         }
-        let mut parts = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut literal = String::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
-            let after = rest.get(start + 2..).unwrap_or_default();
-            let Some(end) = after.find('}') else { break };
-            let inner = after.get(..end).unwrap_or_default();
-            let Some(part) = variable(inner) else {
-                // Not a variable: keep `${` as text and look further on.
-                push_text(&mut parts, rest.get(..start + 2).unwrap_or_default());
-                rest = after;
-                continue;
+            let Some(close) = rest
+                .get(start + 2..)
+                .and_then(|r| r.find('}'))
+                .map(|c| c + start + 2)
+            else {
+                break;
             };
-            push_text(&mut parts, rest.get(..start).unwrap_or_default());
-            parts.push(part);
-            rest = after.get(end + 1..).unwrap_or_default();
+            // Only the last `${` before the `}` can open a variable: a key has no `$` or `{`.
+            let open = rest
+                .get(..close)
+                .and_then(|r| r.rfind("${"))
+                .unwrap_or(start);
+            let inner = rest.get(open + 2..close).unwrap_or_default();
+            match variable(inner) {
+                Some(part) => {
+                    literal.push_str(rest.get(..open).unwrap_or_default());
+                    if !literal.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut literal).into_boxed_str()));
+                    }
+                    parts.push(part);
+                }
+                None => literal.push_str(rest.get(..=close).unwrap_or_default()),
+            }
+            rest = rest.get(close + 1..).unwrap_or_default();
         }
-        push_text(&mut parts, rest);
-        if parts.iter().all(|p| matches!(p, Part::Text(_))) {
+        literal.push_str(rest);
+        if parts.is_empty() {
             return Self::Static(text.into());
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Text(literal.into_boxed_str()));
         }
         Self::Parts(parts.into_boxed_slice())
     }
@@ -118,17 +135,6 @@ impl Template {
             Self::Static(s) => Some(s),
             Self::Parts(_) => None,
         }
-    }
-}
-
-fn push_text(parts: &mut Vec<Part>, text: &str) {
-    if text.is_empty() {
-        return;
-    }
-    if let Some(Part::Text(prev)) = parts.last_mut() {
-        *prev = format!("{prev}{text}").into_boxed_str();
-    } else {
-        parts.push(Part::Text(text.into()));
     }
 }
 

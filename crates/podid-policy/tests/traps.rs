@@ -895,7 +895,7 @@ fn t32_star_with_principal_arn_condition_escapes_the_boundary() {
     let d = decide(&set, &me, "s3:GetObject", "arn:aws:s3:::b/k", &ctx());
     assert_eq!(
         d.allow_path(),
-        Some(AllowPath::ResourceGrant(Grant::Direct))
+        Some(AllowPath::ResourceGrant(Grant::Everyone))
     );
     let stranger = session(
         "arn:aws:iam::111111111111:role/other",

@@ -354,6 +354,7 @@ impl DecisionReport {
                         podid_policy::Grant::Account => "account",
                         podid_policy::Grant::Role => "role",
                         podid_policy::Grant::Direct => "caller",
+                        podid_policy::Grant::Everyone => "everyone",
                     }),
                     line: s.start.0,
                 })
