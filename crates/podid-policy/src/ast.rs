@@ -489,15 +489,14 @@ impl PrincipalBlock {
             return applies.then_some(Grant::Everyone);
         }
         facets(principal)
-            .filter(|f| entries.iter().any(|e| e.matches(*f)))
-            .map(|f| {
-                if entries.iter().any(|e| {
-                    matches!(e.kind, EntryKind::Aws(AwsPrincipal::Everyone)) && e.matches(f)
-                }) {
-                    Grant::Everyone
-                } else {
-                    f.grant()
-                }
+            .flat_map(|f| {
+                entries
+                    .iter()
+                    .filter(move |e| e.matches(f))
+                    .map(move |e| match e.kind {
+                        EntryKind::Aws(AwsPrincipal::Everyone) => Grant::Everyone,
+                        _ => f.grant(),
+                    })
             })
             .max()
     }
