@@ -2,8 +2,10 @@
 
 mod account;
 mod arn;
+mod secret;
 mod time;
 
 pub use account::{AccountId, InvalidAccountId};
 pub use arn::{Arn, InvalidArn};
+pub use secret::Secret;
 pub use time::{Clock, FixedClock, SystemClock, Timestamp};
