@@ -22,8 +22,6 @@ pub enum SigV4ErrorKind {
     Incomplete,
     /// The access key is unknown (decided by the caller, who looks the key up).
     UnknownKey,
-    /// A presigned request past its `X-Amz-Expires`.
-    PresignExpired,
 }
 
 impl SigV4Error {
@@ -39,6 +37,14 @@ impl SigV4Error {
         Self::new(
             SigV4ErrorKind::UnknownKey,
             "The security token included in the request is invalid.",
+        )
+    }
+
+    /// The error for a request signed for another service than the one that received it.
+    pub fn wrong_service(expected: &str) -> Self {
+        Self::new(
+            SigV4ErrorKind::Mismatch,
+            format!("Credential should be scoped to correct service: '{expected}'. "),
         )
     }
 
@@ -59,7 +65,6 @@ impl SigV4Error {
             SigV4ErrorKind::Missing => "MissingAuthenticationToken",
             SigV4ErrorKind::Incomplete => "IncompleteSignature",
             SigV4ErrorKind::UnknownKey => "InvalidClientTokenId",
-            SigV4ErrorKind::PresignExpired => "AccessDenied",
         }
     }
 
@@ -67,10 +72,7 @@ impl SigV4Error {
     pub fn status(&self) -> u16 {
         match self.kind {
             SigV4ErrorKind::Incomplete => 400,
-            SigV4ErrorKind::Mismatch
-            | SigV4ErrorKind::Missing
-            | SigV4ErrorKind::UnknownKey
-            | SigV4ErrorKind::PresignExpired => 403,
+            SigV4ErrorKind::Mismatch | SigV4ErrorKind::Missing | SigV4ErrorKind::UnknownKey => 403,
         }
     }
 }
@@ -82,7 +84,6 @@ impl fmt::Display for SigV4ErrorKind {
             Self::Missing => "missing authentication",
             Self::Incomplete => "incomplete signature",
             Self::UnknownKey => "unknown access key",
-            Self::PresignExpired => "presigned request expired",
         })
     }
 }

@@ -371,32 +371,27 @@ impl SignedRequest {
                 ),
             ));
         }
-        match self.expires {
-            Some(expires) => {
-                let end = signed.saturating_add(
-                    i64::try_from(expires)
-                        .unwrap_or(i64::MAX)
-                        .saturating_mul(1000),
-                );
-                if now_ms > end {
-                    return Err(SigV4Error::new(
-                        SigV4ErrorKind::PresignExpired,
-                        "Request has expired",
-                    ));
-                }
-            }
-            None if signed < now_ms - skew => {
-                return Err(SigV4Error::new(
-                    SigV4ErrorKind::Mismatch,
-                    format!(
-                        "Signature expired: {} is now earlier than {} ({} - 15 min.)",
-                        self.amz_date,
-                        amz_date(Timestamp::from_millis(now_ms - skew)),
-                        amz_date(now)
-                    ),
-                ));
-            }
-            None => {}
+        // Presigned requests: IAM and STS allow 15 minutes whatever `X-Amz-Expires` says, and a
+        // shorter `X-Amz-Expires` ends validity sooner; both answer "Signature expired".
+        let limit = match self.expires {
+            Some(expires) => skew.min(
+                i64::try_from(expires)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000),
+            ),
+            None => skew,
+        };
+        if signed < now_ms - limit {
+            return Err(SigV4Error::new(
+                SigV4ErrorKind::Mismatch,
+                format!(
+                    "Signature expired: {} is now earlier than {} ({} - {} min.)",
+                    self.amz_date,
+                    amz_date(Timestamp::from_millis(now_ms - limit)),
+                    amz_date(now),
+                    limit / 60_000
+                ),
+            ));
         }
         Ok(())
     }

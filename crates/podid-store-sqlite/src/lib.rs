@@ -1,0 +1,305 @@
+#![doc = include_str!("../README.md")]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use podid_store::{Condition, Item, Op, Store, StoreError};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+/// The schema version this code writes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// The most batches committed in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// Idle read connections kept open.
+const READ_POOL: usize = 8;
+
+/// A store in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Job {
+    ops: Vec<Op>,
+    reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(|e| unusable(path, &e))?;
+        configure(&conn).map_err(|e| unusable(path, &e))?;
+        migrate(&mut conn, path)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_path = path.to_owned();
+        std::thread::Builder::new()
+            .name("podid-sqlite-writer".into())
+            .spawn(move || writer(conn, rx, &writer_path))
+            .map_err(|e| StoreError::Unusable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(|e| unavailable(&e))?;
+                    conn.busy_timeout(std::time::Duration::from_secs(5))
+                        .map_err(|e| unavailable(&e))?;
+                    conn
+                }
+            };
+            let result = f(&conn).map_err(|e| unavailable(&e));
+            if let Ok(mut pool) = readers.lock() {
+                if pool.len() < READ_POOL {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("a read task failed: {e}")))?
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: every commit is synced, so an acknowledged write survives a power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| unusable(path, &e))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unusable(format!(
+            "`{}` has schema version {version}, newer than this podid understands ({SCHEMA_VERSION}): upgrade podid",
+            path.display()
+        )));
+    }
+    if version < 1 {
+        let tx = conn.transaction().map_err(|e| unusable(path, &e))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv (
+                 ns TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 version INTEGER NOT NULL,
+                 value TEXT NOT NULL,
+                 PRIMARY KEY (ns, key)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .map_err(|e| unusable(path, &e))?;
+        tx.commit().map_err(|e| unusable(path, &e))?;
+    }
+    Ok(())
+}
+
+/// The writer thread: commits waiting batches together.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, path: &Path) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit_group(&mut conn, &jobs);
+        match outcome {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "sqlite commit failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(unavailable(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(
+    conn: &mut Connection,
+    jobs: &[Job],
+) -> rusqlite::Result<Vec<Result<(), StoreError>>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut savepoint = tx.savepoint()?;
+        match apply(&savepoint, &job.ops)? {
+            Ok(()) => {
+                savepoint.commit()?;
+                results.push(Ok(()));
+            }
+            Err(conflict) => {
+                savepoint.rollback()?;
+                savepoint.commit()?;
+                results.push(Err(conflict));
+            }
+        }
+    }
+    tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Applies one batch; the outer `Result` is a database failure, the inner a failed condition.
+fn apply(conn: &Connection, ops: &[Op]) -> rusqlite::Result<Result<(), StoreError>> {
+    for (index, op) in ops.iter().enumerate() {
+        let (ns, key) = op.target();
+        let current: Option<i64> = conn
+            .prepare_cached("SELECT version FROM kv WHERE ns = ?1 AND key = ?2")?
+            .query_row(params![ns, key], |row| row.get(0))
+            .optional()?;
+        let current = current.and_then(|v| u64::try_from(v).ok());
+        let holds = match op.condition() {
+            Condition::Any => true,
+            Condition::Absent => current.is_none(),
+            Condition::Exists => current.is_some(),
+            Condition::Version(v) => current == Some(v),
+        };
+        if !holds {
+            return Ok(Err(StoreError::Conflict {
+                index,
+                ns,
+                key: key.to_owned(),
+                condition: op.condition(),
+            }));
+        }
+        match op {
+            Op::Put { value, .. } => match current {
+                Some(_) => {
+                    conn.prepare_cached("UPDATE kv SET value = ?3, version = version + 1 WHERE ns = ?1 AND key = ?2")?
+                        .execute(params![ns, key, value])?;
+                }
+                None => {
+                    conn.prepare_cached(
+                        "INSERT INTO kv (ns, key, version, value) VALUES (?1, ?2, 1, ?3)",
+                    )?
+                    .execute(params![ns, key, value])?;
+                }
+            },
+            Op::Delete { .. } => {
+                conn.prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")?
+                    .execute(params![ns, key])?;
+            }
+            Op::Check { .. } => {}
+        }
+    }
+    Ok(Ok(()))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT version, value FROM kv WHERE ns = ?1 AND key = ?2")?
+                .query_row(params![ns, key], |row| {
+                    Ok(Item {
+                        key: key.clone(),
+                        version: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        value: row.get(1)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        ns: &'static str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let prefix = prefix.to_owned();
+        let start = match after {
+            Some(after) if after >= prefix.as_str() => after.to_owned(),
+            _ => String::new(),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            // Keys are compared as bytes (SQLite's BINARY collation); the prefix bound is a range,
+            // so `%` and `_` in keys mean nothing special.
+            let mut statement = conn.prepare_cached(
+                "SELECT key, version, value FROM kv
+                 WHERE ns = ?1 AND key >= ?2 AND key > ?3 AND substr(key, 1, length(?2)) = ?2
+                 ORDER BY key LIMIT ?4",
+            )?;
+            let rows = statement.query_map(params![ns, prefix, start, limit], |row| {
+                Ok(Item {
+                    key: row.get(0)?,
+                    version: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                    value: row.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Job { ops, reply })
+            .map_err(|_| StoreError::Unavailable("the sqlite writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the sqlite writer stopped before answering".into())
+        })?
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+fn unusable(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Unusable(format!("`{}`: {e}", path.display()))
+}
+
+fn unavailable(e: &rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
