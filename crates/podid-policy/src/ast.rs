@@ -157,6 +157,48 @@ impl Policy {
         &self.statements
     }
 
+    /// The IAM user and role ARNs named in `Principal` (not `NotPrincipal`), in document order,
+    /// for the caller to resolve to unique ids.
+    pub fn principal_arns(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for statement in &self.statements {
+            let Some(block) = &statement.principal else {
+                continue;
+            };
+            let Principals::Entries(entries) = &block.principals else {
+                continue;
+            };
+            for entry in entries {
+                if matches!(
+                    entry.kind,
+                    EntryKind::Aws(AwsPrincipal::User | AwsPrincipal::Role)
+                ) && !out.contains(&&*entry.text)
+                {
+                    out.push(&*entry.text);
+                }
+            }
+        }
+        out
+    }
+
+    /// Binds the user and role ARNs that `bindings` maps to unique ids (as saved by
+    /// [`Policy::bind_principals`]); other principals keep matching by ARN.
+    pub fn apply_bindings(&mut self, bindings: &std::collections::BTreeMap<String, String>) {
+        for statement in &mut self.statements {
+            let Some(block) = &mut statement.principal else {
+                continue;
+            };
+            let Principals::Entries(entries) = &mut block.principals else {
+                continue;
+            };
+            for entry in entries.iter_mut() {
+                if let Some(id) = bindings.get(&*entry.text) {
+                    entry.bound = Some(id.clone().into_boxed_str());
+                }
+            }
+        }
+    }
+
     /// Binds the IAM user and role ARNs in `Principal` to the unique ids of the entities they name,
     /// as IAM does when it saves a trust or resource policy: a user or role deleted and re-created
     /// with the same name gets a new id and no longer matches. `lookup` returns the unique id of

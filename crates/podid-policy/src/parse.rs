@@ -18,6 +18,7 @@ use crate::wildcard::Pattern;
 pub struct ParseOptions {
     kind: PolicyKind,
     api_rules: bool,
+    size_limit: bool,
 }
 
 impl ParseOptions {
@@ -28,6 +29,7 @@ impl ParseOptions {
         Self {
             kind,
             api_rules: true,
+            size_limit: true,
         }
     }
 
@@ -37,7 +39,16 @@ impl ParseOptions {
         Self {
             kind,
             api_rules: false,
+            size_limit: false,
         }
+    }
+
+    /// The API rules without the per-document size limit, for policies whose limit is an
+    /// aggregate the caller checks (inline policies: 10,240 characters per role, 2,048 per user).
+    #[must_use]
+    pub fn without_size_limit(mut self) -> Self {
+        self.size_limit = false;
+        self
     }
 
     /// The kind of policy.
@@ -190,7 +201,7 @@ impl<'a> Checker<'a> {
             return Err(self.finish_err());
         };
         // The size limit first: a document far over it is not worth compiling.
-        if self.options.api_rules {
+        if self.options.api_rules && self.options.size_limit {
             let text = self
                 .source
                 .get(node.span.start..node.span.end)

@@ -1,0 +1,264 @@
+//! Who is calling (authentication by access key) and whether they may (authorization of every
+//! call by the policy engine).
+
+use podid_policy::{
+    Context, ContextValue, NamedPolicy, Ownership, ParseOptions, PolicyKind, PolicySet, Principal,
+    Request,
+};
+use podid_types::{AccountId, Arn, Secret};
+
+use crate::error::IamError;
+use crate::names::{entity_key, policy_arn_parts};
+use crate::records::{AccessKeyRecord, PolicyHolder, PolicyRecord, UserRecord, ns};
+use crate::{Iam, catalogue};
+
+/// What the caller authenticated as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The account's root user.
+    Root,
+    /// An IAM user.
+    User {
+        /// The user's name.
+        name: String,
+    },
+}
+
+/// Facts about the request that conditions may test.
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo {
+    /// The caller's IP address (`aws:SourceIp`).
+    pub source_ip: Option<String>,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+    /// The region the request was signed for (`aws:RequestedRegion`).
+    pub region: Option<String>,
+}
+
+/// An authenticated caller, with the policies that decide what it may do.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    account: AccountId,
+    arn: String,
+    identity: Identity,
+    principal: Principal,
+    policies: PolicySet,
+    tags: Vec<(String, String)>,
+    info: RequestInfo,
+}
+
+impl Caller {
+    /// The caller's account.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// The caller's ARN.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// What the caller is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The caller as the policy engine sees it.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The caller with facts about the current request.
+    #[must_use]
+    pub fn with_request(mut self, info: RequestInfo) -> Self {
+        self.info = info;
+        self
+    }
+
+    /// The root user of `account`.
+    pub fn root(account: AccountId) -> Self {
+        Self {
+            account,
+            arn: format!("arn:aws:iam::{account}:root"),
+            identity: Identity::Root,
+            principal: Principal::root(account),
+            policies: PolicySet::new(),
+            tags: Vec::new(),
+            info: RequestInfo::default(),
+        }
+    }
+}
+
+impl Iam {
+    /// The active access key `id` and its secret, if there is one.
+    pub async fn access_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccessKeyRecord, Secret<String>)>, IamError> {
+        let Some((record, _)) = self.load::<AccessKeyRecord>(ns::ACCESS_KEY, id).await? else {
+            return Ok(None);
+        };
+        if record.status != "Active" {
+            return Ok(None);
+        }
+        let secret = self.master.open(&record.sealed_secret).map_err(|e| {
+            tracing::error!(error = %e, key = %id, "cannot open an access key's secret");
+            IamError::ServiceFailure(e.to_string())
+        })?;
+        let secret = String::from_utf8(secret.expose().clone()).unwrap_or_default();
+        Ok(Some((record, Secret::new(secret))))
+    }
+
+    /// The caller that an access key authenticates: its user, with the user's policies.
+    pub async fn caller(&self, key: &AccessKeyRecord) -> Result<Caller, IamError> {
+        let account: AccountId = key.account.parse().map_err(|_| {
+            IamError::ServiceFailure(format!("access key {} has a malformed account", key.id))
+        })?;
+        let (user, _) = self
+            .load::<UserRecord>(ns::USER, &entity_key(&key.account, &key.user))
+            .await?
+            .ok_or_else(|| {
+                IamError::AccessDenied(
+                    "The security token included in the request is invalid.".into(),
+                )
+            })?;
+        let principal = Principal::user(&user.arn, &user.id)
+            .map_err(|e| IamError::ServiceFailure(e.to_string()))?;
+        let policies = self.policy_set(&key.account, &user.policies).await?;
+        Ok(Caller {
+            account,
+            arn: user.arn.clone(),
+            identity: Identity::User {
+                name: user.name.clone(),
+            },
+            principal,
+            policies,
+            tags: user
+                .tags
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+            info: RequestInfo::default(),
+        })
+    }
+
+    /// The identity policies and boundary of a user or role.
+    pub(crate) async fn policy_set(
+        &self,
+        account: &str,
+        holder: &PolicyHolder,
+    ) -> Result<PolicySet, IamError> {
+        let mut set = PolicySet::new();
+        let identity = ParseOptions::simulation(PolicyKind::Identity);
+        for (name, document) in &holder.inline {
+            if let Ok(policy) = self.parse(document, identity) {
+                set = set.identity(NamedPolicy::new(format!("inline:{name}"), policy));
+            }
+        }
+        for arn in &holder.attached {
+            if let Some(document) = self.managed_document(account, arn).await? {
+                if let Ok(policy) = self.parse(&document, identity) {
+                    set = set.identity(NamedPolicy::new(arn.as_str(), policy));
+                }
+            }
+        }
+        if let Some(arn) = &holder.boundary {
+            if let Some(document) = self.managed_document(account, arn).await? {
+                if let Ok(policy) =
+                    self.parse(&document, ParseOptions::simulation(PolicyKind::Boundary))
+                {
+                    set = set.boundary(NamedPolicy::new(arn.as_str(), policy));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// The default version's document of a managed policy (customer or AWS).
+    pub(crate) async fn managed_document(
+        &self,
+        account: &str,
+        arn: &str,
+    ) -> Result<Option<String>, IamError> {
+        let Some((owner, _, name)) = policy_arn_parts(arn) else {
+            return Ok(None);
+        };
+        if owner == "aws" {
+            return Ok(catalogue::find(arn).map(|p| p.document.to_owned()));
+        }
+        if owner != account {
+            return Ok(None);
+        }
+        Ok(self
+            .load::<PolicyRecord>(ns::POLICY, &entity_key(owner, name))
+            .await?
+            .filter(|(p, _)| p.arn == arn)
+            .and_then(|(p, _)| p.default_document().map(|v| v.document.clone())))
+    }
+
+    /// Checks that `caller` may perform `action` on `resource`, with `extra` request-context keys.
+    pub(crate) fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        extra: &[(String, ContextValue)],
+    ) -> Result<(), IamError> {
+        let resource_account = resource
+            .parse::<Arn>()
+            .ok()
+            .and_then(|a| a.account().parse::<AccountId>().ok());
+        if caller.identity == Identity::Root {
+            // Root may do anything in its own account and nothing in others.
+            return if resource_account.is_none_or(|a| a == caller.account) {
+                Ok(())
+            } else {
+                Err(IamError::AccessDenied(format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource}",
+                    caller.arn
+                )))
+            };
+        }
+        let now = self.clock.now();
+        let mut context = Context::new()
+            .with("aws:CurrentTime", now.to_iso8601())
+            .with("aws:EpochTime", now.as_secs().to_string())
+            .with(
+                "aws:SecureTransport",
+                if caller.info.secure_transport {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+        if let Some(ip) = &caller.info.source_ip {
+            context.insert("aws:SourceIp", ip.as_str());
+        }
+        if let Some(region) = &caller.info.region {
+            context.insert("aws:RequestedRegion", region.as_str());
+        }
+        for (key, value) in &caller.tags {
+            context.insert(&format!("aws:PrincipalTag/{key}"), value.as_str());
+        }
+        for (key, value) in extra {
+            context.insert(key, value.clone());
+        }
+        let ownership = Ownership::of(&caller.principal, resource_account);
+        let request =
+            Request::new(&caller.principal, action, resource, &context).with_ownership(ownership);
+        let decision = caller.policies.evaluate(&request);
+        if decision.is_allowed() {
+            Ok(())
+        } else {
+            let message = decision
+                .access_denied_message(&request, true)
+                .unwrap_or_else(|| {
+                    format!(
+                        "User: {} is not authorized to perform: {action} on resource: {resource}",
+                        caller.arn
+                    )
+                });
+            Err(IamError::AccessDenied(message))
+        }
+    }
+}

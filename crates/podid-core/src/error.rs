@@ -1,0 +1,69 @@
+//! The domain's errors, each with IAM's message; the server maps each to its AWS code and status.
+
+/// Why an IAM operation failed. Messages are AWS's own texts (see `/work/notes`-derived docs in
+/// `docs/iam-api.md`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IamError {
+    /// `AccessDenied` (403).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// `ConcurrentModification` (409): concurrent updates kept conflicting.
+    #[error("{0}")]
+    ConcurrentModification(String),
+    /// `DeleteConflict` (409).
+    #[error("{0}")]
+    DeleteConflict(String),
+    /// `EntityAlreadyExists` (409).
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    /// `InvalidInput` (400).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// `LimitExceeded` (409).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// `MalformedPolicyDocument` (400), or the code the policy error carries.
+    #[error("{message}")]
+    MalformedPolicy {
+        /// AWS's code: `MalformedPolicyDocument`, `LimitExceeded` or `ValidationError`.
+        code: &'static str,
+        /// AWS's message.
+        message: String,
+        /// podid's own explanation: what is wrong and where.
+        detail: String,
+    },
+    /// `NoSuchEntity` (404).
+    #[error("{0}")]
+    NoSuchEntity(String),
+    /// `PolicyNotAttachable` (400).
+    #[error("{0}")]
+    PolicyNotAttachable(String),
+    /// `ServiceFailure` (500): the store failed.
+    #[error("{0}")]
+    ServiceFailure(String),
+    /// `ValidationError` (400).
+    #[error("{0}")]
+    Validation(String),
+}
+
+impl IamError {
+    pub(crate) fn policy(errors: &podid_policy::PolicyErrors) -> Self {
+        let first = errors.first();
+        Self::MalformedPolicy {
+            code: first.aws_code(),
+            message: first.aws_message(),
+            detail: first.to_string(),
+        }
+    }
+}
+
+impl From<podid_store::StoreError> for IamError {
+    fn from(e: podid_store::StoreError) -> Self {
+        tracing::error!(error = %e, "storage failed");
+        Self::ServiceFailure(
+            "The request processing has failed because of an unknown error, exception or failure."
+                .into(),
+        )
+    }
+}

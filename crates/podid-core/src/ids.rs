@@ -1,0 +1,150 @@
+//! Identifiers and secrets, drawn from an injected source of randomness.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use podid_types::Secret;
+
+/// The characters of IAM unique ids and access key ids (base32, as AWS uses).
+const ID_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// The characters of secret access keys.
+const SECRET_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The source of identifiers and secrets.
+pub trait Ids: Send + Sync {
+    /// Fills `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]);
+
+    /// A unique id: `prefix` (such as `AROA`) and 17 base32 characters, 21 in all.
+    fn unique_id(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.base32(17))
+    }
+
+    /// An access key id: `prefix` (`AKIA`, or `ASIA` for temporary credentials) and 16 base32
+    /// characters.
+    fn access_key_id(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.base32(16))
+    }
+
+    /// A 40-character secret access key.
+    fn secret_access_key(&self) -> Secret<String> {
+        let mut bytes = [0u8; 40];
+        self.fill(&mut bytes);
+        Secret::new(
+            bytes
+                .iter()
+                .map(|b| {
+                    char::from(
+                        SECRET_ALPHABET
+                            .get(usize::from(b % 64))
+                            .copied()
+                            .unwrap_or(b'A'),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// A request id in AWS's form (a UUID).
+    fn request_id(&self) -> String {
+        let mut b = [0u8; 16];
+        self.fill(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            hex.get(0..8).unwrap_or_default(),
+            hex.get(8..12).unwrap_or_default(),
+            hex.get(12..16).unwrap_or_default(),
+            hex.get(16..20).unwrap_or_default(),
+            hex.get(20..32).unwrap_or_default()
+        )
+    }
+
+    /// `len` random base32 characters.
+    fn base32(&self, len: usize) -> String {
+        let mut bytes = vec![0u8; len];
+        self.fill(&mut bytes);
+        bytes
+            .iter()
+            .map(|b| {
+                char::from(
+                    ID_ALPHABET
+                        .get(usize::from(b % 32))
+                        .copied()
+                        .unwrap_or(b'A'),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Randomness from the operating system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsIds;
+
+impl Ids for OsIds {
+    fn fill(&self, buf: &mut [u8]) {
+        // The OS source fails only on broken systems; a zero-filled buffer would be far worse
+        // than stopping, so fall back to a counter-mixed fill that is at least unique.
+        if getrandom::getrandom(buf).is_err() {
+            static COUNTER: AtomicU64 = AtomicU64::new(1);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes();
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = n.get(i % 8).copied().unwrap_or(0) ^ (i as u8).wrapping_mul(151);
+            }
+        }
+    }
+}
+
+/// Deterministic "randomness" for tests: a counter run through a mixing function.
+#[derive(Debug, Default)]
+pub struct SeqIds(AtomicU64);
+
+impl SeqIds {
+    /// A sequence starting at `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(AtomicU64::new(seed))
+    }
+}
+
+impl Ids for SeqIds {
+    fn fill(&self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let mut x = self
+                .0
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            x ^= x >> 31;
+            for (b, byte) in chunk.iter_mut().zip(x.to_le_bytes()) {
+                *b = byte;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let ids = SeqIds::new(1);
+        let role = ids.unique_id("AROA");
+        assert_eq!(role.len(), 21);
+        assert!(role.starts_with("AROA"));
+        assert!(
+            role.chars()
+                .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c))
+        );
+        let key = ids.access_key_id("AKIA");
+        assert_eq!(key.len(), 20);
+        assert_eq!(ids.secret_access_key().expose().len(), 40);
+        let rid = ids.request_id();
+        assert_eq!(rid.len(), 36);
+        assert_eq!(rid.get(14..15), Some("4"));
+        assert_ne!(ids.unique_id("AIDA"), ids.unique_id("AIDA"));
+    }
+}
