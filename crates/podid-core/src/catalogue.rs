@@ -113,6 +113,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn catalogue_json_matches_the_policy_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".json") || name == "catalogue.json" {
+                continue;
+            }
+            files += 1;
+            let file: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let arn = file["Arn"].as_str().unwrap();
+            let shipped = find(arn).unwrap_or_else(|| {
+                panic!("{name} is not in catalogue.json: run catalogue/combine.py")
+            });
+            let document: serde_json::Value = serde_json::from_str(shipped.document).unwrap();
+            assert_eq!(
+                document, file["Document"],
+                "{name} differs from catalogue.json: run catalogue/combine.py"
+            );
+        }
+        assert_eq!(
+            files,
+            all().len(),
+            "catalogue.json has policies without a file, or the reverse"
+        );
+    }
+
+    #[test]
     fn the_catalogue_has_valid_identity_policies() {
         assert!(!all().is_empty());
         for policy in all() {
@@ -129,7 +159,24 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}: {e}", policy.name));
             assert_eq!(policy.id().len(), 21);
         }
-        assert!(find("arn:aws:iam::aws:policy/AdministratorAccess").is_some());
+        for required in [
+            "AdministratorAccess",
+            "PowerUserAccess",
+            "ReadOnlyAccess",
+            "AmazonS3ReadOnlyAccess",
+            "AmazonS3FullAccess",
+            "AmazonEC2ContainerRegistryReadOnly",
+            "AmazonEC2ContainerRegistryPowerUser",
+            "AmazonEKSClusterPolicy",
+            "AmazonEKSWorkerNodePolicy",
+            "AmazonEKS_CNI_Policy",
+            "service-role/AmazonEBSCSIDriverPolicy",
+        ] {
+            assert!(
+                find(&format!("arn:aws:iam::aws:policy/{required}")).is_some(),
+                "{required}"
+            );
+        }
         assert_eq!(millis("2015-02-06T18:39:46Z"), 1_423_247_986_000);
     }
 }

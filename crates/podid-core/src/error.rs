@@ -2,8 +2,9 @@
 
 /// Why an IAM operation failed. Messages are AWS's own texts (see `/work/notes`-derived docs in
 /// `docs/iam-api.md`).
+/// Not `#[non_exhaustive]`: the server maps every variant to its AWS code in one exhaustive
+/// `match`, which must fail to compile when a variant is added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum IamError {
     /// `AccessDenied` (403).
     #[error("{0}")]

@@ -108,7 +108,7 @@ fn write_value(model: &Model, shape_name: &str, element: &str, value: &Value, ou
     }
 }
 
-/// Escapes text for XML element content and attributes.
+/// Escapes text for XML element content (quotes need no escaping there, and AWS leaves them).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -116,8 +116,6 @@ pub fn escape(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             '\r' => out.push_str("&#xD;"),
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n') => {
                 let _ = write!(out, "&#x{:X};", c as u32);

@@ -2,6 +2,7 @@
 //! parses the command line and calls into the library crates.
 
 mod policy;
+mod server;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,17 @@ enum Command {
     /// Validate, lint and simulate IAM policies: the decisions AWS would make, and why.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the control plane: the IAM API over the AWS query protocol, with SigV4
+    /// authentication, on SQLite (default) or PostgreSQL.
+    ///
+    /// At the first start it creates the accounts of --accounts, each with an IAM user `admin`
+    /// (AdministratorAccess) and an access key, and writes DATA_DIR/aws/config and
+    /// DATA_DIR/aws/credentials (mode 0600) with one profile per account (named by the account
+    /// id; `default` is the first), so that
+    ///   AWS_CONFIG_FILE=DATA_DIR/aws/config AWS_SHARED_CREDENTIALS_FILE=DATA_DIR/aws/credentials aws iam list-roles
+    /// works with nothing else set. Later starts on the same data change nothing.
+    #[command(verbatim_doc_comment)]
+    Server(server::ServerArgs),
 }
 
 /// The exit codes, documented in `--help`.
@@ -47,6 +59,24 @@ impl From<Status> for ExitCode {
     }
 }
 
+/// Logs go to stderr: human-readable by default, JSON with `PODID_LOG_FORMAT=json`; the level comes
+/// from `RUST_LOG` (default `info` for podid, `warn` for the rest).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,podid=info,podid_server=info,podid_core=info")
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = if std::env::var("PODID_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -61,8 +91,10 @@ fn main() -> ExitCode {
             .into();
         }
     };
+    init_logging();
     let result = match cli.command {
         Command::Policy(command) => policy::run(command),
+        Command::Server(args) => server::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -1,0 +1,63 @@
+//! Errors on the wire: every domain and protocol error mapped to AWS's code, HTTP status and
+//! fault type, in one place.
+
+use podid_core::IamError;
+use podid_sigv4::SigV4Error;
+
+/// An error as the API returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// AWS error code.
+    pub code: String,
+    /// AWS message.
+    pub message: String,
+    /// `Sender` (the caller's fault) or `Receiver`.
+    pub sender_fault: bool,
+}
+
+impl ApiError {
+    /// An error of the caller's making.
+    pub fn sender(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            sender_fault: true,
+        }
+    }
+}
+
+impl From<IamError> for ApiError {
+    fn from(e: IamError) -> Self {
+        // Exhaustive: a new variant does not compile until it is mapped here.
+        let (status, code) = match &e {
+            IamError::AccessDenied(_) => (403, "AccessDenied"),
+            IamError::ConcurrentModification(_) => (409, "ConcurrentModification"),
+            IamError::DeleteConflict(_) => (409, "DeleteConflict"),
+            IamError::EntityAlreadyExists(_) => (409, "EntityAlreadyExists"),
+            IamError::InvalidInput(_) => (400, "InvalidInput"),
+            IamError::LimitExceeded(_) => (409, "LimitExceeded"),
+            IamError::MalformedPolicy { code, .. } => {
+                (if *code == "LimitExceeded" { 409 } else { 400 }, *code)
+            }
+            IamError::NoSuchEntity(_) => (404, "NoSuchEntity"),
+            IamError::PolicyNotAttachable(_) => (400, "PolicyNotAttachable"),
+            IamError::ServiceFailure(_) => (500, "ServiceFailure"),
+            IamError::Validation(_) => (400, "ValidationError"),
+        };
+        Self {
+            status,
+            code: code.to_owned(),
+            message: e.to_string(),
+            sender_fault: status < 500,
+        }
+    }
+}
+
+impl From<SigV4Error> for ApiError {
+    fn from(e: SigV4Error) -> Self {
+        Self::sender(e.status(), e.code(), e.message())
+    }
+}

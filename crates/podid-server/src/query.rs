@@ -1,0 +1,203 @@
+//! The query protocol (IAM, STS): form parameters in, XML out, routed by `Action`.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use podid_core::{Caller, RequestInfo};
+use podid_protocol::{QueryRequest, Service, error_response, form_params, query_response};
+use podid_sigv4::{HttpRequest, SigV4Error};
+
+use crate::errors::ApiError;
+use crate::{AppState, MAX_BODY, iam_ops};
+
+pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = state.iam.ids().request_id();
+    let started = std::time::Instant::now();
+    let (parts, body) = request.into_parts();
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let service = Service::Iam;
+    let (status, body, action, account) = match to_bytes(body, MAX_BODY).await {
+        Err(_) => {
+            let e = ApiError::sender(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is larger than the {MAX_BODY}-byte limit."),
+            );
+            (
+                e.status,
+                render_error(service, &e, &request_id),
+                String::new(),
+                String::new(),
+            )
+        }
+        Ok(bytes) => {
+            let mut context = Context {
+                action: String::new(),
+                account: String::new(),
+            };
+            let result =
+                process(&state, &parts, &bytes, source_ip, &mut context, &request_id).await;
+            match result {
+                Ok(xml) => (200, xml, context.action, context.account),
+                Err(e) => {
+                    if e.status >= 500 {
+                        tracing::error!(request_id = %request_id, code = %e.code, message = %e.message, "request failed");
+                    }
+                    (
+                        e.status,
+                        render_error(service, &e, &request_id),
+                        context.action,
+                        context.account,
+                    )
+                }
+            }
+        }
+    };
+    tracing::info!(
+        request_id = %request_id,
+        action = %action,
+        account = %account,
+        status,
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    respond(status, body, &request_id)
+}
+
+struct Context {
+    action: String,
+    account: String,
+}
+
+async fn process(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+    source_ip: Option<String>,
+    context: &mut Context,
+    request_id: &str,
+) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        ApiError::sender(
+            400,
+            "MalformedQueryString",
+            "The request body is not UTF-8 text.",
+        )
+    })?;
+    let query = parts.uri.query().unwrap_or_default();
+    let mut params = form_params(query);
+    if parts.method == Method::POST {
+        params.extend(form_params(text));
+    }
+    let action = params.get("Action").cloned().ok_or_else(|| {
+        ApiError::sender(
+            400,
+            "MissingAction",
+            "The request is missing an action or a required parameter.",
+        )
+    })?;
+    context.action.clone_from(&action);
+    let service = Service::Iam;
+    let model = service.model();
+    let version = params
+        .get("Version")
+        .map_or("NO_VERSION_SPECIFIED", String::as_str);
+    let operation = model
+        .operation(&action)
+        .filter(|_| version == model.api_version)
+        .ok_or_else(|| {
+            ApiError::sender(
+                400,
+                "InvalidAction",
+                format!("Could not find operation {action} for version {version}"),
+            )
+        })?;
+    let caller = authenticate(state, parts, query, bytes, "iam").await?;
+    context.account = caller.account().to_string();
+    let caller = caller.with_request(RequestInfo {
+        source_ip,
+        secure_transport: false,
+        region: None,
+    });
+    let request = QueryRequest::decode(model, operation, &params)
+        .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
+    let output = iam_ops::call(state, &caller, &request).await?;
+    Ok(query_response(model, operation, &output, request_id))
+}
+
+/// Verifies the request's SigV4 signature against the store's access keys.
+async fn authenticate(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    query: &str,
+    body: &[u8],
+    service: &str,
+) -> Result<Caller, ApiError> {
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
+        .collect();
+    let request = HttpRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query,
+        headers: &headers,
+        body,
+    };
+    let signed = podid_sigv4::parse(&request)?;
+    if signed.security_token().is_some() {
+        // Temporary credentials come with STS.
+        return Err(SigV4Error::unknown_key().into());
+    }
+    let Some((key, secret)) = state.iam.access_key(signed.access_key_id()).await? else {
+        return Err(SigV4Error::unknown_key().into());
+    };
+    signed.verify(&request, secret.expose(), state.iam.clock().now())?;
+    if signed.scope().service != service {
+        return Err(SigV4Error::wrong_service(service).into());
+    }
+    Ok(state.iam.caller(&key).await?)
+}
+
+pub(crate) async fn not_found(request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let body = format!(
+        "{{\"message\":\"No route for {} {path}\"}}",
+        request.method()
+    );
+    let mut response = (StatusCode::NOT_FOUND, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn render_error(service: Service, e: &ApiError, request_id: &str) -> String {
+    error_response(
+        service.model(),
+        e.sender_fault,
+        &e.code,
+        &e.message,
+        request_id,
+    )
+}
+
+fn respond(status: u16, body: String, request_id: &str) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    response
+}

@@ -1,0 +1,328 @@
+//! `podid server`: the control plane (the IAM API today), with its storage and bootstrap.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use podid_core::{Bootstrapped, Iam, MasterKey, OsIds};
+use podid_store::Store;
+use podid_types::{AccountId, SystemClock};
+
+use crate::Status;
+
+/// The address `podid server` listens on unless told otherwise.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:4599";
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Address to listen on (HTTP). Port 0 picks a free port; the chosen address is printed.
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Directory for podid's data: the SQLite database, the master key, and the AWS config and
+    /// credentials files written at the first start.
+    #[arg(
+        long,
+        default_value = "podid-data",
+        value_name = "DIR",
+        env = "PODID_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Storage: `sqlite` (the default: `DATA_DIR/podid.db`), `sqlite:PATH`, or a PostgreSQL URL
+    /// (`postgres://user@host:5432/db`) shared by any number of servers.
+    #[arg(long, value_name = "URL", env = "PODID_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Accounts to create at the first start (comma-separated 12-digit ids), each with an IAM user
+    /// `admin` (AdministratorAccess) and an access key. Ignored when the store has accounts.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "111122223333",
+        value_name = "IDS"
+    )]
+    accounts: Vec<String>,
+    /// File holding the master key that seals secrets at rest (64 hex digits). Default:
+    /// `DATA_DIR/master.key`, created with mode 0600 at the first start. Servers sharing one
+    /// PostgreSQL database must share the key. `PODID_MASTER_KEY` may hold the key itself.
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+    /// The region written into the AWS config file.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// The endpoint URL written into the AWS config file (default: `http://` + the listen
+    /// address).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// PostgreSQL connections per server.
+    #[arg(long, default_value_t = 16)]
+    database_pool: usize,
+}
+
+pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory `{}`",
+            args.data_dir.display()
+        )
+    })?;
+    let store = open_store(&args).await?;
+    let accounts = parse_accounts(&args.accounts)?;
+    let master = master_key(&args, &*store).await?;
+    let iam = Arc::new(Iam::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(OsIds),
+        master,
+    ));
+    check_master_key(&iam).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? Choose another with --listen",
+                args.listen
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let endpoint = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let bootstrapped = iam
+        .bootstrap(&accounts)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+    let aws_dir = args.data_dir.join("aws");
+    if !bootstrapped.keys.is_empty() {
+        write_aws_files(&aws_dir, &bootstrapped, &args.region, &endpoint)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "podid server listening on {endpoint} (storage: {})",
+        store.backend()
+    )?;
+    if bootstrapped.keys.is_empty() {
+        writeln!(
+            out,
+            "accounts: {} (existing data; nothing bootstrapped)",
+            iam.accounts()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .join(", ")
+        )?;
+    } else {
+        let ids: Vec<String> = bootstrapped
+            .keys
+            .iter()
+            .map(|k| k.account.to_string())
+            .collect();
+        writeln!(
+            out,
+            "bootstrapped accounts: {} (user `admin` with AdministratorAccess in each)",
+            ids.join(", ")
+        )?;
+    }
+    writeln!(out, "to use the AWS CLI or an SDK against it:")?;
+    writeln!(
+        out,
+        "  export AWS_CONFIG_FILE={}",
+        aws_dir.join("config").display()
+    )?;
+    writeln!(
+        out,
+        "  export AWS_SHARED_CREDENTIALS_FILE={}",
+        aws_dir.join("credentials").display()
+    )?;
+    writeln!(
+        out,
+        "  aws iam list-roles            # the first account; --profile ACCOUNT_ID for others"
+    )?;
+    drop(out);
+    tracing::info!(%address, backend = store.backend(), "serving");
+    let app = podid_server::app(podid_server::AppState { iam });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .context("the server stopped with an error")?;
+    tracing::info!("stopped");
+    Ok(Status::Success)
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let url = args.database_url.as_deref().unwrap_or("sqlite");
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = podid_store_postgres::PostgresStore::connect(url, args.database_pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(Arc::new(store));
+    }
+    let path = match url {
+        "sqlite" => args.data_dir.join("podid.db"),
+        other => match other.strip_prefix("sqlite:") {
+            Some(path) => PathBuf::from(path.trim_start_matches("//")),
+            None => bail!(
+                "--database-url `{other}`: use `sqlite`, `sqlite:PATH` or `postgres://user@host:port/db`"
+            ),
+        },
+    };
+    let store = podid_store_sqlite::SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(store))
+}
+
+fn parse_accounts(accounts: &[String]) -> anyhow::Result<Vec<AccountId>> {
+    let mut out = Vec::new();
+    for a in accounts {
+        let id: AccountId = a
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--accounts: {e}"))?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    if out.is_empty() {
+        bail!("--accounts: give at least one 12-digit account id");
+    }
+    Ok(out)
+}
+
+/// The master key: from `PODID_MASTER_KEY`, `--master-key-file`, or `DATA_DIR/master.key`
+/// (created when the store is empty).
+async fn master_key(args: &ServerArgs, store: &dyn Store) -> anyhow::Result<MasterKey> {
+    if let Ok(text) = std::env::var("PODID_MASTER_KEY") {
+        return MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("PODID_MASTER_KEY: {e}"));
+    }
+    let path = args
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("master.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let empty = store
+                .scan("account", "", None, 1)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .is_empty();
+            if !empty {
+                bail!(
+                    "the store already has data but `{}` does not exist: restore the master key it was written with (or give it with --master-key-file or PODID_MASTER_KEY)",
+                    path.display()
+                );
+            }
+            let key = MasterKey::generate(&OsIds);
+            write_private(&path, &format!("{}\n", key.to_hex().expose()))?;
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read the master key `{}`: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Fails early when the master key does not open the store's secrets.
+async fn check_master_key(iam: &Iam) -> anyhow::Result<()> {
+    let keys = iam
+        .store()
+        .scan("access-key", "", None, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(item) = keys.first() {
+        if let Err(e) = iam.access_key(&item.key).await {
+            bail!(
+                "{e}: the master key is not the one the data was written with (check --master-key-file / PODID_MASTER_KEY)"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_aws_files(
+    dir: &Path,
+    bootstrapped: &Bootstrapped,
+    region: &str,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let mut config = String::new();
+    let mut credentials = String::new();
+    for (i, key) in bootstrapped.keys.iter().enumerate() {
+        let account = key.account.to_string();
+        let mut sections = vec![(format!("profile {account}"), account.clone())];
+        if i == 0 {
+            sections.insert(0, ("default".to_owned(), "default".to_owned()));
+        }
+        for (config_section, credentials_section) in sections {
+            config.push_str(&format!(
+                "[{config_section}]\nregion = {region}\nendpoint_url = {endpoint}\n\n"
+            ));
+            credentials.push_str(&format!(
+                "[{credentials_section}]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n",
+                key.access_key_id,
+                key.secret_access_key.expose()
+            ));
+        }
+    }
+    write_private(&dir.join("config"), &config)?;
+    write_private(&dir.join("credentials"), &credentials)?;
+    Ok(())
+}
+
+/// Writes a file readable by its owner only, atomically (a temporary file renamed into place).
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
