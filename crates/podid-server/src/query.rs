@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use podid_core::{Caller, RequestInfo};
 use podid_protocol::{QueryRequest, Service, error_response, form_params, query_response};
 use podid_sigv4::{HttpRequest, SigV4Error};
@@ -22,8 +23,8 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     let service = Service::Iam;
-    let (status, body, action, account) = match to_bytes(body, MAX_BODY).await {
-        Err(_) => {
+    let (status, body, action, account) = match read_body(body).await {
+        Err(()) => {
             let e = ApiError::sender(
                 413,
                 "RequestEntityTooLarge",
@@ -73,6 +74,29 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
 struct Context {
     action: String,
     account: String,
+}
+
+/// The most read (and thrown away) of an oversized body, so that the client finishes sending it
+/// and reads the error instead of a reset connection.
+const MAX_DRAIN: usize = 64 * 1024 * 1024;
+
+/// The body, or `Err` if it is larger than [`MAX_BODY`].
+async fn read_body(mut body: Body) -> Result<Vec<u8>, ()> {
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(()) };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > MAX_DRAIN {
+                return Err(());
+            }
+            if seen <= MAX_BODY {
+                bytes.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > MAX_BODY { Err(()) } else { Ok(bytes) }
 }
 
 async fn process(
