@@ -4,9 +4,9 @@ use podid_store::Op;
 use podid_types::{AccountId, Secret};
 
 use crate::error::IamError;
-use crate::iam::CreateUser;
-use crate::names::entity_key;
-use crate::records::{AccountRecord, UserRecord, ns};
+use crate::iam::is_conflict;
+use crate::names::{arn, entity_key};
+use crate::records::{AccessKeyRecord, AccountRecord, PolicyHolder, UserRecord, ns};
 use crate::{Iam, encode};
 
 /// An administrator's access key made by the bootstrap.
@@ -34,55 +34,100 @@ pub const ADMIN_USER: &str = "admin";
 
 impl Iam {
     /// With an empty store, creates each account with an `admin` user that has
-    /// `AdministratorAccess`, and an access key for it. With accounts already there, does
-    /// nothing: a restart never re-bootstraps or rotates keys.
+    /// `AdministratorAccess`, and an access key for it, all in one transaction: a crash leaves
+    /// either every account or none. With accounts already there (or when another replica
+    /// bootstraps the same database first), does nothing: a restart never re-bootstraps or
+    /// rotates keys.
     pub async fn bootstrap(&self, accounts: &[AccountId]) -> Result<Bootstrapped, IamError> {
         if !self.store.scan(ns::ACCOUNT, "", None, 1).await?.is_empty() {
             return Ok(Bootstrapped { keys: Vec::new() });
         }
         let mut keys = Vec::new();
+        let mut ops = Vec::new();
         for account in accounts {
             let id = account.to_string();
+            let now = self.now();
             let record = AccountRecord {
                 id: id.clone(),
-                created: self.now(),
+                created: now,
             };
-            self.store
-                .commit(vec![Op::create(ns::ACCOUNT, id.clone(), encode(&record))])
-                .await?;
-            self.insert_user(
-                &id,
-                CreateUser {
-                    name: ADMIN_USER.into(),
+            ops.push(Op::create(ns::ACCOUNT, id.clone(), encode(&record)));
+            let secret = self.ids.secret_access_key();
+            let key = AccessKeyRecord {
+                id: self.ids.access_key_id("AKIA"),
+                account: id.clone(),
+                user: ADMIN_USER.into(),
+                sealed_secret: self.master.seal(&*self.ids, secret.expose().as_bytes()),
+                status: "Active".into(),
+                created: now,
+            };
+            // AdministratorAccess is attached directly: there is no caller yet to authorize.
+            let user = UserRecord {
+                name: ADMIN_USER.into(),
+                path: "/".into(),
+                id: self.ids.unique_id("AIDA"),
+                arn: arn(&id, "user", "/", ADMIN_USER),
+                created: now,
+                tags: Vec::new(),
+                policies: PolicyHolder {
+                    attached: vec![ADMINISTRATOR_ACCESS.to_owned()],
                     ..Default::default()
                 },
-            )
-            .await?;
-            // Attach AdministratorAccess directly: there is no caller yet to authorize.
-            let key = entity_key(&id, ADMIN_USER);
-            if let Some((mut user, version)) = self.load::<UserRecord>(ns::USER, &key).await? {
-                let policy = "arn:aws:iam::aws:policy/AdministratorAccess".to_owned();
-                user.policies.attached.push(policy.clone());
-                self.store
-                    .commit(vec![
-                        Op::update(ns::USER, key, encode(&user), version),
-                        Op::upsert(
-                            ns::ATTACHMENT,
-                            crate::iam::attachment_key(&policy, "policy", &user.arn),
-                            user.arn.clone(),
-                        ),
-                    ])
-                    .await?;
-            }
-            let new = self.insert_access_key(&id, ADMIN_USER).await?;
+                access_keys: vec![key.id.clone()],
+            };
+            ops.push(Op::create(
+                ns::USER,
+                entity_key(&id, ADMIN_USER),
+                encode(&user),
+            ));
+            ops.push(Op::upsert(
+                ns::ATTACHMENT,
+                crate::iam::attachment_key(ADMINISTRATOR_ACCESS, "policy", &user.arn),
+                user.arn.clone(),
+            ));
+            ops.push(Op::create(ns::ACCESS_KEY, key.id.clone(), encode(&key)));
             keys.push(BootstrapKey {
                 account: *account,
                 user: ADMIN_USER.into(),
-                access_key_id: new.record.id,
-                secret_access_key: new.secret,
+                access_key_id: key.id,
+                secret_access_key: secret,
             });
         }
-        Ok(Bootstrapped { keys })
+        match self.store.commit(ops).await {
+            Ok(()) => Ok(Bootstrapped { keys }),
+            // Another replica bootstrapped the same database first.
+            Err(e) if is_conflict(&e) => Ok(Bootstrapped { keys: Vec::new() }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// For each account, the first active access key of its `admin` user, with the secret: what
+    /// the AWS config files hold. Accounts whose `admin` user or keys were deleted are left out.
+    pub async fn admin_keys(&self) -> Result<Vec<BootstrapKey>, IamError> {
+        let mut keys = Vec::new();
+        for account in self.accounts().await? {
+            let Ok(account_id) = account.parse::<AccountId>() else {
+                continue;
+            };
+            let Some((user, _)) = self
+                .load::<UserRecord>(ns::USER, &entity_key(&account, ADMIN_USER))
+                .await?
+            else {
+                continue;
+            };
+            for id in &user.access_keys {
+                if let Some((record, secret)) = self.access_key(id).await? {
+                    keys.push(BootstrapKey {
+                        account: account_id,
+                        user: user.name.clone(),
+                        access_key_id: record.id,
+                        secret_access_key: secret,
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// The accounts this podid hosts.
@@ -96,3 +141,5 @@ impl Iam {
             .collect())
     }
 }
+
+const ADMINISTRATOR_ACCESS: &str = "arn:aws:iam::aws:policy/AdministratorAccess";

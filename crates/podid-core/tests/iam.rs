@@ -69,6 +69,102 @@ async fn bootstrap_runs_once() {
     );
 }
 
+/// A store that lets other tasks run before each call, so that concurrent callers interleave
+/// (the in-memory store alone answers at once).
+#[derive(Debug)]
+struct Interleaving(MemoryStore);
+
+#[async_trait::async_trait]
+impl podid_store::Store for Interleaving {
+    async fn get(
+        &self,
+        ns: &'static str,
+        key: &str,
+    ) -> Result<Option<podid_store::Item>, podid_store::StoreError> {
+        tokio::task::yield_now().await;
+        self.0.get(ns, key).await
+    }
+
+    async fn scan(
+        &self,
+        ns: &'static str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<podid_store::Item>, podid_store::StoreError> {
+        tokio::task::yield_now().await;
+        self.0.scan(ns, prefix, after, limit).await
+    }
+
+    async fn commit(&self, ops: Vec<podid_store::Op>) -> Result<(), podid_store::StoreError> {
+        tokio::task::yield_now().await;
+        self.0.commit(ops).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "interleaving"
+    }
+}
+
+#[tokio::test]
+async fn replicas_racing_to_bootstrap_one_store_make_one_set_of_accounts() {
+    // Both replicas find the store empty before either commits; one commit wins.
+    let store: Arc<dyn podid_store::Store> = Arc::new(Interleaving(MemoryStore::new()));
+    let ids = Arc::new(SeqIds::new(7));
+    let master = MasterKey::generate(&*ids);
+    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_763_800_000)));
+    let replica = |seed| {
+        Iam::new(
+            store.clone(),
+            clock.clone(),
+            Arc::new(SeqIds::new(seed)),
+            master.clone(),
+        )
+    };
+    let (one, two) = (replica(1), replica(2));
+    let accounts = ["111122223333".parse().unwrap()];
+    let (a, b) = tokio::join!(one.bootstrap(&accounts), two.bootstrap(&accounts));
+    let made: Vec<_> = [a.unwrap(), b.unwrap()]
+        .into_iter()
+        .flat_map(|b| b.keys)
+        .collect();
+    assert_eq!(made.len(), 1, "exactly one replica bootstraps");
+    // Both replicas read back the key that won, with its secret.
+    for iam in [&one, &two] {
+        let keys = iam.admin_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].access_key_id, made[0].access_key_id);
+        assert_eq!(
+            keys[0].secret_access_key.expose(),
+            made[0].secret_access_key.expose()
+        );
+    }
+    let user = one
+        .caller(
+            &one.access_key(&made[0].access_key_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(user.arn(), "arn:aws:iam::111122223333:user/admin");
+}
+
+#[tokio::test]
+async fn admin_keys_leave_out_accounts_whose_admin_has_no_key() {
+    let (iam, admin) = iam().await;
+    let keys = iam.admin_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    iam.delete_access_key(&admin, None, &keys[0].access_key_id)
+        .await
+        .unwrap();
+    let left = iam.admin_keys().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].account.to_string(), "444455556666");
+}
+
 #[tokio::test]
 async fn role_lifecycle_and_texts() {
     let (iam, admin) = iam().await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use podid_core::{Bootstrapped, Iam, MasterKey, OsIds};
+use podid_core::{BootstrapKey, Iam, MasterKey, OsIds};
 use podid_store::Store;
 use podid_types::{AccountId, SystemClock};
 
@@ -22,7 +22,8 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: SocketAddr,
     /// Directory for podid's data: the SQLite database, the master key, and the AWS config and
-    /// credentials files written at the first start.
+    /// credentials files (`DATA_DIR/aws/`, rewritten at every start from the `admin` users'
+    /// access keys, with this server's endpoint).
     #[arg(
         long,
         default_value = "podid-data",
@@ -104,9 +105,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
         .bootstrap(&accounts)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+    // The files are rewritten from the store at every start: they follow a new endpoint, come
+    // back after a crash between the bootstrap and their writing, and appear in the data
+    // directory of every replica that shares a PostgreSQL database.
     let aws_dir = args.data_dir.join("aws");
-    if !bootstrapped.keys.is_empty() {
-        write_aws_files(&aws_dir, &bootstrapped, &args.region, &endpoint)?;
+    let admin_keys = iam
+        .admin_keys()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the administrators' access keys: {e}"))?;
+    if !admin_keys.is_empty() {
+        write_aws_files(&aws_dir, &admin_keys, &args.region, &endpoint)?;
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -280,14 +288,14 @@ async fn check_master_key(iam: &Iam) -> anyhow::Result<()> {
 
 fn write_aws_files(
     dir: &Path,
-    bootstrapped: &Bootstrapped,
+    keys: &[BootstrapKey],
     region: &str,
     endpoint: &str,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let mut config = String::new();
     let mut credentials = String::new();
-    for (i, key) in bootstrapped.keys.iter().enumerate() {
+    for (i, key) in keys.iter().enumerate() {
         let account = key.account.to_string();
         let mut sections = vec![(format!("profile {account}"), account.clone())];
         if i == 0 {

@@ -53,7 +53,7 @@ impl Iam {
         self.insert_user(&account, input).await
     }
 
-    /// Creates a user without authorization (bootstrap).
+    /// Creates a user; the caller has been authorized.
     pub(crate) async fn insert_user(
         &self,
         account: &str,
@@ -215,7 +215,7 @@ impl Iam {
             .await
     }
 
-    /// Creates an access key without authorization (bootstrap).
+    /// Creates an access key; the caller has been authorized.
     pub(crate) async fn insert_access_key(
         &self,
         account: &str,
