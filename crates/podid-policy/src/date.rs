@@ -106,7 +106,7 @@ fn iso8601(text: &str) -> Option<i64> {
     if i != b.len() {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400_000 + millis_of_day)
+    Some(podid_types::days_from_civil(year, month, day) * 86_400_000 + millis_of_day)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -116,17 +116,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -51,21 +51,14 @@ pub fn sign(
         "{}/{region}/{service}/aws4_request",
         date.get(..8).unwrap_or_default()
     );
-    let to_sign = canonical::string_to_sign(&date, &scope, &canonical);
-    let signature = canonical::signature(
-        credentials.secret_access_key.expose(),
-        date.get(..8).unwrap_or_default(),
-        region,
-        service,
-        &to_sign,
-    );
+    let signature = signature_hex(credentials, &date, &scope, region, service, &canonical);
     added.push((
         "authorization".into(),
         format!(
             "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={}",
             credentials.access_key_id,
             signed.join(";"),
-            canonical::hex(&signature)
+            signature
         ),
     ));
     added
@@ -113,13 +106,25 @@ pub fn presign(
     };
     let payload = canonical::sha256_hex(request.body);
     let canonical = canonical::canonical_request(&unsigned, &["host".to_owned()], &payload, None);
-    let to_sign = canonical::string_to_sign(&date, &scope, &canonical);
-    let signature = canonical::signature(
+    let signature = signature_hex(credentials, &date, &scope, region, service, &canonical);
+    format!("{query}&X-Amz-Signature={signature}")
+}
+
+/// The hex signature of `canonical` at `date` (`YYYYMMDDTHHMMSSZ`) in `scope`.
+fn signature_hex(
+    credentials: &Credentials,
+    date: &str,
+    scope: &str,
+    region: &str,
+    service: &str,
+    canonical: &str,
+) -> String {
+    let to_sign = canonical::string_to_sign(date, scope, canonical);
+    canonical::hex(&canonical::signature(
         credentials.secret_access_key.expose(),
         date.get(..8).unwrap_or_default(),
         region,
         service,
         &to_sign,
-    );
-    format!("{query}&X-Amz-Signature={}", canonical::hex(&signature))
+    ))
 }

@@ -434,7 +434,7 @@ pub(crate) fn parse_amz_date(text: &str) -> Option<Timestamp> {
     {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = podid_types::days_from_civil(year, month, day);
     Some(Timestamp::from_secs(
         days * 86_400 + hour * 3600 + minute * 60 + second,
     ))
@@ -444,16 +444,6 @@ pub(crate) fn parse_amz_date(text: &str) -> Option<Timestamp> {
 pub(crate) fn amz_date(t: Timestamp) -> String {
     // `2024-05-01T10:00:00Z` → `20240501T100000Z`.
     t.to_iso8601().replace(['-', ':'], "")
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -8,4 +8,4 @@ mod time;
 pub use account::{AccountId, InvalidAccountId};
 pub use arn::{Arn, InvalidArn};
 pub use secret::Secret;
-pub use time::{Clock, FixedClock, SystemClock, Timestamp};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp, days_from_civil};

@@ -42,7 +42,20 @@ impl Timestamp {
     }
 }
 
-/// The days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// The days since 1970-01-01 of a proleptic Gregorian date: `month` 1–12, `day` 1–31, not
+/// checked (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date (year, month, day) `days` days after 1970-01-01: the inverse of
+/// [`days_from_civil`].
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -125,6 +138,17 @@ mod tests {
             Timestamp::from_secs(951_782_400).to_iso8601(),
             "2000-02-29T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn civil_dates_and_days_are_inverses() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        for days in (-800_000..800_000).step_by(97) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
+        }
     }
 
     #[test]

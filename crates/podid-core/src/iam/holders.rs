@@ -35,6 +35,7 @@ pub struct AttachedPolicy {
 pub(crate) trait Holder: Serialize + DeserializeOwned {
     fn holder_mut(&mut self) -> &mut PolicyHolder;
     fn arn(&self) -> &str;
+    fn into_parts(self) -> (String, PolicyHolder);
 }
 
 impl Holder for RoleRecord {
@@ -44,6 +45,9 @@ impl Holder for RoleRecord {
     fn arn(&self) -> &str {
         &self.arn
     }
+    fn into_parts(self) -> (String, PolicyHolder) {
+        (self.arn, self.policies)
+    }
 }
 
 impl Holder for UserRecord {
@@ -52,6 +56,9 @@ impl Holder for UserRecord {
     }
     fn arn(&self) -> &str {
         &self.arn
+    }
+    fn into_parts(self) -> (String, PolicyHolder) {
+        (self.arn, self.policies)
     }
 }
 
@@ -143,6 +150,61 @@ impl Iam {
         Err(busy())
     }
 
+    /// The ARN and policies of the role or user `name`, authorizing `action` on it.
+    async fn entity_policies(
+        &self,
+        caller: &Caller,
+        entity: Entity,
+        action: &str,
+        name: &str,
+    ) -> Result<(String, PolicyHolder), IamError> {
+        Ok(match entity {
+            Entity::Role => self
+                .holder_for::<RoleRecord>(caller, entity, action, name)
+                .await?
+                .0
+                .into_parts(),
+            Entity::User => self
+                .holder_for::<UserRecord>(caller, entity, action, name)
+                .await?
+                .0
+                .into_parts(),
+        })
+    }
+
+    /// Applies `change` (given the entity's ARN) to the policies of the role or user `name`,
+    /// and commits the record with the operations `change` returns.
+    async fn change_entity_policies(
+        &self,
+        caller: &Caller,
+        entity: Entity,
+        action: &str,
+        name: &str,
+        mut change: impl FnMut(&str, &mut PolicyHolder) -> Result<Vec<Op>, IamError>,
+    ) -> Result<(), IamError> {
+        fn apply<T: Holder>(
+            record: &mut T,
+            change: &mut impl FnMut(&str, &mut PolicyHolder) -> Result<Vec<Op>, IamError>,
+        ) -> Result<Vec<Op>, IamError> {
+            let arn = record.arn().to_owned();
+            change(&arn, record.holder_mut())
+        }
+        match entity {
+            Entity::Role => {
+                self.update_holder::<RoleRecord>(caller, entity, action, name, |r| {
+                    apply(r, &mut change)
+                })
+                .await
+            }
+            Entity::User => {
+                self.update_holder::<UserRecord>(caller, entity, action, name, |r| {
+                    apply(r, &mut change)
+                })
+                .await
+            }
+        }
+    }
+
     /// PutRolePolicy / PutUserPolicy.
     pub async fn put_entity_policy(
         &self,
@@ -154,16 +216,7 @@ impl Iam {
     ) -> Result<(), IamError> {
         let action = entity.action("Put{}Policy");
         // The entity first, then the document (AWS's order).
-        match entity {
-            Entity::Role => self
-                .holder_for::<RoleRecord>(caller, entity, &action, name)
-                .await
-                .map(drop)?,
-            Entity::User => self
-                .holder_for::<UserRecord>(caller, entity, &action, name)
-                .await
-                .map(drop)?,
-        }
+        self.entity_policies(caller, entity, &action, name).await?;
         self.parse(
             &document,
             ParseOptions::new(PolicyKind::Identity).without_size_limit(),
@@ -187,20 +240,8 @@ impl Iam {
             }
             Ok(Vec::new())
         };
-        match entity {
-            Entity::Role => {
-                self.update_holder::<RoleRecord>(caller, entity, &action, name, |r| {
-                    change(r.holder_mut())
-                })
-                .await
-            }
-            Entity::User => {
-                self.update_holder::<UserRecord>(caller, entity, &action, name, |r| {
-                    change(r.holder_mut())
-                })
-                .await
-            }
-        }
+        self.change_entity_policies(caller, entity, &action, name, |_, h| change(h))
+            .await
     }
 
     /// GetRolePolicy / GetUserPolicy: the document.
@@ -212,20 +253,7 @@ impl Iam {
         policy_name: &str,
     ) -> Result<String, IamError> {
         let action = entity.action("Get{}Policy");
-        let holder = match entity {
-            Entity::Role => {
-                self.holder_for::<RoleRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .policies
-            }
-            Entity::User => {
-                self.holder_for::<UserRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .policies
-            }
-        };
+        let holder = self.entity_policies(caller, entity, &action, name).await?.1;
         holder
             .inline
             .get(policy_name)
@@ -249,20 +277,8 @@ impl Iam {
                 .map(|_| Vec::new())
                 .ok_or_else(|| no_such_inline(entity, policy_name))
         };
-        match entity {
-            Entity::Role => {
-                self.update_holder::<RoleRecord>(caller, entity, &action, name, |r| {
-                    change(r.holder_mut())
-                })
-                .await
-            }
-            Entity::User => {
-                self.update_holder::<UserRecord>(caller, entity, &action, name, |r| {
-                    change(r.holder_mut())
-                })
-                .await
-            }
-        }
+        self.change_entity_policies(caller, entity, &action, name, |_, h| change(h))
+            .await
     }
 
     /// ListRolePolicies / ListUserPolicies.
@@ -274,20 +290,7 @@ impl Iam {
         page: &PageRequest,
     ) -> Result<Page<String>, IamError> {
         let action = entity.action("List{}Policies");
-        let holder = match entity {
-            Entity::Role => {
-                self.holder_for::<RoleRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .policies
-            }
-            Entity::User => {
-                self.holder_for::<UserRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .policies
-            }
-        };
+        let holder = self.entity_policies(caller, entity, &action, name).await?.1;
         Ok(super::roles::page_of(
             holder.inline.into_keys().collect(),
             page,
@@ -309,20 +312,7 @@ impl Iam {
             "iam:PolicyARN".to_owned(),
             ContextValue::One(policy_arn.to_owned()),
         )];
-        let resource = match entity {
-            Entity::Role => {
-                self.holder_for::<RoleRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .arn
-            }
-            Entity::User => {
-                self.holder_for::<UserRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .arn
-            }
-        };
+        let resource = self.entity_policies(caller, entity, &action, name).await?.0;
         self.authorize(caller, &action, &resource, &extra)?;
         let not_attachable = || {
             IamError::NoSuchEntity(format!(
@@ -367,27 +357,13 @@ impl Iam {
             ));
             Ok(ops)
         };
-        match entity {
-            Entity::Role => {
-                self.update_holder::<RoleRecord>(caller, entity, &action, name, |r| {
-                    let arn = r.arn.clone();
-                    change(&arn, r.holder_mut())
-                })
-                .await
-            }
-            Entity::User => {
-                self.update_holder::<UserRecord>(caller, entity, &action, name, |r| {
-                    let arn = r.arn.clone();
-                    change(&arn, r.holder_mut())
-                })
-                .await
-            }
-        }
-        .map_err(|e| match e {
-            // The policy changed or went between the check and the commit, every time.
-            IamError::ConcurrentModification(_) if owner != "aws" => not_attachable(),
-            e => e,
-        })
+        self.change_entity_policies(caller, entity, &action, name, change)
+            .await
+            .map_err(|e| match e {
+                // The policy changed or went between the check and the commit, every time.
+                IamError::ConcurrentModification(_) if owner != "aws" => not_attachable(),
+                e => e,
+            })
     }
 
     /// DetachRolePolicy / DetachUserPolicy.
@@ -414,22 +390,8 @@ impl Iam {
                 condition: Condition::Any,
             }])
         };
-        match entity {
-            Entity::Role => {
-                self.update_holder::<RoleRecord>(caller, entity, &action, name, |r| {
-                    let arn = r.arn.clone();
-                    change(&arn, r.holder_mut())
-                })
-                .await
-            }
-            Entity::User => {
-                self.update_holder::<UserRecord>(caller, entity, &action, name, |r| {
-                    let arn = r.arn.clone();
-                    change(&arn, r.holder_mut())
-                })
-                .await
-            }
-        }
+        self.change_entity_policies(caller, entity, &action, name, change)
+            .await
     }
 
     /// ListAttachedRolePolicies / ListAttachedUserPolicies.
@@ -442,20 +404,7 @@ impl Iam {
         page: &PageRequest,
     ) -> Result<Page<AttachedPolicy>, IamError> {
         let action = entity.action("ListAttached{}Policies");
-        let holder = match entity {
-            Entity::Role => {
-                self.holder_for::<RoleRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .policies
-            }
-            Entity::User => {
-                self.holder_for::<UserRecord>(caller, entity, &action, name)
-                    .await?
-                    .0
-                    .policies
-            }
-        };
+        let holder = self.entity_policies(caller, entity, &action, name).await?.1;
         let prefix = path_prefix.unwrap_or("/");
         let attached: Vec<AttachedPolicy> = holder
             .attached
