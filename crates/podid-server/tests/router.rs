@@ -14,7 +14,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use podid_core::{Iam, MasterKey, SeqIds};
 use podid_server::{AppState, app};
-use podid_sigv4::{Credentials, HttpRequest, sign};
+use podid_sigv4::{Credentials, HttpRequest, presign, sign};
 use podid_store::MemoryStore;
 use podid_types::{Clock, Secret, SystemClock};
 use tower::ServiceExt as _;
@@ -87,10 +87,13 @@ impl Harness {
         for (k, v) in &headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
-        let response = app(self.state.clone())
-            .oneshot(builder.body(Body::from(body.to_vec())).unwrap())
+        self.raw(builder.body(Body::from(body.to_vec())).unwrap())
             .await
-            .unwrap();
+    }
+
+    /// Sends `request` as it is.
+    async fn raw(&self, request: Request<Body>) -> (StatusCode, String, Option<String>) {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let request_id = response
             .headers()
@@ -205,6 +208,72 @@ async fn authentication_errors() {
     assert_eq!(
         message(&xml),
         "The security token included in the request is invalid."
+    );
+}
+
+#[tokio::test]
+async fn presigned_get_requests_and_malformed_or_temporary_credentials() {
+    let h = harness().await;
+    let query = "Action=ListRoles&Version=2010-05-08";
+    let presigned = |credentials: &Credentials, expires| {
+        let request = HttpRequest {
+            method: "GET",
+            path: "/",
+            query,
+            headers: &[("host", "localhost")],
+            body: b"",
+        };
+        presign(
+            &request,
+            credentials,
+            "us-west-2",
+            "iam",
+            SystemClock.now(),
+            expires,
+        )
+    };
+    let get = |query: String| {
+        Request::builder()
+            .method("GET")
+            .uri(format!("/?{query}"))
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, xml, _) = h.raw(get(presigned(&h.credentials, 300))).await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    assert!(xml.starts_with("<ListRolesResponse"), "{xml}");
+    // The signature covers the query: a changed parameter no longer matches.
+    let tampered = presigned(&h.credentials, 300).replace("ListRoles", "ListUsers");
+    let (status, xml, _) = h.raw(get(tampered)).await;
+    assert_eq!(
+        (status.as_u16(), code(&xml)),
+        (403, "SignatureDoesNotMatch"),
+        "{xml}"
+    );
+    // Not SigV4 at all.
+    let bearer = Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("host", "localhost")
+        .header("authorization", "Bearer abc")
+        .body(Body::from(query))
+        .unwrap();
+    let (status, xml, _) = h.raw(bearer).await;
+    assert_eq!(
+        (status.as_u16(), code(&xml)),
+        (400, "IncompleteSignature"),
+        "{xml}"
+    );
+    // Session credentials are refused until STS issues them.
+    let mut session = harness().await;
+    session.state = h.state.clone();
+    session.credentials.session_token = Some(Secret::new("FwoGZXIvYXdzEXAMPLE".into()));
+    let (status, xml, _) = session.send(query.as_bytes(), true, "iam").await;
+    assert_eq!(
+        (status.as_u16(), code(&xml)),
+        (403, "InvalidClientTokenId"),
+        "{xml}"
     );
 }
 

@@ -14,7 +14,7 @@ pub struct Credentials {
     /// The secret access key.
     pub secret_access_key: Secret<String>,
     /// The session token of temporary credentials.
-    pub session_token: Option<String>,
+    pub session_token: Option<Secret<String>>,
 }
 
 /// The headers to add to `request` to sign it: `x-amz-date`, `x-amz-security-token` (for
@@ -30,7 +30,7 @@ pub fn sign(
     let date = amz_date(now);
     let mut added: Vec<(String, String)> = vec![("x-amz-date".into(), date.clone())];
     if let Some(token) = &credentials.session_token {
-        added.push(("x-amz-security-token".into(), token.clone()));
+        added.push(("x-amz-security-token".into(), token.expose().clone()));
     }
     let mut all: Vec<(&str, &str)> = request.headers.to_vec();
     all.extend(added.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -97,7 +97,7 @@ pub fn presign(
     push("X-Amz-Date", &date);
     push("X-Amz-Expires", &expires_secs.to_string());
     if let Some(token) = &credentials.session_token {
-        push("X-Amz-Security-Token", token);
+        push("X-Amz-Security-Token", token.expose());
     }
     push("X-Amz-SignedHeaders", "host");
     let unsigned = HttpRequest {

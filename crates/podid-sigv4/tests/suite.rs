@@ -274,7 +274,7 @@ fn podids_signer_agrees_with_aws_and_with_its_verifier() {
             session_token: if ctx.omit_token {
                 None
             } else {
-                ctx.token.clone()
+                ctx.token.clone().map(Secret::new)
             },
         };
         let added = wire.with(|request| {
