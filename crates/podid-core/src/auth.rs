@@ -5,7 +5,7 @@ use podid_policy::{
     Context, ContextValue, NamedPolicy, Ownership, ParseOptions, PolicyKind, PolicySet, Principal,
     Request,
 };
-use podid_types::{AccountId, Arn, Secret};
+use podid_types::{AccountId, Arn, Secret, Timestamp};
 
 use crate::error::IamError;
 use crate::names::{entity_key, policy_arn_parts};
@@ -17,11 +17,33 @@ use crate::{Iam, catalogue};
 pub enum Identity {
     /// The account's root user.
     Root,
-    /// An IAM user.
+    /// An IAM user (with its access key, or with a session from GetSessionToken).
     User {
         /// The user's name.
         name: String,
     },
+    /// A role session.
+    Role {
+        /// The role's name.
+        name: String,
+        /// The session's name.
+        session: String,
+    },
+}
+
+/// The temporary credentials a caller signed with.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// When the session was issued (`aws:TokenIssueTime`).
+    pub issued: Timestamp,
+    /// When the session expires.
+    pub expires: Timestamp,
+    /// The source identity (`aws:SourceIdentity`), set once and kept across role chaining.
+    pub source_identity: Option<String>,
+    /// The transitive session tags, which pass to the sessions this one assumes.
+    pub transitive_tags: Vec<(String, String)>,
+    /// How many role sessions assumed roles on the way to this one.
+    pub depth: u32,
 }
 
 /// Facts about the request that conditions may test.
@@ -44,10 +66,60 @@ pub struct Caller {
     principal: Principal,
     policies: PolicySet,
     tags: Vec<(String, String)>,
+    session: Option<SessionInfo>,
     info: RequestInfo,
 }
 
 impl Caller {
+    /// The caller's unique id (`aws:userid`): `AIDA…` for a user, `AROA…:SESSION` for a role
+    /// session, the account id for root.
+    pub fn user_id(&self) -> String {
+        match &self.identity {
+            Identity::Root => self.account.to_string(),
+            _ => self.principal.user_id().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// The temporary credentials the caller signed with, if any.
+    pub fn session(&self) -> Option<&SessionInfo> {
+        self.session.as_ref()
+    }
+
+    /// The caller's tags as `aws:PrincipalTag` sees them: a user's tags, or a role's tags with
+    /// the session's tags over them.
+    pub fn tags(&self) -> &[(String, String)] {
+        &self.tags
+    }
+
+    pub(crate) fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    pub(crate) fn from_parts(
+        account: AccountId,
+        arn: String,
+        identity: Identity,
+        principal: Principal,
+        policies: PolicySet,
+        tags: Vec<(String, String)>,
+        session: Option<SessionInfo>,
+    ) -> Self {
+        Self {
+            account,
+            arn,
+            identity,
+            principal,
+            policies,
+            tags,
+            session,
+            info: RequestInfo::default(),
+        }
+    }
+
+    pub(crate) fn set_session(&mut self, session: SessionInfo) {
+        self.session = Some(session);
+    }
+
     /// The caller's account.
     pub fn account(&self) -> AccountId {
         self.account
@@ -84,6 +156,7 @@ impl Caller {
             principal: Principal::root(account),
             policies: PolicySet::new(),
             tags: Vec::new(),
+            session: None,
             info: RequestInfo::default(),
         }
     }
@@ -138,6 +211,7 @@ impl Iam {
                 .iter()
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
+            session: None,
             info: RequestInfo::default(),
         })
     }
@@ -196,6 +270,40 @@ impl Iam {
             .and_then(|(p, _)| p.default_document().map(|v| v.document.clone())))
     }
 
+    /// The request context every request of `caller` has: time, transport, source address,
+    /// principal tags and, for temporary credentials, the session's keys.
+    pub(crate) fn caller_context(&self, caller: &Caller) -> Context {
+        let now = self.clock.now();
+        let mut context = Context::new()
+            .with("aws:CurrentTime", now.to_iso8601())
+            .with("aws:EpochTime", now.as_secs().to_string())
+            .with(
+                "aws:SecureTransport",
+                if caller.info.secure_transport {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+        if let Some(ip) = &caller.info.source_ip {
+            context.insert("aws:SourceIp", ip.as_str());
+        }
+        if let Some(region) = &caller.info.region {
+            context.insert("aws:RequestedRegion", region.as_str());
+        }
+        for (key, value) in &caller.tags {
+            context.insert(&format!("aws:PrincipalTag/{key}"), value.as_str());
+        }
+        if let Some(session) = &caller.session {
+            context.insert("aws:TokenIssueTime", session.issued.to_iso8601());
+            context.insert("aws:MultiFactorAuthPresent", "false");
+            if let Some(source) = &session.source_identity {
+                context.insert("aws:SourceIdentity", source.as_str());
+            }
+        }
+        context
+    }
+
     /// Checks that `caller` may perform `action` on `resource`, with `extra` request-context keys.
     pub(crate) fn authorize(
         &self,
@@ -219,27 +327,7 @@ impl Iam {
                 )))
             };
         }
-        let now = self.clock.now();
-        let mut context = Context::new()
-            .with("aws:CurrentTime", now.to_iso8601())
-            .with("aws:EpochTime", now.as_secs().to_string())
-            .with(
-                "aws:SecureTransport",
-                if caller.info.secure_transport {
-                    "true"
-                } else {
-                    "false"
-                },
-            );
-        if let Some(ip) = &caller.info.source_ip {
-            context.insert("aws:SourceIp", ip.as_str());
-        }
-        if let Some(region) = &caller.info.region {
-            context.insert("aws:RequestedRegion", region.as_str());
-        }
-        for (key, value) in &caller.tags {
-            context.insert(&format!("aws:PrincipalTag/{key}"), value.as_str());
-        }
+        let mut context = self.caller_context(caller);
         for (key, value) in extra {
             context.insert(key, value.clone());
         }

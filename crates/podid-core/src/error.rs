@@ -15,9 +15,15 @@ pub enum IamError {
     /// `DeleteConflict` (409).
     #[error("{0}")]
     DeleteConflict(String),
+    /// `ExpiredToken` (403): the session of the request's credentials has expired.
+    #[error("{0}")]
+    ExpiredToken(String),
     /// `EntityAlreadyExists` (409).
     #[error("{0}")]
     EntityAlreadyExists(String),
+    /// `InvalidClientTokenId` (403): the request's session token is not valid.
+    #[error("{0}")]
+    InvalidClientTokenId(String),
     /// `InvalidInput` (400).
     #[error("{0}")]
     InvalidInput(String),
@@ -37,6 +43,12 @@ pub enum IamError {
     /// `NoSuchEntity` (404).
     #[error("{0}")]
     NoSuchEntity(String),
+    /// `InvalidParameterValue` (400), STS's code for bad session tags.
+    #[error("{0}")]
+    InvalidParameterValue(String),
+    /// `PackedPolicyTooLarge` (400): session policies and tags do not fit in a session.
+    #[error("{0}")]
+    PackedPolicyTooLarge(String),
     /// `PolicyNotAttachable` (400).
     #[error("{0}")]
     PolicyNotAttachable(String),

@@ -9,6 +9,7 @@ mod iam;
 mod ids;
 mod names;
 mod records;
+mod sts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use podid_types::Clock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use auth::{Caller, Identity, RequestInfo};
+pub use auth::{Caller, Identity, RequestInfo, SessionInfo};
 pub use bootstrap::{ADMIN_USER, BootstrapKey, Bootstrapped};
 pub use catalogue::AwsManagedPolicy;
 pub use crypto::{KeyError, MasterKey};
@@ -34,6 +35,9 @@ pub use records::{
     AccessKeyRecord, AccountRecord, OidcRecord, PolicyHolder, PolicyRecord, PolicyVersionRecord,
     RoleRecord, Tag, UserRecord,
 };
+pub use sts::{
+    AssumeRole, AssumedRole, Assumer, CallerIdentity, OpenedSession, SessionCredentials,
+};
 
 /// The embedded IAM: every operation, authorized by the policy engine.
 pub struct Iam {
@@ -42,6 +46,7 @@ pub struct Iam {
     ids: Arc<dyn Ids>,
     master: MasterKey,
     cache: PolicyCache,
+    keyring: sts::Keyring,
 }
 
 impl std::fmt::Debug for Iam {
@@ -66,6 +71,7 @@ impl Iam {
             ids,
             master,
             cache: PolicyCache::default(),
+            keyring: sts::Keyring::default(),
         }
     }
 

@@ -37,6 +37,10 @@ impl From<IamError> for ApiError {
             IamError::ConcurrentModification(_) => (409, "ConcurrentModification"),
             IamError::DeleteConflict(_) => (409, "DeleteConflict"),
             IamError::EntityAlreadyExists(_) => (409, "EntityAlreadyExists"),
+            IamError::ExpiredToken(_) => (403, "ExpiredToken"),
+            IamError::InvalidClientTokenId(_) => (403, "InvalidClientTokenId"),
+            IamError::InvalidParameterValue(_) => (400, "InvalidParameterValue"),
+            IamError::PackedPolicyTooLarge(_) => (400, "PackedPolicyTooLarge"),
             IamError::InvalidInput(_) => (400, "InvalidInput"),
             IamError::LimitExceeded(_) => (409, "LimitExceeded"),
             IamError::MalformedPolicy { code, .. } => {

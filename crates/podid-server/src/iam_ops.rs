@@ -385,15 +385,15 @@ fn entity_of(request: &QueryRequest, input: &Value) -> (Entity, String) {
 }
 
 /// A required string member (the model's validation has checked it is there).
-fn string(input: &Value, member: &str) -> String {
+pub(crate) fn string(input: &Value, member: &str) -> String {
     opt(input, member).unwrap_or_default()
 }
 
-fn opt(input: &Value, member: &str) -> Option<String> {
+pub(crate) fn opt(input: &Value, member: &str) -> Option<String> {
     input.get(member).and_then(Value::as_str).map(str::to_owned)
 }
 
-fn int(input: &Value, member: &str) -> Option<u32> {
+pub(crate) fn int(input: &Value, member: &str) -> Option<u32> {
     input
         .get(member)
         .and_then(Value::as_u64)
@@ -404,7 +404,7 @@ fn boolean(input: &Value, member: &str) -> bool {
     input.get(member).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn list(input: &Value, member: &str) -> Vec<String> {
+pub(crate) fn list(input: &Value, member: &str) -> Vec<String> {
     input
         .get(member)
         .and_then(Value::as_array)
@@ -417,7 +417,7 @@ fn list(input: &Value, member: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn tag_list(input: &Value) -> Vec<Tag> {
+pub(crate) fn tag_list(input: &Value) -> Vec<Tag> {
     input
         .get("Tags")
         .and_then(Value::as_array)

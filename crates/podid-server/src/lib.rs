@@ -3,6 +3,7 @@
 mod errors;
 mod iam_ops;
 mod query;
+mod sts_ops;
 mod views;
 
 use std::sync::Arc;

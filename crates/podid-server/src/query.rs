@@ -7,12 +7,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use podid_core::{Caller, RequestInfo};
+use podid_core::{Caller, Identity, RequestInfo};
 use podid_protocol::{QueryRequest, Service, error_response, form_params, query_response};
 use podid_sigv4::{HttpRequest, SigV4Error};
 
 use crate::errors::ApiError;
-use crate::{AppState, MAX_BODY, iam_ops};
+use crate::{AppState, MAX_BODY, iam_ops, sts_ops};
 
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let request_id = state.iam.ids().request_id();
@@ -22,7 +22,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let service = Service::Iam;
+    let mut service = scope_service(&parts).unwrap_or(Service::Iam);
     let (status, body, action, account) = match read_body(body).await {
         Err(()) => {
             let e = ApiError::sender(
@@ -41,9 +41,11 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
             let mut context = Context {
                 action: String::new(),
                 account: String::new(),
+                service,
             };
             let result =
                 process(&state, &parts, &bytes, source_ip, &mut context, &request_id).await;
+            service = context.service;
             match result {
                 Ok(xml) => (200, xml, context.action, context.account),
                 Err(e) => {
@@ -74,6 +76,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
 struct Context {
     action: String,
     account: String,
+    service: Service,
 }
 
 /// The most read (and thrown away) of an oversized body, so that the client finishes sending it
@@ -127,7 +130,17 @@ async fn process(
         )
     })?;
     context.action.clone_from(&action);
-    let service = Service::Iam;
+    // The credential scope says which service was meant; unsigned requests say it by `Version`.
+    let service = scope_service(parts).unwrap_or_else(|| {
+        if params.get("Version").map(String::as_str)
+            == Some(Service::Sts.model().api_version.as_str())
+        {
+            Service::Sts
+        } else {
+            Service::Iam
+        }
+    });
+    context.service = service;
     let model = service.model();
     let version = params
         .get("Version")
@@ -142,8 +155,23 @@ async fn process(
                 format!("Could not find operation {action} for version {version}"),
             )
         })?;
-    let caller = authenticate(state, parts, query, bytes, "iam").await?;
+    let signing_name = match service {
+        Service::Iam => "iam",
+        Service::Sts => "sts",
+    };
+    let caller = authenticate(state, parts, query, bytes, signing_name).await?;
     context.account = caller.account().to_string();
+    // GetSessionToken credentials (without MFA, which podid does not have) cannot call IAM.
+    if service == Service::Iam
+        && caller.session().is_some()
+        && !matches!(caller.identity(), Identity::Role { .. })
+    {
+        return Err(ApiError::sender(
+            403,
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid",
+        ));
+    }
     let caller = caller.with_request(RequestInfo {
         source_ip,
         secure_transport: false,
@@ -151,8 +179,31 @@ async fn process(
     });
     let request = QueryRequest::decode(model, operation, &params)
         .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
-    let output = iam_ops::call(state, &caller, &request).await?;
+    let output = match service {
+        Service::Iam => iam_ops::call(state, &caller, &request).await?,
+        Service::Sts => sts_ops::call(state, &caller, &request).await?,
+    };
     Ok(query_response(model, operation, &output, request_id))
+}
+
+/// The service a signed request's credential scope names, if it is one this server speaks.
+fn scope_service(parts: &axum::http::request::Parts) -> Option<Service> {
+    let credential = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .map(str::to_owned)
+        .or_else(|| {
+            form_params(parts.uri.query().unwrap_or_default())
+                .get("X-Amz-Credential")
+                .cloned()
+        })?;
+    match credential.split('/').nth(3) {
+        Some("iam") => Some(Service::Iam),
+        Some("sts") => Some(Service::Sts),
+        _ => None,
+    }
 }
 
 /// Verifies the request's SigV4 signature against the store's access keys.
@@ -176,14 +227,23 @@ async fn authenticate(
         body,
     };
     let signed = podid_sigv4::parse(&request)?;
-    if signed.security_token().is_some() {
-        // Temporary credentials come with STS.
-        return Err(SigV4Error::unknown_key().into());
+    let now = state.iam.clock().now();
+    if let Some(token) = signed.security_token() {
+        // Temporary credentials: the token carries the session and its secret.
+        let session = state
+            .iam
+            .open_session(token, signed.access_key_id())
+            .await?;
+        signed.verify(&request, session.secret_access_key().expose(), now)?;
+        if signed.scope().service != service {
+            return Err(SigV4Error::wrong_service(service).into());
+        }
+        return Ok(state.iam.session_caller(&session).await?);
     }
     let Some((key, secret)) = state.iam.access_key(signed.access_key_id()).await? else {
         return Err(SigV4Error::unknown_key().into());
     };
-    signed.verify(&request, secret.expose(), state.iam.clock().now())?;
+    signed.verify(&request, secret.expose(), now)?;
     if signed.scope().service != service {
         return Err(SigV4Error::wrong_service(service).into());
     }

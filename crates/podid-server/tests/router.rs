@@ -171,8 +171,22 @@ async fn authentication_errors() {
         (403, "MissingAuthenticationToken"),
         "{xml}"
     );
+    // The credential scope says which service is meant: an IAM action signed for STS is not
+    // an STS action; a scope naming a service podid does not speak is refused.
     let (status, xml, _) = h
         .send(b"Action=ListRoles&Version=2010-05-08", true, "sts")
+        .await;
+    assert_eq!(
+        (status.as_u16(), code(&xml)),
+        (400, "InvalidAction"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("https://sts.amazonaws.com/doc/2011-06-15/"),
+        "{xml}"
+    );
+    let (status, xml, _) = h
+        .send(b"Action=ListRoles&Version=2010-05-08", true, "s3")
         .await;
     assert_eq!(
         (status.as_u16(), code(&xml)),

@@ -156,9 +156,24 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
     )?;
     writeln!(
         out,
-        "  aws iam list-roles            # the first account; --profile ACCOUNT_ID for others"
+        "  aws sts get-caller-identity   # the first account; --profile ACCOUNT_ID for others"
     )?;
     drop(out);
+    // Session keys: one exists before the first AssumeRole, and they rotate daily.
+    iam.rotate_session_keys()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot prepare the session keys: {e}"))?;
+    let rotating = iam.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(e) = rotating.rotate_session_keys().await {
+                tracing::error!(error = %e, "session key rotation failed; retrying in an hour");
+            }
+        }
+    });
     tracing::info!(%address, backend = store.backend(), "serving");
     let app = podid_server::app(podid_server::AppState { iam });
     axum::serve(

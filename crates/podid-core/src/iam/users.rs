@@ -107,7 +107,7 @@ impl Iam {
         match (name, caller.identity()) {
             (Some(name), _) => Ok(name),
             (None, Identity::User { name }) => Ok(name),
-            (None, Identity::Root) => Err(IamError::Validation(
+            (None, Identity::Root | Identity::Role { .. }) => Err(IamError::Validation(
                 "Must specify userName when calling with non-User credentials".into(),
             )),
         }

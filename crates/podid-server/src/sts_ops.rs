@@ -1,0 +1,93 @@
+//! Every STS operation: wire input → domain call → wire output.
+
+use podid_core::{AssumeRole, Caller, SessionCredentials};
+use podid_protocol::QueryRequest;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::errors::ApiError;
+use crate::iam_ops::{int, list, opt, string, tag_list};
+use crate::views::date;
+
+/// Runs the STS operation of `request` for `caller`.
+pub(crate) async fn call(
+    state: &AppState,
+    caller: &Caller,
+    request: &QueryRequest,
+) -> Result<Value, ApiError> {
+    let iam = &*state.iam;
+    let input = &request.input;
+    Ok(match request.operation.name.as_str() {
+        "AssumeRole" => {
+            let assumed = iam
+                .assume_role(
+                    caller,
+                    AssumeRole {
+                        role_arn: string(input, "RoleArn"),
+                        session_name: string(input, "RoleSessionName"),
+                        duration_seconds: int(input, "DurationSeconds"),
+                        external_id: opt(input, "ExternalId"),
+                        tags: tag_list(input),
+                        transitive_tag_keys: list(input, "TransitiveTagKeys"),
+                        source_identity: opt(input, "SourceIdentity"),
+                        policy: opt(input, "Policy"),
+                        policy_arns: policy_arns(input),
+                    },
+                )
+                .await?;
+            let mut out = serde_json::Map::new();
+            out.insert("Credentials".into(), credentials(&assumed.credentials));
+            out.insert(
+                "AssumedRoleUser".into(),
+                json!({"AssumedRoleId": assumed.assumed_role_id, "Arn": assumed.arn}),
+            );
+            if let Some(size) = assumed.packed_policy_size {
+                out.insert("PackedPolicySize".into(), json!(size));
+            }
+            if let Some(source) = assumed.source_identity {
+                out.insert("SourceIdentity".into(), json!(source));
+            }
+            Value::Object(out)
+        }
+        "GetCallerIdentity" => {
+            let identity = iam.caller_identity(caller);
+            json!({"UserId": identity.user_id, "Account": identity.account, "Arn": identity.arn})
+        }
+        "GetSessionToken" => {
+            let session = iam
+                .get_session_token(caller, int(input, "DurationSeconds"))
+                .await?;
+            json!({"Credentials": credentials(&session)})
+        }
+        other => {
+            return Err(ApiError::sender(
+                400,
+                "InvalidAction",
+                format!("Could not find operation {other} for version 2011-06-15"),
+            ));
+        }
+    })
+}
+
+fn credentials(c: &SessionCredentials) -> Value {
+    json!({
+        "AccessKeyId": c.access_key_id,
+        "SecretAccessKey": c.secret_access_key.expose(),
+        "SessionToken": c.session_token.expose(),
+        "Expiration": date(c.expiration.as_millis()),
+    })
+}
+
+/// `PolicyArns.member.N.arn`.
+fn policy_arns(input: &Value) -> Vec<String> {
+    input
+        .get("PolicyArns")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|p| p.get("arn").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
