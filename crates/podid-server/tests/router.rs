@@ -16,19 +16,26 @@ use podid_core::{Iam, MasterKey, SeqIds};
 use podid_server::{AppState, app};
 use podid_sigv4::{Credentials, HttpRequest, presign, sign};
 use podid_store::MemoryStore;
-use podid_types::{Clock, Secret, SystemClock};
+use podid_types::{Clock, FixedClock, Secret, SystemClock};
 use tower::ServiceExt as _;
 
 struct Harness {
     state: AppState,
     credentials: Credentials,
+    /// The server's clock, which the client signs with too.
+    clock: Arc<FixedClock>,
 }
 
 async fn harness() -> Harness {
-    let ids = Arc::new(SeqIds::new(9));
+    harness_seeded(9).await
+}
+
+async fn harness_seeded(seed: u64) -> Harness {
+    let ids = Arc::new(SeqIds::new(seed));
+    let clock = Arc::new(FixedClock::new(SystemClock.now()));
     let iam = Arc::new(Iam::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(SystemClock),
+        clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
     ));
@@ -44,6 +51,7 @@ async fn harness() -> Harness {
             secret_access_key: Secret::new(key.secret_access_key.expose().clone()),
             session_token: None,
         },
+        clock,
     }
 }
 
@@ -79,7 +87,7 @@ impl Harness {
                 &self.credentials,
                 "eu-west-1",
                 service,
-                SystemClock.now(),
+                self.clock.now(),
             );
             headers.extend(added);
         }
@@ -242,7 +250,7 @@ async fn presigned_get_requests_and_malformed_or_temporary_credentials() {
             credentials,
             "us-west-2",
             "iam",
-            SystemClock.now(),
+            h.clock.now(),
             expires,
         )
     };
@@ -279,7 +287,7 @@ async fn presigned_get_requests_and_malformed_or_temporary_credentials() {
         (400, "IncompleteSignature"),
         "{xml}"
     );
-    // Session credentials are refused until STS issues them.
+    // A session token podid did not issue.
     let mut session = harness().await;
     session.state = h.state.clone();
     session.credentials.session_token = Some(Secret::new("FwoGZXIvYXdzEXAMPLE".into()));
@@ -347,4 +355,206 @@ async fn other_paths_are_not_found() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+/// The text of the first `<tag>` element.
+fn element<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).map(|i| i + open.len()).unwrap_or_default();
+    let end = xml
+        .get(start..)
+        .and_then(|rest| rest.find(&format!("</{tag}>")))
+        .map_or(start, |i| start + i);
+    xml.get(start..end).unwrap_or_default()
+}
+
+fn form(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Harness {
+    /// Creates role `name` trusting this account, and assumes it: a harness signing with the
+    /// session's credentials.
+    async fn session(&self, name: &str) -> Harness {
+        let trust = form(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#,
+        );
+        let (status, xml) = self
+            .call(&format!(
+                "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={trust}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{xml}");
+        let (status, xml, _) = self
+            .send(
+                format!(
+                    "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2F{name}&RoleSessionName=s1"
+                )
+                .as_bytes(),
+                true,
+                "sts",
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{xml}");
+        assert!(
+            xml.starts_with(
+                "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+            ),
+            "{xml}"
+        );
+        Harness {
+            state: self.state.clone(),
+            credentials: Credentials {
+                access_key_id: element(&xml, "AccessKeyId").to_owned(),
+                secret_access_key: Secret::new(element(&xml, "SecretAccessKey").to_owned()),
+                session_token: Some(Secret::new(element(&xml, "SessionToken").to_owned())),
+            },
+            clock: self.clock.clone(),
+        }
+    }
+
+    async fn role_count(&self) -> usize {
+        let (_, xml) = self.call("Action=ListRoles&Version=2010-05-08").await;
+        xml.matches("<RoleName>").count()
+    }
+}
+
+const WHO: &[u8] = b"Action=GetCallerIdentity&Version=2011-06-15";
+const CREATE: &[u8] = b"Action=CreateUser&Version=2010-05-08&UserName=intruder";
+
+#[tokio::test]
+async fn session_credentials_security_matrix() {
+    let h = harness().await;
+    let session = h.session("app").await;
+    let (status, xml, _) = session.send(WHO, true, "sts").await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    assert_eq!(
+        element(&xml, "Arn"),
+        "arn:aws:sts::111122223333:assumed-role/app/s1"
+    );
+    let users_before = h.call("Action=ListUsers&Version=2010-05-08").await.1;
+    let refused = |status: StatusCode, xml: &str, code_expected: &str| {
+        assert_eq!(code(xml), code_expected, "{xml}");
+        assert_eq!(status.as_u16(), 403, "{xml}");
+    };
+
+    // A tampered token.
+    let mut tampered = harness().await;
+    tampered.state = h.state.clone();
+    tampered.clock = h.clock.clone();
+    tampered.credentials = Credentials {
+        access_key_id: session.credentials.access_key_id.clone(),
+        secret_access_key: Secret::new(session.credentials.secret_access_key.expose().clone()),
+        session_token: session.credentials.session_token.as_ref().map(|t| {
+            let mut bytes = t.expose().clone().into_bytes();
+            let i = bytes.len() / 3;
+            bytes[i] = if bytes[i] == b'Q' { b'R' } else { b'Q' };
+            Secret::new(String::from_utf8(bytes).unwrap())
+        }),
+    };
+    let (status, xml, _) = tampered.send(CREATE, true, "iam").await;
+    refused(status, &xml, "InvalidClientTokenId");
+
+    // The right token with the wrong secret.
+    tampered.credentials.session_token = session.credentials.session_token.clone();
+    tampered.credentials.secret_access_key = Secret::new("wrong".into());
+    let (status, xml, _) = tampered.send(CREATE, true, "iam").await;
+    refused(status, &xml, "SignatureDoesNotMatch");
+
+    // A token sealed by another server's key.
+    let other = harness_seeded(77).await;
+    let foreign = other.session("app").await;
+    let mut replay = harness().await;
+    replay.state = h.state.clone();
+    replay.clock = h.clock.clone();
+    replay.credentials = foreign.credentials;
+    let (status, xml, _) = replay.send(WHO, true, "sts").await;
+    refused(status, &xml, "InvalidClientTokenId");
+
+    // A request replayed outside the 15-minute window (the session is still valid).
+    let mut old = Request::builder().method("POST").uri("/");
+    let body = CREATE;
+    let headers = [
+        ("host", "localhost"),
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ),
+    ];
+    let signed = sign(
+        &HttpRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body,
+        },
+        &session.credentials,
+        "us-east-1",
+        "iam",
+        h.clock.now(),
+    );
+    for (k, v) in headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(signed)
+    {
+        old = old.header(k, v);
+    }
+    h.clock.advance_millis(16 * 60 * 1000);
+    let (status, xml, _) = h.raw(old.body(Body::from(body.to_vec())).unwrap()).await;
+    refused(status, &xml, "SignatureDoesNotMatch");
+    assert!(message(&xml).starts_with("Signature expired: "), "{xml}");
+
+    // An expired session, by the injected clock.
+    h.clock.advance_millis(45 * 60 * 1000);
+    let (status, xml, _) = session.send(WHO, true, "sts").await;
+    refused(status, &xml, "ExpiredToken");
+    assert_eq!(
+        message(&xml),
+        "The security token included in the request is expired"
+    );
+
+    // Nothing was created by any of them.
+    assert_eq!(
+        h.call("Action=ListUsers&Version=2010-05-08")
+            .await
+            .1
+            .matches("<UserName>")
+            .count(),
+        users_before.matches("<UserName>").count()
+    );
+    assert_eq!(h.role_count().await, 1);
+}
+
+#[tokio::test]
+async fn get_caller_identity_answers_under_an_explicit_deny() {
+    let h = harness().await;
+    let deny = form(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#,
+    );
+    let (status, xml) = h
+        .call(&format!(
+            "Action=PutUserPolicy&Version=2010-05-08&UserName=admin&PolicyName=deny&PolicyDocument={deny}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    let (status, xml) = h.call("Action=ListRoles&Version=2010-05-08").await;
+    assert_eq!(
+        (status.as_u16(), code(&xml)),
+        (403, "AccessDenied"),
+        "{xml}"
+    );
+    let (status, xml, _) = h.send(WHO, true, "sts").await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    assert_eq!(element(&xml, "Arn"), "arn:aws:iam::111122223333:user/admin");
+    assert_eq!(element(&xml, "Account"), "111122223333");
 }
