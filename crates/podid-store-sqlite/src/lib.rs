@@ -15,6 +15,9 @@ const MAX_GROUP: usize = 512;
 /// Idle read connections kept open.
 const READ_POOL: usize = 8;
 
+/// Scans of at most this many items run on the calling thread, like point reads.
+const SMALL_SCAN: usize = 100;
+
 /// A store in one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
@@ -59,38 +62,52 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Runs a read on a pooled read-only connection. Point reads and small scans run right
+    /// here: from SQLite's page cache they take microseconds, less than handing them to another
+    /// thread would. Large scans go to the blocking pool, so they never hold up other requests.
     async fn read<T: Send + 'static>(
         &self,
+        small: bool,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        if small {
+            return read_with(&self.readers, &self.path, f);
+        }
         let readers = self.readers.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => {
-                    let conn = Connection::open_with_flags(
-                        &path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )
-                    .map_err(|e| unavailable(&e))?;
-                    conn.busy_timeout(std::time::Duration::from_secs(5))
-                        .map_err(|e| unavailable(&e))?;
-                    conn
-                }
-            };
-            let result = f(&conn).map_err(|e| unavailable(&e));
-            if let Ok(mut pool) = readers.lock() {
-                if pool.len() < READ_POOL {
-                    pool.push(conn);
-                }
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("a read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || read_with(&readers, &path, f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("a read task failed: {e}")))?
     }
+}
+
+/// Runs `f` on a connection from `readers` (opened if there is none free).
+fn read_with<T>(
+    readers: &Mutex<Vec<Connection>>,
+    path: &Path,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
+    let conn = match pooled {
+        Some(conn) => conn,
+        None => {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| unavailable(&e))?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(|e| unavailable(&e))?;
+            conn
+        }
+    };
+    let result = f(&conn).map_err(|e| unavailable(&e));
+    if let Ok(mut pool) = readers.lock() {
+        if pool.len() < READ_POOL {
+            pool.push(conn);
+        }
+    }
+    result
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -231,7 +248,7 @@ fn apply(conn: &Connection, ops: &[Op]) -> rusqlite::Result<Result<(), StoreErro
 impl Store for SqliteStore {
     async fn get(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
         let key = key.to_owned();
-        self.read(move |conn| {
+        self.read(true, move |conn| {
             conn.prepare_cached("SELECT version, value FROM kv WHERE ns = ?1 AND key = ?2")?
                 .query_row(params![ns, key], |row| {
                     Ok(Item {
@@ -257,8 +274,9 @@ impl Store for SqliteStore {
             Some(after) if after >= prefix.as_str() => after.to_owned(),
             _ => String::new(),
         };
+        let small = limit <= SMALL_SCAN;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read(small, move |conn| {
             // Keys are compared as bytes (SQLite's BINARY collation); the prefix bound is a range,
             // so `%` and `_` in keys mean nothing special.
             let mut statement = conn.prepare_cached(

@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+mod cached;
 mod memory;
 pub mod suite;
 
 use std::fmt;
 
+pub use cached::CachedStore;
 pub use memory::MemoryStore;
 
 /// A stored value and its version.

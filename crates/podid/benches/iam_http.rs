@@ -1,6 +1,8 @@
-//! Throughput of signed IAM calls over HTTP: CreateRole (a durable write each) and GetRole,
-//! against a real `podid server` process on SQLite and, when `PODID_TEST_DATABASE_URL` is set, on
-//! PostgreSQL (a fresh schema).
+//! Throughput of signed IAM and STS calls over HTTP: CreateRole (a durable write each), GetRole,
+//! AssumeRole (trust and identity policies decided, session tags checked, a session token
+//! sealed) with 1, 8 and many connections, and GetCallerIdentity signed with session credentials
+//! (a token opened and a signature verified per request), against a real `podid server` process
+//! on SQLite and, when `PODID_TEST_DATABASE_URL` is set, on PostgreSQL (a fresh schema).
 //!
 //! Run: `cargo bench -p podid --bench iam_http` (optional: `PODID_BENCH_SECONDS`,
 //! `PODID_BENCH_CONNECTIONS`). Each request is signed with SigV4 by the client, authenticated
@@ -11,6 +13,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
+    clippy::string_slice,
     reason = "a benchmark program fails loudly"
 )]
 
@@ -26,6 +29,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22pods.eks.amazonaws.com%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
+
+/// Trusts the account, with session tags: the Pod Identity shape of trust for an IAM caller.
+const ACCOUNT_TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22AWS%22%3A%22arn%3Aaws%3Aiam%3A%3A111122223333%3Aroot%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
 
 struct Server {
     child: Child,
@@ -103,7 +109,17 @@ impl Connection {
         }
     }
 
-    async fn call(&mut self, credentials: &Credentials, body: &str) -> u16 {
+    async fn call(&mut self, credentials: &Credentials, service: &str, body: &str) -> u16 {
+        self.exchange(credentials, service, body).await.0
+    }
+
+    /// Sends a signed request; the status and the body.
+    async fn exchange(
+        &mut self,
+        credentials: &Credentials,
+        service: &str,
+        body: &str,
+    ) -> (u16, String) {
         let headers = [
             ("host", self.host.as_str()),
             (
@@ -118,7 +134,13 @@ impl Connection {
             headers: &headers,
             body: body.as_bytes(),
         };
-        let signed = sign(&request, credentials, "us-east-1", "iam", SystemClock.now());
+        let signed = sign(
+            &request,
+            credentials,
+            "us-east-1",
+            service,
+            SystemClock.now(),
+        );
         let mut head = format!(
             "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded; charset=utf-8\r\ncontent-length: {}\r\n",
             self.host,
@@ -150,13 +172,15 @@ impl Connection {
         }
         let mut body = vec![0; length];
         self.stream.read_exact(&mut body).await.unwrap();
-        status
+        (status, String::from_utf8(body).unwrap())
     }
 }
 
 /// Runs `connections` clients for `seconds`; each request's body comes from `body(worker, n)`.
 async fn load(
     server: &Server,
+    credentials: &Credentials,
+    service: &'static str,
     connections: usize,
     seconds: u64,
     body: Arc<dyn Fn(usize, u64) -> String + Send + Sync>,
@@ -167,13 +191,15 @@ async fn load(
     let mut tasks = Vec::new();
     for worker in 0..connections {
         let (done, failed, body) = (done.clone(), failed.clone(), body.clone());
-        let credentials = server.credentials.clone();
+        let credentials = credentials.clone();
         let address = server.address.clone();
         tasks.push(tokio::spawn(async move {
             let mut connection = Connection::open(&address).await;
             let mut n = 0;
             while Instant::now() < deadline {
-                let status = connection.call(&credentials, &body(worker, n)).await;
+                let status = connection
+                    .call(&credentials, service, &body(worker, n))
+                    .await;
                 n += 1;
                 if status == 200 {
                     done.fetch_add(1, Ordering::Relaxed);
@@ -194,21 +220,83 @@ async fn load(
     )
 }
 
+type Body = Arc<dyn Fn(usize, u64) -> String + Send + Sync>;
+
+fn report(label: &str, what: &str, (rate, failed): (f64, u64), connections: usize, seconds: u64) {
+    println!(
+        "{label:<9} {what:<28} {rate:>9.0} req/s  ({connections} connections, {seconds} s, {failed} failed)"
+    );
+}
+
 async fn run(label: &str, server: Server, connections: usize, seconds: u64) {
-    let create: Arc<dyn Fn(usize, u64) -> String + Send + Sync> = Arc::new(|w, n| {
+    let admin = server.credentials.clone();
+    let create: Body = Arc::new(|w, n| {
         format!(
             "Action=CreateRole&Version=2010-05-08&RoleName=bench-{w}-{n}&AssumeRolePolicyDocument={TRUST}"
         )
     });
-    let (rate, failed) = load(&server, connections, seconds, create).await;
-    println!(
-        "{label:<9} CreateRole {rate:>9.0} req/s  ({connections} connections, {seconds} s, {failed} failed)"
-    );
-    let get: Arc<dyn Fn(usize, u64) -> String + Send + Sync> =
+    let rate = load(&server, &admin, "iam", connections, seconds, create).await;
+    report(label, "CreateRole", rate, connections, seconds);
+    let get: Body =
         Arc::new(|w, _| format!("Action=GetRole&Version=2010-05-08&RoleName=bench-{w}-0"));
-    let (rate, failed) = load(&server, connections, seconds, get).await;
-    println!(
-        "{label:<9} GetRole    {rate:>9.0} req/s  ({connections} connections, {seconds} s, {failed} failed)"
+    let rate = load(&server, &admin, "iam", connections, seconds, get).await;
+    report(label, "GetRole", rate, connections, seconds);
+
+    // AssumeRole into a role that trusts the account, with and without session tags.
+    let mut setup = Connection::open(&server.address).await;
+    let (status, xml) = setup
+        .exchange(
+            &admin,
+            "iam",
+            &format!(
+                "Action=CreateRole&Version=2010-05-08&RoleName=bench-target&AssumeRolePolicyDocument={ACCOUNT_TRUST}"
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let plain: Body = Arc::new(|w, n| {
+        format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fbench-target&RoleSessionName=s-{w}-{n}"
+        )
+    });
+    let tagged: Body = Arc::new(|w, n| {
+        format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fbench-target&RoleSessionName=s-{w}-{n}\
+             &Tags.member.1.Key=kubernetes-namespace&Tags.member.1.Value=prod\
+             &Tags.member.2.Key=kubernetes-service-account&Tags.member.2.Value=api-{w}\
+             &TransitiveTagKeys.member.1=kubernetes-namespace&TransitiveTagKeys.member.2=kubernetes-service-account"
+        )
+    });
+    for n in [1, 8, connections] {
+        let rate = load(&server, &admin, "sts", n, seconds, plain.clone()).await;
+        report(label, "AssumeRole", rate, n, seconds);
+    }
+    for n in [1, 8, connections] {
+        let rate = load(&server, &admin, "sts", n, seconds, tagged.clone()).await;
+        report(label, "AssumeRole + 2 session tags", rate, n, seconds);
+    }
+
+    // Requests signed with session credentials: the token is opened on every request.
+    let (status, xml) = setup.exchange(&admin, "sts", &tagged(0, 0)).await;
+    assert_eq!(status, 200, "{xml}");
+    let element = |tag: &str| {
+        let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+        let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
+        xml[start..end].to_owned()
+    };
+    let session = Credentials {
+        access_key_id: element("AccessKeyId"),
+        secret_access_key: Secret::new(element("SecretAccessKey")),
+        session_token: Some(Secret::new(element("SessionToken"))),
+    };
+    let who: Body = Arc::new(|_, _| "Action=GetCallerIdentity&Version=2011-06-15".to_owned());
+    let rate = load(&server, &session, "sts", connections, seconds, who).await;
+    report(
+        label,
+        "GetCallerIdentity (session)",
+        rate,
+        connections,
+        seconds,
     );
 }
 

@@ -59,6 +59,12 @@ pub(crate) struct ServerArgs {
     /// PostgreSQL connections per server.
     #[arg(long, default_value_t = 16)]
     database_pool: usize,
+    /// With PostgreSQL: how long (milliseconds) a replica may reuse a record it read (access
+    /// keys, users, roles), saving a round trip per request. Its own writes are seen at once;
+    /// other replicas' writes at most this late, as IAM changes propagate in AWS. 0 turns the
+    /// cache off. SQLite needs none: its reads are local.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    read_cache_ms: u64,
 }
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
@@ -215,7 +221,14 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
         let store = podid_store_postgres::PostgresStore::connect(url, args.database_pool)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        return Ok(Arc::new(store));
+        if args.read_cache_ms == 0 {
+            return Ok(Arc::new(store));
+        }
+        return Ok(Arc::new(podid_store::CachedStore::new(
+            Arc::new(store),
+            Arc::new(podid_types::SystemClock),
+            i64::try_from(args.read_cache_ms).unwrap_or(i64::MAX),
+        )));
     }
     let path = match url {
         "sqlite" => args.data_dir.join("podid.db"),
