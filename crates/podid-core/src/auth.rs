@@ -149,16 +149,15 @@ impl Caller {
 
     /// The root user of `account`.
     pub fn root(account: AccountId) -> Self {
-        Self {
+        Self::from_parts(
             account,
-            arn: format!("arn:aws:iam::{account}:root"),
-            identity: Identity::Root,
-            principal: Principal::root(account),
-            policies: PolicySet::new(),
-            tags: Vec::new(),
-            session: None,
-            info: RequestInfo::default(),
-        }
+            format!("arn:aws:iam::{account}:root"),
+            Identity::Root,
+            Principal::root(account),
+            PolicySet::new(),
+            Vec::new(),
+            None,
+        )
     }
 }
 
@@ -191,29 +190,28 @@ impl Iam {
             .load::<UserRecord>(ns::USER, &entity_key(&key.account, &key.user))
             .await?
             .ok_or_else(|| {
-                IamError::AccessDenied(
+                // The user is gone (a session of a deleted user, say).
+                IamError::InvalidClientTokenId(
                     "The security token included in the request is invalid.".into(),
                 )
             })?;
         let principal = Principal::user(&user.arn, &user.id)
             .map_err(|e| IamError::ServiceFailure(e.to_string()))?;
         let policies = self.policy_set(&key.account, &user.policies).await?;
-        Ok(Caller {
+        Ok(Caller::from_parts(
             account,
-            arn: user.arn.clone(),
-            identity: Identity::User {
+            user.arn.clone(),
+            Identity::User {
                 name: user.name.clone(),
             },
             principal,
             policies,
-            tags: user
-                .tags
+            user.tags
                 .iter()
                 .map(|t| (t.key.clone(), t.value.clone()))
                 .collect(),
-            session: None,
-            info: RequestInfo::default(),
-        })
+            None,
+        ))
     }
 
     /// The identity policies and boundary of a user or role.

@@ -1143,3 +1143,62 @@ async fn get_session_token_and_caller_identity() {
         "arn:aws:iam::111122223333:root"
     );
 }
+
+#[tokio::test]
+async fn session_context_keys_reach_later_calls() {
+    let w = world().await;
+    let role = w
+        .role(
+            &w.admin_a,
+            "ctx",
+            "/",
+            allow(
+                r#"{"AWS":"111122223333"}"#,
+                r#"["sts:AssumeRole","sts:SetSourceIdentity"]"#,
+            ),
+        )
+        .await;
+    // Sessions issued before 2030 may not list roles; sessions of `alice` may not get roles.
+    w.iam
+        .put_entity_policy(
+            &w.admin_a,
+            Entity::Role,
+            "ctx",
+            "ctx",
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Deny","Action":"iam:ListRoles","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2030-01-01T00:00:00Z"}}},
+                {"Effect":"Deny","Action":"iam:GetRole","Resource":"*","Condition":{"StringEquals":{"aws:SourceIdentity":"alice"}}}]}"#
+                .into(),
+        )
+        .await
+        .unwrap();
+    let alice = AssumeRole {
+        source_identity: Some("alice".into()),
+        ..assume(&role, "s")
+    };
+    let session = w
+        .session(&w.iam.assume_role(&w.admin_a, alice).await.unwrap())
+        .await;
+    let message = denied(
+        w.iam
+            .list_roles(&session, None, &PageRequest::default())
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        message.contains("iam:ListRoles") && message.contains("explicit deny"),
+        "{message}"
+    );
+    assert!(matches!(
+        w.iam.get_role(&session, "ctx").await,
+        Err(IamError::AccessDenied(_))
+    ));
+    let bob = AssumeRole {
+        source_identity: Some("bob".into()),
+        ..assume(&role, "t")
+    };
+    let session = w
+        .session(&w.iam.assume_role(&w.admin_a, bob).await.unwrap())
+        .await;
+    w.iam.get_role(&session, "ctx").await.unwrap();
+}
