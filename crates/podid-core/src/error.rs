@@ -52,6 +52,21 @@ pub enum IamError {
     /// `PolicyNotAttachable` (400).
     #[error("{0}")]
     PolicyNotAttachable(String),
+    /// EKS's `ResourceNotFoundException` (404).
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// EKS's `ResourceInUseException` (409).
+    #[error("{0}")]
+    ResourceInUse(String),
+    /// EKS's `InvalidParameterException` (400).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// EKS's `InvalidRequestException` (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// EKS's `ResourceLimitExceededException` (400).
+    #[error("{0}")]
+    ResourceLimitExceeded(String),
     /// `ServiceFailure` (500): the store failed.
     #[error("{0}")]
     ServiceFailure(String),

@@ -63,6 +63,25 @@ pub trait Ids: Send + Sync {
         )
     }
 
+    /// `len` random lower-case letters and digits (EKS association ids).
+    fn lower_alphanumeric(&self, len: usize) -> String {
+        const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut bytes = vec![0u8; len];
+        self.fill(&mut bytes);
+        bytes
+            .iter()
+            .map(|b| char::from(ALPHABET.get(usize::from(b % 36)).copied().unwrap_or(b'a')))
+            .collect()
+    }
+
+    /// `len` random upper-case hex digits (EKS cluster ids in issuer URLs).
+    fn upper_hex(&self, len: usize) -> String {
+        let mut bytes = vec![0u8; len.div_ceil(2)];
+        self.fill(&mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        hex.get(..len).unwrap_or_default().to_owned()
+    }
+
     /// `len` random base32 characters.
     fn base32(&self, len: usize) -> String {
         let mut bytes = vec![0u8; len];

@@ -4,6 +4,7 @@ mod auth;
 mod bootstrap;
 mod catalogue;
 mod crypto;
+mod eks;
 mod error;
 mod iam;
 mod ids;
@@ -24,6 +25,10 @@ pub use auth::{Caller, Identity, RequestInfo, SessionInfo};
 pub use bootstrap::{ADMIN_USER, BootstrapKey, Bootstrapped};
 pub use catalogue::AwsManagedPolicy;
 pub use crypto::{KeyError, MasterKey};
+pub use eks::{
+    AssociationSummary, ClusterTokens, CreateAssociation, CreateCluster, EksPage, ListAssociations,
+    PODS_SERVICE, ServiceAccountToken, UpdateAssociation,
+};
 pub use error::IamError;
 pub use iam::{
     AttachedPolicy, CreateOidcProvider, CreatePolicy, CreateRole, CreateUser, Entity,
@@ -32,8 +37,8 @@ pub use iam::{
 };
 pub use ids::{Ids, OsIds, SeqIds};
 pub use records::{
-    AccessKeyRecord, AccountRecord, OidcRecord, PolicyHolder, PolicyRecord, PolicyVersionRecord,
-    RoleRecord, Tag, UserRecord,
+    AccessKeyRecord, AccountRecord, AssociationRecord, ClusterRecord, OidcRecord, PolicyHolder,
+    PolicyRecord, PolicyVersionRecord, RoleRecord, SigningKeyRecord, Tag, TokenSource, UserRecord,
 };
 pub use sts::{
     AssumeRole, AssumedRole, Assumer, CallerIdentity, OpenedSession, SessionCredentials,
@@ -47,6 +52,7 @@ pub struct Iam {
     master: MasterKey,
     cache: PolicyCache,
     keyring: sts::Keyring,
+    association_quota: u32,
 }
 
 impl std::fmt::Debug for Iam {
@@ -72,7 +78,15 @@ impl Iam {
             master,
             cache: PolicyCache::default(),
             keyring: sts::Keyring::default(),
+            association_quota: eks::DEFAULT_ASSOCIATION_QUOTA,
         }
+    }
+
+    /// Sets the most Pod Identity associations a cluster may have (default 1,000).
+    #[must_use]
+    pub fn with_association_quota(mut self, quota: u32) -> Self {
+        self.association_quota = quota;
+        self
     }
 
     /// The store.

@@ -48,6 +48,11 @@ impl From<IamError> for ApiError {
             }
             IamError::NoSuchEntity(_) => (404, "NoSuchEntity"),
             IamError::PolicyNotAttachable(_) => (400, "PolicyNotAttachable"),
+            IamError::ResourceNotFound(_) => (404, "ResourceNotFoundException"),
+            IamError::ResourceInUse(_) => (409, "ResourceInUseException"),
+            IamError::InvalidParameter(_) => (400, "InvalidParameterException"),
+            IamError::InvalidRequest(_) => (400, "InvalidRequestException"),
+            IamError::ResourceLimitExceeded(_) => (400, "ResourceLimitExceededException"),
             IamError::ServiceFailure(_) => (500, "ServiceFailure"),
             IamError::Validation(_) => (400, "ValidationError"),
         };
@@ -57,6 +62,38 @@ impl From<IamError> for ApiError {
             message: e.to_string(),
             sender_fault: status < 500,
         }
+    }
+}
+
+impl ApiError {
+    /// The same error as a rest-json service (EKS, EKS Auth) names it: `AccessDeniedException`
+    /// for `AccessDenied`, the JSON protocols' authentication codes, `ServerException`.
+    #[must_use]
+    pub fn for_rest_json(mut self) -> Self {
+        let (status, code) = match self.code.as_str() {
+            "AccessDenied" => (403, "AccessDeniedException"),
+            "MissingAuthenticationToken" => (403, "MissingAuthenticationTokenException"),
+            "IncompleteSignature" => (403, "IncompleteSignatureException"),
+            "InvalidClientTokenId" => (403, "UnrecognizedClientException"),
+            "SignatureDoesNotMatch" => (403, "InvalidSignatureException"),
+            "ExpiredToken" => (403, "ExpiredTokenException"),
+            "ServiceFailure" => (500, "ServerException"),
+            "NoSuchEntity" => (404, "ResourceNotFoundException"),
+            "EntityAlreadyExists" | "DeleteConflict" | "ConcurrentModification" => {
+                (409, "ResourceInUseException")
+            }
+            "LimitExceeded" => (400, "ResourceLimitExceededException"),
+            "ValidationError"
+            | "InvalidInput"
+            | "MalformedPolicyDocument"
+            | "InvalidParameterValue"
+            | "PackedPolicyTooLarge"
+            | "PolicyNotAttachable" => (400, "InvalidParameterException"),
+            _ => return self,
+        };
+        self.status = status;
+        code.clone_into(&mut self.code);
+        self
     }
 }
 

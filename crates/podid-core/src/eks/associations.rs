@@ -1,0 +1,746 @@
+//! Pod Identity associations: Create, Describe, List, Update, Delete.
+//!
+//! Records (keys are `ACCOUNT/REGION/CLUSTER/...`):
+//! - `association`: `.../ID` → the association;
+//! - `association-sa`: `.../NAMESPACE/SERVICE_ACCOUNT` → `{id, owner}`, created with the
+//!   association under an "absent" condition, so one service account has one association
+//!   however many creates race; lists page through this index in (namespace, service account)
+//!   order, so a page costs the same whatever the cluster holds;
+//! - `association-token`: `.../CLIENT_REQUEST_TOKEN` → the request and the id (idempotency);
+//! - `association-count`: `ACCOUNT/REGION/CLUSTER` → how many the cluster has (the quota).
+
+use std::collections::BTreeMap;
+
+use podid_policy::ContextValue;
+use podid_store::{Condition, Op};
+use serde::{Deserialize, Serialize};
+
+use super::clusters::{decode_token, encode_token, max_results_of, more, tag_context};
+use super::{EksPage, PODS_SERVICE, key, names};
+use crate::auth::Caller;
+use crate::error::IamError;
+use crate::iam::{RETRIES, busy, is_conflict};
+use crate::records::{AssociationRecord, ClusterRecord, RoleRecord, ns};
+use crate::{Iam, encode};
+
+/// A CreatePodIdentityAssociation request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CreateAssociation {
+    /// `namespace`.
+    pub namespace: String,
+    /// `serviceAccount`.
+    pub service_account: String,
+    /// `roleArn`.
+    pub role_arn: String,
+    /// `targetRoleArn`.
+    pub target_role_arn: Option<String>,
+    /// `disableSessionTags`.
+    pub disable_session_tags: bool,
+    /// `policy`.
+    pub policy: Option<String>,
+    /// `tags`.
+    pub tags: BTreeMap<String, String>,
+    /// `clientRequestToken`.
+    #[serde(skip)]
+    pub client_request_token: Option<String>,
+}
+
+/// An UpdatePodIdentityAssociation request: what to change.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateAssociation {
+    /// `roleArn`.
+    pub role_arn: Option<String>,
+    /// `targetRoleArn` (`Some("")` removes the target role).
+    pub target_role_arn: Option<String>,
+    /// `disableSessionTags`.
+    pub disable_session_tags: Option<bool>,
+    /// `policy` (`Some("")` removes it).
+    pub policy: Option<String>,
+}
+
+/// ListPodIdentityAssociations' filters and page.
+#[derive(Clone, Debug, Default)]
+pub struct ListAssociations {
+    /// `namespace`.
+    pub namespace: Option<String>,
+    /// `serviceAccount`.
+    pub service_account: Option<String>,
+    /// `maxResults`.
+    pub max_results: Option<u32>,
+    /// `nextToken`.
+    pub next_token: Option<String>,
+}
+
+/// What List shows of an association.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssociationSummary {
+    /// `clusterName`.
+    pub cluster: String,
+    /// `namespace`.
+    pub namespace: String,
+    /// `serviceAccount`.
+    pub service_account: String,
+    /// `associationArn`.
+    pub arn: String,
+    /// `associationId`.
+    pub id: String,
+    /// `ownerArn`.
+    pub owner_arn: Option<String>,
+}
+
+/// The service-account index entry.
+#[derive(Serialize, Deserialize)]
+struct IndexEntry {
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+}
+
+/// The idempotency record of a create.
+#[derive(Serialize, Deserialize)]
+struct TokenEntry {
+    request: String,
+    id: String,
+}
+
+impl Iam {
+    /// CreatePodIdentityAssociation.
+    pub async fn create_association(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        input: CreateAssociation,
+    ) -> Result<AssociationRecord, IamError> {
+        names::cluster_name(cluster)?;
+        names::namespace(&input.namespace)?;
+        names::service_account(&input.service_account)?;
+        names::tags(&input.tags)?;
+        check_policy(&input.policy, input.disable_session_tags)?;
+        let account = caller.account().to_string();
+        let cluster_arn = format!("arn:aws:eks:{region}:{account}:cluster/{cluster}");
+        self.authorize(
+            caller,
+            "eks:CreatePodIdentityAssociation",
+            &cluster_arn,
+            &tag_context(&input.tags),
+        )?;
+        let (record, _) = self.cluster_record(&account, region, cluster).await?;
+        self.check_roles(
+            caller,
+            &record,
+            &input.role_arn,
+            input.target_role_arn.as_deref(),
+            input.disable_session_tags,
+        )
+        .await?;
+        let cluster_key = key(&[&account, region, cluster]);
+        let fingerprint = serde_json::to_string(&input).unwrap_or_default();
+        if let Some(token) = &input.client_request_token {
+            if let Some(existing) = self.replay(&cluster_key, token, &fingerprint).await? {
+                return Ok(existing);
+            }
+        }
+        let id = format!("a-{}", self.ids.lower_alphanumeric(17));
+        let now = self.now();
+        let association = AssociationRecord {
+            arn: format!("arn:aws:eks:{region}:{account}:podidentityassociation/{cluster}/{id}"),
+            id: id.clone(),
+            account: account.clone(),
+            region: region.to_owned(),
+            cluster: cluster.to_owned(),
+            external_id: input.target_role_arn.as_ref().map(|_| {
+                external_id(
+                    region,
+                    &account,
+                    cluster,
+                    &input.namespace,
+                    &input.service_account,
+                )
+            }),
+            namespace: input.namespace.clone(),
+            service_account: input.service_account.clone(),
+            role_arn: input.role_arn.clone(),
+            target_role_arn: input.target_role_arn.clone(),
+            disable_session_tags: input.disable_session_tags,
+            policy: input.policy.clone(),
+            tags: input.tags.clone(),
+            owner_arn: None,
+            created: now,
+            modified: now,
+            client_request_token: input.client_request_token.clone(),
+        };
+        let sa_key = key(&[&cluster_key, &input.namespace, &input.service_account]);
+        for _ in 0..RETRIES {
+            let (count, version) = self.association_count(&cluster_key).await?;
+            if count >= u64::from(self.association_quota) {
+                return Err(IamError::ResourceLimitExceeded(format!(
+                    "Cluster {cluster} has reached its quota of {} Pod Identity associations.",
+                    self.association_quota
+                )));
+            }
+            let mut ops = vec![
+                Op::create(
+                    ns::ASSOCIATION,
+                    key(&[&cluster_key, &id]),
+                    encode(&association),
+                ),
+                Op::create(
+                    ns::ASSOCIATION_SA,
+                    sa_key.clone(),
+                    encode(&IndexEntry {
+                        id: id.clone(),
+                        owner: None,
+                    }),
+                ),
+                count_op(&cluster_key, count + 1, version),
+            ];
+            if let Some(token) = &input.client_request_token {
+                ops.push(Op::create(
+                    ns::ASSOCIATION_TOKEN,
+                    key(&[&cluster_key, token]),
+                    encode(&TokenEntry {
+                        request: fingerprint.clone(),
+                        id: id.clone(),
+                    }),
+                ));
+            }
+            match self.store.commit(ops).await {
+                Ok(()) => return Ok(association),
+                Err(podid_store::StoreError::Conflict { index: 1, .. }) => {
+                    // Another create for this service account won (perhaps this very request,
+                    // retried by its client with the same token).
+                    if let Some(token) = &input.client_request_token {
+                        if let Some(existing) =
+                            self.replay(&cluster_key, token, &fingerprint).await?
+                        {
+                            return Ok(existing);
+                        }
+                    }
+                    let existing = self
+                        .store
+                        .get(ns::ASSOCIATION_SA, &sa_key)
+                        .await?
+                        .and_then(|i| serde_json::from_str::<IndexEntry>(&i.value).ok())
+                        .map(|e| e.id)
+                        .unwrap_or_default();
+                    return Err(IamError::ResourceInUse(format!(
+                        "Association already exists: {existing}"
+                    )));
+                }
+                Err(podid_store::StoreError::Conflict { index: 3, .. }) => {
+                    if let Some(token) = &input.client_request_token {
+                        if let Some(existing) =
+                            self.replay(&cluster_key, token, &fingerprint).await?
+                        {
+                            return Ok(existing);
+                        }
+                    }
+                }
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(busy())
+    }
+
+    /// DescribePodIdentityAssociation.
+    pub async fn describe_association(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        id: &str,
+    ) -> Result<AssociationRecord, IamError> {
+        self.association_for(
+            caller,
+            "eks:DescribePodIdentityAssociation",
+            region,
+            cluster,
+            id,
+        )
+        .await
+        .map(|(a, _)| a)
+    }
+
+    /// ListPodIdentityAssociations: summaries in (namespace, service account) order.
+    pub async fn list_associations(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        input: &ListAssociations,
+    ) -> Result<EksPage<AssociationSummary>, IamError> {
+        names::cluster_name(cluster)?;
+        let limit = max_results_of(input.max_results)?;
+        let account = caller.account().to_string();
+        let cluster_arn = format!("arn:aws:eks:{region}:{account}:cluster/{cluster}");
+        self.authorize(caller, "eks:ListPodIdentityAssociations", &cluster_arn, &[])?;
+        self.cluster_record(&account, region, cluster).await?;
+        let cluster_key = key(&[&account, region, cluster]);
+        let list_prefix = format!("{cluster_key}/");
+        let prefix = match (&input.namespace, &input.service_account) {
+            (Some(namespace), _) => format!("{list_prefix}{namespace}/"),
+            (None, _) => list_prefix.clone(),
+        };
+        let after = input
+            .next_token
+            .as_deref()
+            .map(|t| decode_token(t, &list_prefix))
+            .transpose()?;
+        let mut items = match (&input.namespace, &input.service_account) {
+            (Some(_), Some(sa)) => {
+                // One service account has at most one association.
+                let exact = format!("{prefix}{sa}");
+                let found = self.store.get(ns::ASSOCIATION_SA, &exact).await?;
+                found
+                    .filter(|i| after.as_deref().is_none_or(|a| i.key.as_str() > a))
+                    .into_iter()
+                    .collect()
+            }
+            (None, Some(sa)) => {
+                // Filtered by service account across namespaces: scan, keeping that name.
+                let mut out = Vec::new();
+                let mut cursor = after.clone();
+                while out.len() <= limit {
+                    let batch = self
+                        .store
+                        .scan(ns::ASSOCIATION_SA, &prefix, cursor.as_deref(), 1000)
+                        .await?;
+                    let Some(last) = batch.last().map(|i| i.key.clone()) else {
+                        break;
+                    };
+                    let full = batch.len() == 1000;
+                    out.extend(
+                        batch
+                            .into_iter()
+                            .filter(|i| i.key.ends_with(&format!("/{sa}"))),
+                    );
+                    if !full {
+                        break;
+                    }
+                    cursor = Some(last);
+                }
+                out
+            }
+            _ => {
+                self.store
+                    .scan(ns::ASSOCIATION_SA, &prefix, after.as_deref(), limit + 1)
+                    .await?
+            }
+        };
+        let next = more(&mut items, limit).map(|k| encode_token(&k));
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(rest) = item.key.strip_prefix(&list_prefix) else {
+                continue;
+            };
+            let Some((namespace, service_account)) = rest.split_once('/') else {
+                continue;
+            };
+            let Ok(entry) = serde_json::from_str::<IndexEntry>(&item.value) else {
+                continue;
+            };
+            out.push(AssociationSummary {
+                cluster: cluster.to_owned(),
+                namespace: namespace.to_owned(),
+                service_account: service_account.to_owned(),
+                arn: format!(
+                    "arn:aws:eks:{region}:{account}:podidentityassociation/{cluster}/{}",
+                    entry.id
+                ),
+                id: entry.id,
+                owner_arn: entry.owner,
+            });
+        }
+        Ok(EksPage {
+            items: out,
+            next_token: next,
+        })
+    }
+
+    /// UpdatePodIdentityAssociation.
+    pub async fn update_association(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        id: &str,
+        input: UpdateAssociation,
+    ) -> Result<AssociationRecord, IamError> {
+        if input.role_arn.is_none()
+            && input.target_role_arn.is_none()
+            && input.disable_session_tags.is_none()
+            && input.policy.is_none()
+        {
+            return Err(IamError::InvalidParameter(
+                "An update must change at least one of roleArn, targetRoleArn, disableSessionTags or policy.".into(),
+            ));
+        }
+        for _ in 0..RETRIES {
+            let (mut association, version) = self
+                .association_for(
+                    caller,
+                    "eks:UpdatePodIdentityAssociation",
+                    region,
+                    cluster,
+                    id,
+                )
+                .await?;
+            if let Some(role) = &input.role_arn {
+                association.role_arn.clone_from(role);
+            }
+            match input.target_role_arn.as_deref() {
+                Some("") => {
+                    association.target_role_arn = None;
+                    association.external_id = None;
+                }
+                Some(target) => {
+                    association.target_role_arn = Some(target.to_owned());
+                    association.external_id.get_or_insert_with(|| {
+                        external_id(
+                            region,
+                            &association.account,
+                            cluster,
+                            &association.namespace,
+                            &association.service_account,
+                        )
+                    });
+                }
+                None => {}
+            }
+            if let Some(disable) = input.disable_session_tags {
+                association.disable_session_tags = disable;
+            }
+            match input.policy.as_deref() {
+                Some("") => association.policy = None,
+                Some(policy) => association.policy = Some(policy.to_owned()),
+                None => {}
+            }
+            check_policy(&association.policy, association.disable_session_tags)?;
+            let (cluster_record, _) = self
+                .cluster_record(&association.account, region, cluster)
+                .await?;
+            if input.role_arn.is_some() || input.target_role_arn.is_some() {
+                self.check_roles(
+                    caller,
+                    &cluster_record,
+                    &association.role_arn,
+                    association.target_role_arn.as_deref(),
+                    association.disable_session_tags,
+                )
+                .await?;
+            }
+            association.modified = self.now();
+            let association_key = key(&[&association.account, region, cluster, id]);
+            match self
+                .store
+                .commit(vec![Op::update(
+                    ns::ASSOCIATION,
+                    association_key,
+                    encode(&association),
+                    version,
+                )])
+                .await
+            {
+                Ok(()) => return Ok(association),
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(busy())
+    }
+
+    /// DeletePodIdentityAssociation: the deleted association.
+    pub async fn delete_association(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        id: &str,
+    ) -> Result<AssociationRecord, IamError> {
+        for _ in 0..RETRIES {
+            let (mut association, version) = self
+                .association_for(
+                    caller,
+                    "eks:DeletePodIdentityAssociation",
+                    region,
+                    cluster,
+                    id,
+                )
+                .await?;
+            let cluster_key = key(&[&association.account, region, cluster]);
+            let (count, count_version) = self.association_count(&cluster_key).await?;
+            let mut ops = vec![
+                Op::delete(ns::ASSOCIATION, key(&[&cluster_key, id]), version),
+                Op::Delete {
+                    ns: ns::ASSOCIATION_SA,
+                    key: key(&[
+                        &cluster_key,
+                        &association.namespace,
+                        &association.service_account,
+                    ]),
+                    condition: Condition::Any,
+                },
+                count_op(&cluster_key, count.saturating_sub(1), count_version),
+            ];
+            // The token that created it no longer replays it.
+            if let Some(token) = &association.client_request_token {
+                ops.push(Op::Delete {
+                    ns: ns::ASSOCIATION_TOKEN,
+                    key: key(&[&cluster_key, token]),
+                    condition: Condition::Any,
+                });
+            }
+            match self.store.commit(ops).await {
+                Ok(()) => {
+                    association.modified = self.now();
+                    return Ok(association);
+                }
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(busy())
+    }
+
+    /// The association for the credentials of a pod: (cluster, namespace, service account).
+    pub async fn association_of(
+        &self,
+        cluster: &ClusterRecord,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<AssociationRecord>, IamError> {
+        let cluster_key = key(&[&cluster.account, &cluster.region, &cluster.name]);
+        let Some(item) = self
+            .store
+            .get(
+                ns::ASSOCIATION_SA,
+                &key(&[&cluster_key, namespace, service_account]),
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(entry) = serde_json::from_str::<IndexEntry>(&item.value) else {
+            return Ok(None);
+        };
+        Ok(self
+            .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[&cluster_key, &entry.id]))
+            .await?
+            .map(|(a, _)| a))
+    }
+
+    async fn association_for(
+        &self,
+        caller: &Caller,
+        action: &str,
+        region: &str,
+        cluster: &str,
+        id: &str,
+    ) -> Result<(AssociationRecord, u64), IamError> {
+        names::cluster_name(cluster)?;
+        names::association_id(id)?;
+        let account = caller.account().to_string();
+        let arn = format!("arn:aws:eks:{region}:{account}:podidentityassociation/{cluster}/{id}");
+        self.authorize(caller, action, &arn, &[])?;
+        self.cluster_record(&account, region, cluster).await?;
+        self.load::<AssociationRecord>(ns::ASSOCIATION, &key(&[&account, region, cluster, id]))
+            .await?
+            .ok_or_else(|| {
+                IamError::ResourceNotFound(format!(
+                    "No Pod Identity association found for id: {id}."
+                ))
+            })
+    }
+
+    async fn cluster_record(
+        &self,
+        account: &str,
+        region: &str,
+        cluster: &str,
+    ) -> Result<(ClusterRecord, u64), IamError> {
+        self.load::<ClusterRecord>(ns::CLUSTER, &key(&[account, region, cluster]))
+            .await?
+            .ok_or_else(|| {
+                IamError::ResourceNotFound(format!("No cluster found for name: {cluster}."))
+            })
+    }
+
+    /// The association's role: passable by the caller to EKS Pod Identity, in the cluster's
+    /// account, existing, and trusting `pods.eks.amazonaws.com`; the target role: a role ARN.
+    async fn check_roles(
+        &self,
+        caller: &Caller,
+        cluster: &ClusterRecord,
+        role_arn: &str,
+        target_role_arn: Option<&str>,
+        disable_session_tags: bool,
+    ) -> Result<(), IamError> {
+        if names::role_account(role_arn) != Some(cluster.account.as_str()) {
+            return Err(IamError::AccessDenied(
+                "Cross-account pass role is not allowed.".into(),
+            ));
+        }
+        self.authorize(
+            caller,
+            "iam:PassRole",
+            role_arn,
+            &[(
+                "iam:PassedToService".to_owned(),
+                ContextValue::One(PODS_SERVICE.into()),
+            )],
+        )?;
+        let name = role_arn.rsplit('/').next().unwrap_or_default();
+        let role = self
+            .load::<RoleRecord>(ns::ROLE, &crate::names::entity_key(&cluster.account, name))
+            .await?
+            .map(|(r, _)| r)
+            .filter(|r| r.arn == role_arn)
+            .ok_or_else(|| {
+                IamError::InvalidParameter("Role provided in the request does not exist.".into())
+            })?;
+        if !trusts_pod_identity(&role.trust_policy, !disable_session_tags) {
+            return Err(IamError::InvalidParameter(
+                "Trust policy of the role provided is invalid.".into(),
+            ));
+        }
+        if let Some(target) = target_role_arn {
+            if names::role_account(target).is_none() {
+                return Err(IamError::InvalidParameter(format!(
+                    "The parameter targetRoleArn is not a valid IAM role ARN: {target}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn association_count(&self, cluster_key: &str) -> Result<(u64, Option<u64>), IamError> {
+        Ok(
+            match self.store.get(ns::ASSOCIATION_COUNT, cluster_key).await? {
+                Some(item) => (item.value.parse().unwrap_or(0), Some(item.version)),
+                None => (0, None),
+            },
+        )
+    }
+
+    /// The association a `clientRequestToken` already made, if the request is the same; an
+    /// error if the token was used for a different request.
+    async fn replay(
+        &self,
+        cluster_key: &str,
+        token: &str,
+        fingerprint: &str,
+    ) -> Result<Option<AssociationRecord>, IamError> {
+        let Some(item) = self
+            .store
+            .get(ns::ASSOCIATION_TOKEN, &key(&[cluster_key, token]))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Ok(entry) = serde_json::from_str::<TokenEntry>(&item.value) else {
+            return Ok(None);
+        };
+        if entry.request != fingerprint {
+            return Err(IamError::InvalidRequest(format!(
+                "The client request token `{token}` was already used for a different request: use a new token for a new request."
+            )));
+        }
+        Ok(self
+            .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[cluster_key, &entry.id]))
+            .await?
+            .map(|(a, _)| a))
+    }
+}
+
+fn count_op(cluster_key: &str, count: u64, version: Option<u64>) -> Op {
+    match version {
+        Some(v) => Op::update(ns::ASSOCIATION_COUNT, cluster_key, count.to_string(), v),
+        None => Op::create(ns::ASSOCIATION_COUNT, cluster_key, count.to_string()),
+    }
+}
+
+/// `policy` needs `disableSessionTags` (EKS's rule: the session policy and the session tags
+/// cannot both be packed into the session).
+fn check_policy(policy: &Option<String>, disable_session_tags: bool) -> Result<(), IamError> {
+    if policy.is_some() && !disable_session_tags {
+        return Err(IamError::InvalidParameter(
+            "disableSessionTags must be set to true when a policy is specified.".into(),
+        ));
+    }
+    if let Some(text) = policy {
+        podid_policy::Policy::parse(text, podid_policy::PolicyKind::Session).map_err(|e| {
+            IamError::InvalidParameter(format!(
+                "The policy is not valid: {}",
+                e.first().aws_message()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether a trust policy lets `pods.eks.amazonaws.com` assume the role (and tag the session,
+/// when tags are on): an `Allow` statement naming the service, with the actions.
+fn trusts_pod_identity(document: &str, with_tags: bool) -> bool {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(document) else {
+        return false;
+    };
+    let null = serde_json::Value::Null;
+    let field = |v: &'_ serde_json::Value, name: &str| {
+        v.get(name).cloned().unwrap_or(serde_json::Value::Null)
+    };
+    let statements = match value.get("Statement").unwrap_or(&null) {
+        serde_json::Value::Array(list) => list.clone(),
+        other @ serde_json::Value::Object(_) => vec![other.clone()],
+        _ => Vec::new(),
+    };
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let covers = |actions: &[String], wanted: &str| {
+        actions.iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == "*" || a == "sts:*" || a == wanted
+        })
+    };
+    let mut assume = false;
+    let mut tag = false;
+    for statement in statements {
+        if field(&statement, "Effect") != "Allow" {
+            continue;
+        }
+        let principal = field(&statement, "Principal");
+        let names_service = principal == "*"
+            || strings(&field(&principal, "Service"))
+                .iter()
+                .any(|s| s == PODS_SERVICE)
+            || strings(&field(&principal, "AWS")).iter().any(|s| s == "*");
+        if !names_service {
+            continue;
+        }
+        let actions = strings(&field(&statement, "Action"));
+        assume |= covers(&actions, "sts:assumerole");
+        tag |= covers(&actions, "sts:tagsession");
+    }
+    assume && (tag || !with_tags)
+}
+
+/// The external id EKS gives an association with a target role:
+/// `REGION/ACCOUNT/CLUSTER/NAMESPACE/SERVICE_ACCOUNT`.
+fn external_id(
+    region: &str,
+    account: &str,
+    cluster: &str,
+    namespace: &str,
+    service_account: &str,
+) -> String {
+    format!("{region}/{account}/{cluster}/{namespace}/{service_account}")
+}
