@@ -199,7 +199,7 @@ pub struct ClusterRecord {
     /// The Kubernetes version.
     pub version: String,
     /// The cluster role.
-    pub role_arn: String,
+    pub role_arn: Option<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
     /// Other request fields, kept and echoed as given (`resourcesVpcConfig`, `logging`, ...).

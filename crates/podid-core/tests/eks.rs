@@ -75,7 +75,7 @@ async fn world(quota: u32) -> World {
         CreateCluster {
             name: "my-cluster".into(),
             region: REGION.into(),
-            role_arn: "arn:aws:iam::111122223333:role/my-role".into(),
+            role_arn: Some("arn:aws:iam::111122223333:role/my-role".into()),
             tokens: ClusterTokens::Local {
                 base_url: "http://127.0.0.1:4599".into(),
             },
@@ -135,7 +135,7 @@ async fn clusters_have_arns_issuers_and_unique_names() {
             CreateCluster {
                 name: "my-cluster".into(),
                 region: REGION.into(),
-                role_arn: "arn:aws:iam::111122223333:role/my-role".into(),
+                role_arn: Some("arn:aws:iam::111122223333:role/my-role".into()),
                 ..Default::default()
             },
         )

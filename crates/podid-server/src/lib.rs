@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod eks_ops;
 mod errors;
 mod iam_ops;
 mod query;
@@ -9,7 +10,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::any;
+use axum::routing::{any, get};
 use podid_core::Iam;
 
 pub use errors::ApiError;
@@ -23,12 +24,22 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct AppState {
     /// The IAM.
     pub iam: Arc<Iam>,
+    /// The server's public base URL (`http://127.0.0.1:4599`): local clusters' issuers are
+    /// under it.
+    pub public_url: String,
 }
 
 /// The server's routes.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", any(query::handle))
+        .route("/clusters", any(eks_ops::handle))
+        .route("/clusters/{*rest}", any(eks_ops::handle))
+        .route(
+            "/id/{id}/.well-known/openid-configuration",
+            get(eks_ops::openid_configuration),
+        )
+        .route("/id/{id}/keys", get(eks_ops::keys))
         .fallback(query::not_found)
         .with_state(state)
 }

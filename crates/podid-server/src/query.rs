@@ -84,7 +84,7 @@ struct Context {
 const MAX_DRAIN: usize = 64 * 1024 * 1024;
 
 /// The body, or `Err` if it is larger than [`MAX_BODY`].
-async fn read_body(mut body: Body) -> Result<Vec<u8>, ()> {
+pub(crate) async fn read_body(mut body: Body) -> Result<Vec<u8>, ()> {
     let mut bytes = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -159,7 +159,7 @@ async fn process(
         Service::Iam => "iam",
         Service::Sts => "sts",
     };
-    let caller = authenticate(state, parts, query, bytes, signing_name).await?;
+    let (caller, region) = authenticate(state, parts, query, bytes, signing_name).await?;
     context.account = caller.account().to_string();
     // GetSessionToken credentials (without MFA, which podid does not have) cannot call IAM.
     if service == Service::Iam
@@ -175,7 +175,7 @@ async fn process(
     let caller = caller.with_request(RequestInfo {
         source_ip,
         secure_transport: false,
-        region: None,
+        region: Some(region),
     });
     let request = QueryRequest::decode(model, operation, &params)
         .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
@@ -207,13 +207,13 @@ fn scope_service(parts: &axum::http::request::Parts) -> Option<Service> {
 }
 
 /// Verifies the request's SigV4 signature against the store's access keys.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     parts: &axum::http::request::Parts,
     query: &str,
     body: &[u8],
     service: &str,
-) -> Result<Caller, ApiError> {
+) -> Result<(Caller, String), ApiError> {
     let headers: Vec<(&str, &str)> = parts
         .headers
         .iter()
@@ -238,7 +238,8 @@ async fn authenticate(
         if signed.scope().service != service {
             return Err(SigV4Error::wrong_service(service).into());
         }
-        return Ok(state.iam.session_caller(&session).await?);
+        let region = signed.scope().region.clone();
+        return Ok((state.iam.session_caller(&session).await?, region));
     }
     let Some((key, secret)) = state.iam.access_key(signed.access_key_id()).await? else {
         return Err(SigV4Error::unknown_key().into());
@@ -247,7 +248,8 @@ async fn authenticate(
     if signed.scope().service != service {
         return Err(SigV4Error::wrong_service(service).into());
     }
-    Ok(state.iam.caller(&key).await?)
+    let region = signed.scope().region.clone();
+    Ok((state.iam.caller(&key).await?, region))
 }
 
 pub(crate) async fn not_found(request: Request) -> Response {

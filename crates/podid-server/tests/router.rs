@@ -45,7 +45,10 @@ async fn harness_seeded(seed: u64) -> Harness {
         .unwrap();
     let key = &boot.keys[0];
     Harness {
-        state: AppState { iam },
+        state: AppState {
+            iam,
+            public_url: "http://127.0.0.1:4599".into(),
+        },
         credentials: Credentials {
             access_key_id: key.access_key_id.clone(),
             secret_access_key: Secret::new(key.secret_access_key.expose().clone()),

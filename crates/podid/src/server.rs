@@ -59,6 +59,9 @@ pub(crate) struct ServerArgs {
     /// PostgreSQL connections per server.
     #[arg(long, default_value_t = 16)]
     database_pool: usize,
+    /// The most Pod Identity associations one cluster may have.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    association_quota: u32,
     /// With PostgreSQL: how long (milliseconds) a replica may reuse a record it read (access
     /// keys, users, roles), saving a round trip per request. Its own writes are seen at once;
     /// other replicas' writes at most this late, as IAM changes propagate in AWS. 0 turns the
@@ -85,12 +88,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
     let store = open_store(&args).await?;
     let accounts = parse_accounts(&args.accounts)?;
     let master = master_key(&args, &*store).await?;
-    let iam = Arc::new(Iam::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(OsIds),
-        master,
-    ));
+    let iam = Arc::new(
+        Iam::new(store.clone(), Arc::new(SystemClock), Arc::new(OsIds), master)
+            .with_association_quota(args.association_quota),
+    );
     check_master_key(&iam).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -181,7 +182,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
         }
     });
     tracing::info!(%address, backend = store.backend(), "serving");
-    let app = podid_server::app(podid_server::AppState { iam });
+    let app = podid_server::app(podid_server::AppState {
+        iam,
+        public_url: endpoint.clone(),
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

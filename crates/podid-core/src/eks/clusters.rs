@@ -34,8 +34,8 @@ pub struct CreateCluster {
     pub region: String,
     /// `version`.
     pub version: Option<String>,
-    /// `roleArn`.
-    pub role_arn: String,
+    /// `roleArn` (the model requires it; podid's own clients may leave it out).
+    pub role_arn: Option<String>,
     /// `tags`.
     pub tags: BTreeMap<String, String>,
     /// Other request members, kept and echoed.
@@ -104,17 +104,27 @@ impl Iam {
         );
         let mut extra = tag_context(&input.tags);
         self.authorize(caller, "eks:CreateCluster", &arn, &extra)?;
-        extra.clear();
-        extra.push((
-            "iam:PassedToService".to_owned(),
-            ContextValue::One("eks.amazonaws.com".into()),
-        ));
-        self.authorize(caller, "iam:PassRole", &input.role_arn, &extra)?;
-        if names::role_account(&input.role_arn) != Some(account.as_str()) {
-            return Err(IamError::InvalidParameter(format!(
-                "Role with arn: {}, could not be assumed because it does not exist or the trusted entity is not correct",
-                input.role_arn
-            )));
+        if let Some(role_arn) = &input.role_arn {
+            extra.clear();
+            extra.push((
+                "iam:PassedToService".to_owned(),
+                ContextValue::One("eks.amazonaws.com".into()),
+            ));
+            self.authorize(caller, "iam:PassRole", role_arn, &extra)?;
+            let name = role_arn.rsplit('/').next().unwrap_or_default();
+            let exists = names::role_account(role_arn) == Some(account.as_str())
+                && self
+                    .load::<crate::records::RoleRecord>(
+                        ns::ROLE,
+                        &crate::names::entity_key(&account, name),
+                    )
+                    .await?
+                    .is_some_and(|(r, _)| &r.arn == role_arn);
+            if !exists {
+                return Err(IamError::InvalidParameter(format!(
+                    "Role with arn: {role_arn}, could not be assumed because it does not exist or the trusted entity is not correct"
+                )));
+            }
         }
         let id = self.ids.upper_hex(32);
         let now = self.now();

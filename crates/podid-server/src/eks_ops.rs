@@ -1,0 +1,568 @@
+//! EKS over rest-json: clusters and Pod Identity associations (AWS's paths and shapes), podid's
+//! extensions under `/clusters/{name}/podid/...`, and the OIDC issuers of local clusters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use podid_core::{
+    AssociationRecord, ClusterRecord, ClusterTokens, CreateAssociation, CreateCluster,
+    ListAssociations, RequestInfo, ServiceAccountToken, UpdateAssociation,
+};
+use podid_protocol::form_params;
+use serde_json::{Map, Value, json};
+
+use crate::errors::ApiError;
+use crate::query::{authenticate, read_body};
+use crate::{AppState, MAX_BODY};
+
+/// Every EKS request: authenticated with SigV4 (`eks`), routed by method and path.
+pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = state.iam.ids().request_id();
+    let started = std::time::Instant::now();
+    let (parts, body) = request.into_parts();
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let mut operation = "";
+    let result = match read_body(body).await {
+        Err(()) => Err(ApiError::sender(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than the {MAX_BODY}-byte limit."),
+        )),
+        Ok(bytes) => process(&state, &parts, &bytes, source_ip, &mut operation).await,
+    };
+    let (status, body, code) = match result {
+        Ok(value) => (200, value.to_string(), None),
+        Err(e) => {
+            let e = e.for_rest_json();
+            if e.status >= 500 {
+                tracing::error!(request_id = %request_id, code = %e.code, message = %e.message, "request failed");
+            }
+            (e.status, error_body(&e), Some(e.code))
+        }
+    };
+    tracing::info!(
+        request_id = %request_id,
+        action = %operation,
+        status,
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    json_response(status, body, &request_id, code.as_deref())
+}
+
+async fn process(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+    source_ip: Option<String>,
+    operation: &mut &'static str,
+) -> Result<Value, ApiError> {
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or_default();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = &parts.method;
+    *operation = match (method.clone(), segments.as_slice()) {
+        (Method::POST, ["clusters"]) => "CreateCluster",
+        (Method::GET, ["clusters"]) => "ListClusters",
+        (Method::GET, ["clusters", _]) => "DescribeCluster",
+        (Method::DELETE, ["clusters", _]) => "DeleteCluster",
+        (Method::POST, ["clusters", _, "pod-identity-associations"]) => {
+            "CreatePodIdentityAssociation"
+        }
+        (Method::GET, ["clusters", _, "pod-identity-associations"]) => {
+            "ListPodIdentityAssociations"
+        }
+        (Method::GET, ["clusters", _, "pod-identity-associations", _]) => {
+            "DescribePodIdentityAssociation"
+        }
+        (Method::POST, ["clusters", _, "pod-identity-associations", _]) => {
+            "UpdatePodIdentityAssociation"
+        }
+        (Method::DELETE, ["clusters", _, "pod-identity-associations", _]) => {
+            "DeletePodIdentityAssociation"
+        }
+        (Method::POST, ["clusters", _, "podid", "service-account-token"]) => {
+            "CreateServiceAccountToken"
+        }
+        (Method::POST, ["clusters", _, "podid", "rotate-signing-keys"]) => "RotateSigningKeys",
+        _ => {
+            return Err(ApiError::sender(
+                404,
+                "UnknownOperationException",
+                format!("No EKS operation is {method} {path}."),
+            ));
+        }
+    };
+    let (caller, region) = authenticate(state, parts, query, bytes, "eks").await?;
+    let caller = caller.with_request(RequestInfo {
+        source_ip,
+        secure_transport: false,
+        region: Some(region.clone()),
+    });
+    let body: Map<String, Value> = if bytes.is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_slice(bytes) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(ApiError::sender(
+                    400,
+                    "InvalidRequestException",
+                    "The request body is not a JSON object.",
+                ));
+            }
+        }
+    };
+    let params = form_params(query);
+    let cluster = segments.get(1).copied().unwrap_or_default();
+    let id = segments.get(3).copied().unwrap_or_default();
+    let iam = &*state.iam;
+    Ok(match *operation {
+        "CreateCluster" => {
+            let cluster = iam
+                .create_cluster(&caller, create_cluster(state, &region, body)?)
+                .await?;
+            json!({"cluster": cluster_view(&cluster)})
+        }
+        "ListClusters" => {
+            let page = iam
+                .list_clusters(
+                    &caller,
+                    &region,
+                    max_results(&params)?,
+                    params.get("nextToken").map(String::as_str),
+                )
+                .await?;
+            let mut out = json!({"clusters": page.items});
+            if let (Some(token), Some(map)) = (page.next_token, out.as_object_mut()) {
+                map.insert("nextToken".into(), token.into());
+            }
+            out
+        }
+        "DescribeCluster" => {
+            json!({"cluster": cluster_view(&iam.describe_cluster(&caller, &region, cluster).await?)})
+        }
+        "DeleteCluster" => {
+            let mut view = cluster_view(&iam.delete_cluster(&caller, &region, cluster).await?);
+            if let Some(map) = view.as_object_mut() {
+                map.insert("status".into(), "DELETING".into());
+            }
+            json!({"cluster": view})
+        }
+        "CreatePodIdentityAssociation" => {
+            let input = CreateAssociation {
+                namespace: string(&body, "namespace"),
+                service_account: string(&body, "serviceAccount"),
+                role_arn: string(&body, "roleArn"),
+                target_role_arn: opt(&body, "targetRoleArn"),
+                disable_session_tags: body
+                    .get("disableSessionTags")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                policy: opt(&body, "policy"),
+                tags: tags(&body)?,
+                client_request_token: opt(&body, "clientRequestToken"),
+            };
+            for (member, value) in [
+                ("namespace", &input.namespace),
+                ("serviceAccount", &input.service_account),
+                ("roleArn", &input.role_arn),
+            ] {
+                if value.is_empty() && !body.contains_key(member) {
+                    return Err(missing(member));
+                }
+            }
+            let association = iam
+                .create_association(&caller, &region, cluster, input)
+                .await?;
+            json!({"association": association_view(&association)})
+        }
+        "ListPodIdentityAssociations" => {
+            let page = iam
+                .list_associations(
+                    &caller,
+                    &region,
+                    cluster,
+                    &ListAssociations {
+                        namespace: params.get("namespace").cloned(),
+                        service_account: params.get("serviceAccount").cloned(),
+                        max_results: max_results(&params)?,
+                        next_token: params.get("nextToken").cloned(),
+                    },
+                )
+                .await?;
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|s| {
+                    let mut v = json!({
+                        "clusterName": s.cluster,
+                        "namespace": s.namespace,
+                        "serviceAccount": s.service_account,
+                        "associationArn": s.arn,
+                        "associationId": s.id,
+                    });
+                    if let (Some(owner), Some(map)) = (&s.owner_arn, v.as_object_mut()) {
+                        map.insert("ownerArn".into(), owner.clone().into());
+                    }
+                    v
+                })
+                .collect();
+            let mut out = json!({"associations": items});
+            if let (Some(token), Some(map)) = (page.next_token, out.as_object_mut()) {
+                map.insert("nextToken".into(), token.into());
+            }
+            out
+        }
+        "DescribePodIdentityAssociation" => {
+            let a = iam
+                .describe_association(&caller, &region, cluster, id)
+                .await?;
+            json!({"association": association_view(&a)})
+        }
+        "UpdatePodIdentityAssociation" => {
+            let input = UpdateAssociation {
+                role_arn: opt(&body, "roleArn"),
+                target_role_arn: opt(&body, "targetRoleArn"),
+                disable_session_tags: body.get("disableSessionTags").and_then(Value::as_bool),
+                policy: opt(&body, "policy"),
+            };
+            let a = iam
+                .update_association(&caller, &region, cluster, id, input)
+                .await?;
+            json!({"association": association_view(&a)})
+        }
+        "DeletePodIdentityAssociation" => {
+            let a = iam
+                .delete_association(&caller, &region, cluster, id)
+                .await?;
+            json!({"association": association_view(&a)})
+        }
+        "CreateServiceAccountToken" => {
+            let pair = |name: &str, uid: &str| {
+                opt(&body, name).map(|n| (n, opt(&body, uid).unwrap_or_default()))
+            };
+            let audiences = match body.get("audiences") {
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let token = iam
+                .create_service_account_token(
+                    &caller,
+                    &region,
+                    cluster,
+                    ServiceAccountToken {
+                        namespace: string(&body, "namespace"),
+                        service_account: string(&body, "serviceAccount"),
+                        audiences,
+                        expiration_seconds: body.get("expirationSeconds").and_then(Value::as_i64),
+                        pod: pair("podName", "podUid"),
+                        node: pair("nodeName", "nodeUid"),
+                    },
+                )
+                .await?;
+            json!({"token": token})
+        }
+        "RotateSigningKeys" => {
+            let cluster = iam.rotate_cluster_keys(&caller, &region, cluster).await?;
+            json!({"cluster": cluster_view(&cluster)})
+        }
+        _ => json!({}),
+    })
+}
+
+/// `GET /id/{id}/.well-known/openid-configuration`: a local cluster's discovery document, as
+/// EKS serves it (no authentication).
+pub(crate) async fn openid_configuration(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match local_cluster(&state, &id).await {
+        Ok(cluster) => json_response(
+            200,
+            json!({
+                "issuer": cluster.issuer,
+                "jwks_uri": format!("{}/keys", cluster.issuer),
+                "authorization_endpoint": "urn:kubernetes:programmatic_authorization",
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "claims_supported": ["sub", "iss"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            })
+            .to_string(),
+            "",
+            None,
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `GET /id/{id}/keys`: a local cluster's JWKS (current and retired keys).
+pub(crate) async fn keys(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match local_cluster(&state, &id).await {
+        Ok(cluster) => match state.iam.cluster_jwks(&cluster) {
+            Ok(jwks) => json_response(
+                200,
+                serde_json::to_string(&jwks).unwrap_or_default(),
+                "",
+                None,
+            ),
+            Err(e) => json_response(
+                500,
+                json!({"message": e.to_string()}).to_string(),
+                "",
+                Some("ServerException"),
+            ),
+        },
+        Err(response) => response,
+    }
+}
+
+async fn local_cluster(state: &AppState, id: &str) -> Result<ClusterRecord, Response> {
+    let not_found = || {
+        json_response(
+            404,
+            json!({"message": format!("No issuer with id {id}.")}).to_string(),
+            "",
+            Some("ResourceNotFoundException"),
+        )
+    };
+    match state.iam.cluster_by_id(id).await {
+        Ok(Some(cluster)) if matches!(cluster.tokens, podid_core::TokenSource::Local { .. }) => {
+            Ok(cluster)
+        }
+        Ok(_) => Err(not_found()),
+        Err(e) => Err(json_response(
+            500,
+            json!({"message": e.to_string()}).to_string(),
+            "",
+            Some("ServerException"),
+        )),
+    }
+}
+
+fn create_cluster(
+    state: &AppState,
+    region: &str,
+    mut body: Map<String, Value>,
+) -> Result<CreateCluster, ApiError> {
+    let name = string(&body, "name");
+    if name.is_empty() && !body.contains_key("name") {
+        return Err(missing("name"));
+    }
+    let tags = tags(&body)?;
+    let version = opt(&body, "version");
+    let role_arn = opt(&body, "roleArn");
+    let external = body.remove("podidExternalIssuer");
+    for member in ["name", "tags", "version", "roleArn", "clientRequestToken"] {
+        body.remove(member);
+    }
+    let tokens = match external {
+        None => ClusterTokens::Local {
+            base_url: state.public_url.clone(),
+        },
+        Some(Value::Object(spec)) => ClusterTokens::External {
+            issuer: string(&spec, "issuer"),
+            jwks: spec.get("jwks").map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            jwks_uri: opt(&spec, "jwksUri"),
+        },
+        Some(_) => {
+            return Err(ApiError::sender(
+                400,
+                "InvalidParameterException",
+                "podidExternalIssuer must be an object with `issuer` and `jwks` or `jwksUri`.",
+            ));
+        }
+    };
+    Ok(CreateCluster {
+        name,
+        region: region.to_owned(),
+        version,
+        role_arn,
+        tags,
+        extra: body,
+        tokens,
+    })
+}
+
+fn cluster_view(c: &ClusterRecord) -> Value {
+    let extra = |name: &str, default: Value| c.extra.get(name).cloned().unwrap_or(default);
+    let mut out = Map::new();
+    out.insert("name".into(), c.name.clone().into());
+    out.insert("arn".into(), c.arn.clone().into());
+    out.insert("createdAt".into(), epoch(c.created));
+    out.insert("version".into(), c.version.clone().into());
+    if let Some(endpoint) = c.extra.get("endpoint") {
+        out.insert("endpoint".into(), endpoint.clone());
+    }
+    if let Some(role) = &c.role_arn {
+        out.insert("roleArn".into(), role.clone().into());
+    }
+    out.insert(
+        "resourcesVpcConfig".into(),
+        extra("resourcesVpcConfig", json!({})),
+    );
+    out.insert(
+        "kubernetesNetworkConfig".into(),
+        extra(
+            "kubernetesNetworkConfig",
+            json!({"serviceIpv4Cidr": "10.100.0.0/16", "ipFamily": "ipv4"}),
+        ),
+    );
+    out.insert(
+        "logging".into(),
+        extra(
+            "logging",
+            json!({"clusterLogging": [{"types": ["api", "audit", "authenticator", "controllerManager", "scheduler"], "enabled": false}]}),
+        ),
+    );
+    out.insert("identity".into(), json!({"oidc": {"issuer": c.issuer}}));
+    out.insert("status".into(), "ACTIVE".into());
+    out.insert(
+        "certificateAuthority".into(),
+        extra("certificateAuthority", json!({})),
+    );
+    out.insert("platformVersion".into(), "eks.1".into());
+    out.insert("tags".into(), json!(c.tags));
+    out.insert(
+        "accessConfig".into(),
+        extra(
+            "accessConfig",
+            json!({"authenticationMode": "API_AND_CONFIG_MAP"}),
+        ),
+    );
+    for (key, value) in &c.extra {
+        if !out.contains_key(key) {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn association_view(a: &AssociationRecord) -> Value {
+    let mut out = Map::new();
+    out.insert("clusterName".into(), a.cluster.clone().into());
+    out.insert("namespace".into(), a.namespace.clone().into());
+    out.insert("serviceAccount".into(), a.service_account.clone().into());
+    out.insert("roleArn".into(), a.role_arn.clone().into());
+    out.insert("associationArn".into(), a.arn.clone().into());
+    out.insert("associationId".into(), a.id.clone().into());
+    out.insert("tags".into(), json!(a.tags));
+    out.insert("createdAt".into(), epoch(a.created));
+    out.insert("modifiedAt".into(), epoch(a.modified));
+    out.insert("disableSessionTags".into(), a.disable_session_tags.into());
+    if let Some(target) = &a.target_role_arn {
+        out.insert("targetRoleArn".into(), target.clone().into());
+    }
+    if let Some(external) = &a.external_id {
+        out.insert("externalId".into(), external.clone().into());
+    }
+    if let Some(policy) = &a.policy {
+        out.insert("policy".into(), policy.clone().into());
+    }
+    if let Some(owner) = &a.owner_arn {
+        out.insert("ownerArn".into(), owner.clone().into());
+    }
+    Value::Object(out)
+}
+
+/// Epoch seconds with milliseconds, as EKS writes timestamps.
+fn epoch(millis: i64) -> Value {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "epoch milliseconds fit an f64 exactly"
+    )]
+    let seconds = millis as f64 / 1000.0;
+    json!(seconds)
+}
+
+fn string(body: &Map<String, Value>, member: &str) -> String {
+    opt(body, member).unwrap_or_default()
+}
+
+fn opt(body: &Map<String, Value>, member: &str) -> Option<String> {
+    body.get(member).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn tags(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    match body.get("tags") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err(ApiError::sender(
+                    400,
+                    "InvalidParameterException",
+                    format!("The value of tag `{k}` must be a string."),
+                )),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::sender(
+            400,
+            "InvalidParameterException",
+            "The parameter tags must be a map of strings.",
+        )),
+    }
+}
+
+fn max_results(
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<u32>, ApiError> {
+    match params.get("maxResults") {
+        None => Ok(None),
+        Some(text) => text.parse::<u32>().map(Some).map_err(|_| {
+            ApiError::sender(
+                400,
+                "InvalidParameterException",
+                "The parameter maxResults should be between 1 and 100.",
+            )
+        }),
+    }
+}
+
+fn missing(member: &str) -> ApiError {
+    ApiError::sender(
+        400,
+        "InvalidParameterException",
+        format!("The parameter {member} is required."),
+    )
+}
+
+fn error_body(e: &ApiError) -> String {
+    json!({"message": e.message}).to_string()
+}
+
+/// A JSON response; errors carry their code in `x-amzn-ErrorType`, as rest-json services do.
+fn json_response(status: u16, body: String, request_id: &str, error: Option<&str>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if !request_id.is_empty() {
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert("x-amzn-requestid", id);
+        }
+    }
+    if let Some(code) = error.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert("x-amzn-errortype", code);
+    }
+    response
+}
