@@ -89,8 +89,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
     let accounts = parse_accounts(&args.accounts)?;
     let master = master_key(&args, &*store).await?;
     let iam = Arc::new(
-        Iam::new(store.clone(), Arc::new(SystemClock), Arc::new(OsIds), master)
-            .with_association_quota(args.association_quota),
+        Iam::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            Arc::new(OsIds),
+            master,
+        )
+        .with_association_quota(args.association_quota),
     );
     check_master_key(&iam).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

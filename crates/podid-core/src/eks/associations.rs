@@ -7,7 +7,8 @@
 //!   however many creates race; lists page through this index in (namespace, service account)
 //!   order, so a page costs the same whatever the cluster holds;
 //! - `association-token`: `.../CLIENT_REQUEST_TOKEN` → the request and the id (idempotency);
-//! - `association-count`: `ACCOUNT/REGION/CLUSTER` → how many the cluster has (the quota).
+//! - `association-count`: `ACCOUNT/REGION/CLUSTER/SHARD` → how many the cluster has (the
+//!   quota), in shards by the id's first character.
 
 use std::collections::BTreeMap;
 
@@ -172,7 +173,7 @@ impl Iam {
         };
         let sa_key = key(&[&cluster_key, &input.namespace, &input.service_account]);
         for _ in 0..RETRIES {
-            let (count, version) = self.association_count(&cluster_key).await?;
+            let (count, shard_count, version) = self.association_count(&cluster_key, &id).await?;
             if count >= u64::from(self.association_quota) {
                 return Err(IamError::ResourceLimitExceeded(format!(
                     "Cluster {cluster} has reached its quota of {} Pod Identity associations.",
@@ -193,7 +194,7 @@ impl Iam {
                         owner: None,
                     }),
                 ),
-                count_op(&cluster_key, count + 1, version),
+                count_op(&cluster_key, &id, shard_count + 1, version),
             ];
             if let Some(token) = &input.client_request_token {
                 ops.push(Op::create(
@@ -470,7 +471,7 @@ impl Iam {
                 )
                 .await?;
             let cluster_key = key(&[&association.account, region, cluster]);
-            let (count, count_version) = self.association_count(&cluster_key).await?;
+            let (_, shard_count, count_version) = self.association_count(&cluster_key, id).await?;
             let mut ops = vec![
                 Op::delete(ns::ASSOCIATION, key(&[&cluster_key, id]), version),
                 Op::Delete {
@@ -482,7 +483,12 @@ impl Iam {
                     ]),
                     condition: Condition::Any,
                 },
-                count_op(&cluster_key, count.saturating_sub(1), count_version),
+                count_op(
+                    &cluster_key,
+                    id,
+                    shard_count.saturating_sub(1),
+                    count_version,
+                ),
             ];
             // The token that created it no longer replays it.
             if let Some(token) = &association.client_request_token {
@@ -615,13 +621,31 @@ impl Iam {
         Ok(())
     }
 
-    async fn association_count(&self, cluster_key: &str) -> Result<(u64, Option<u64>), IamError> {
-        Ok(
-            match self.store.get(ns::ASSOCIATION_COUNT, cluster_key).await? {
-                Some(item) => (item.value.parse().unwrap_or(0), Some(item.version)),
-                None => (0, None),
-            },
-        )
+    /// The cluster's association count, and the count and version of the shard of `id`.
+    ///
+    /// The count is kept in shards (by the id's first character), so that concurrent creates in
+    /// one cluster rarely touch the same record. The quota is checked against the sum; creates
+    /// racing at the very limit in different shards may pass it by a few.
+    async fn association_count(
+        &self,
+        cluster_key: &str,
+        id: &str,
+    ) -> Result<(u64, u64, Option<u64>), IamError> {
+        let shard_key = count_key(cluster_key, id);
+        let mut total = 0;
+        let mut shard = (0, None);
+        for item in self
+            .store
+            .scan(ns::ASSOCIATION_COUNT, &format!("{cluster_key}/"), None, 100)
+            .await?
+        {
+            let n: u64 = item.value.parse().unwrap_or(0);
+            total += n;
+            if item.key == shard_key {
+                shard = (n, Some(item.version));
+            }
+        }
+        Ok((total, shard.0, shard.1))
     }
 
     /// The association a `clientRequestToken` already made, if the request is the same; an
@@ -654,10 +678,16 @@ impl Iam {
     }
 }
 
-fn count_op(cluster_key: &str, count: u64, version: Option<u64>) -> Op {
+fn count_key(cluster_key: &str, id: &str) -> String {
+    let shard = id.chars().nth(2).unwrap_or('0');
+    format!("{cluster_key}/{shard}")
+}
+
+fn count_op(cluster_key: &str, id: &str, count: u64, version: Option<u64>) -> Op {
+    let key = count_key(cluster_key, id);
     match version {
-        Some(v) => Op::update(ns::ASSOCIATION_COUNT, cluster_key, count.to_string(), v),
-        None => Op::create(ns::ASSOCIATION_COUNT, cluster_key, count.to_string()),
+        Some(v) => Op::update(ns::ASSOCIATION_COUNT, key, count.to_string(), v),
+        None => Op::create(ns::ASSOCIATION_COUNT, key, count.to_string()),
     }
 }
 

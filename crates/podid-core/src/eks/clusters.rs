@@ -264,14 +264,14 @@ impl Iam {
                 key: cluster.id.clone(),
                 condition: podid_store::Condition::Any,
             },
-            Op::Delete {
-                ns: ns::ASSOCIATION_COUNT,
-                key: cluster_key.clone(),
-                condition: podid_store::Condition::Any,
-            },
         ];
         let prefix = format!("{cluster_key}/");
-        for spaces in [ns::ASSOCIATION, ns::ASSOCIATION_SA, ns::ASSOCIATION_TOKEN] {
+        for spaces in [
+            ns::ASSOCIATION,
+            ns::ASSOCIATION_SA,
+            ns::ASSOCIATION_TOKEN,
+            ns::ASSOCIATION_COUNT,
+        ] {
             for item in self.store.scan(spaces, &prefix, None, 100_000).await? {
                 ops.push(Op::Delete {
                     ns: spaces,
