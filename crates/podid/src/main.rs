@@ -1,6 +1,8 @@
 //! `podid`: EKS Pod Identity and IRSA, self-hosted. This binary is the composition root: it
 //! parses the command line and calls into the library crates.
 
+mod aws_client;
+mod cluster;
 mod policy;
 mod server;
 
@@ -11,8 +13,8 @@ use clap::{Parser, Subcommand};
 /// podid: EKS Pod Identity and IRSA on any Kubernetes, with IAM and STS decisions that match AWS.
 ///
 /// Exit codes: 0 success (valid, allowed, all cases passed); 1 the answer is no (invalid policy,
-/// denied request, failing case); 2 the question could not be asked (bad usage, unreadable or
-/// malformed input).
+/// denied request, failing case, the server refused the request); 2 the question could not be
+/// asked (bad usage, unreadable or malformed input, no credentials, server unreachable).
 #[derive(Debug, Parser)]
 #[command(name = "podid", version, max_term_width = 100)]
 struct Cli {
@@ -36,6 +38,15 @@ enum Command {
     /// works with nothing else set. Later starts on the same data change nothing.
     #[command(verbatim_doc_comment)]
     Server(server::ServerArgs),
+    /// EKS clusters on a podid server: local clusters (podid issues their service-account
+    /// tokens) and external ones (a real kube-apiserver does). Finds the server and
+    /// credentials like the AWS CLI (--profile, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE,
+    /// endpoint_url / AWS_ENDPOINT_URL, --region).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Service-account tokens of local clusters, as kube-apiserver projects them into pods.
+    #[command(subcommand)]
+    Token(cluster::TokenCommand),
 }
 
 /// The exit codes, documented in `--help`.
@@ -95,6 +106,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(command) => policy::run(command),
         Command::Server(args) => server::run(args),
+        Command::Cluster(command) => cluster::run_cluster(command),
+        Command::Token(command) => cluster::run_token(command),
     };
     match result {
         Ok(status) => status.into(),

@@ -1,0 +1,281 @@
+//! podid's commands that talk to a podid server are AWS clients: they find the profile,
+//! credentials, region and endpoint the way the AWS CLI does, and sign with SigV4.
+//!
+//! Order of precedence (as the AWS CLI):
+//! - profile: `--profile`, `AWS_PROFILE`, `default`;
+//! - credentials: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, then
+//!   the profile in `AWS_SHARED_CREDENTIALS_FILE` (default `~/.aws/credentials`), then in
+//!   `AWS_CONFIG_FILE` (default `~/.aws/config`);
+//! - region: `--region`, `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`;
+//! - endpoint: `--endpoint-url`, `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL`, the
+//!   profile's `endpoint_url`.
+//!
+//! Profiles that assume roles (`role_arn`) are not followed: give a profile with keys.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use podid_sigv4::{Credentials, HttpRequest, sign};
+use podid_types::{Clock as _, Secret, SystemClock};
+use serde_json::Value;
+
+/// The flags every client command takes.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub(crate) struct ClientArgs {
+    /// The profile of the AWS config and credentials files (default: `AWS_PROFILE`, then
+    /// `default`). `podid server` writes one per account into DATA_DIR/aws/.
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    /// The region (default: `AWS_REGION`, `AWS_DEFAULT_REGION`, then the profile's).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// The server's URL (default: `AWS_ENDPOINT_URL_EKS`, `AWS_ENDPOINT_URL`, then the
+    /// profile's `endpoint_url`).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+/// A signed-request client for one service.
+pub(crate) struct Client {
+    credentials: Credentials,
+    region: String,
+    endpoint: String,
+    service: &'static str,
+}
+
+/// A failure the server answered with: its AWS error code and message.
+#[derive(Debug)]
+pub(crate) struct ApiFailure {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl Client {
+    /// The client for `service` (`eks`, `sts`, `iam`) as the flags and environment say.
+    pub(crate) fn new(args: &ClientArgs, service: &'static str) -> anyhow::Result<Self> {
+        let profile = args
+            .profile
+            .clone()
+            .or_else(|| env("AWS_PROFILE"))
+            .unwrap_or_else(|| "default".into());
+        let config = read_ini(&config_path("AWS_CONFIG_FILE", "config"))?;
+        let credentials_file =
+            read_ini(&config_path("AWS_SHARED_CREDENTIALS_FILE", "credentials"))?;
+        let config_section = if profile == "default" {
+            "default".to_owned()
+        } else {
+            format!("profile {profile}")
+        };
+        let from_config = config.get(&config_section);
+        let from_credentials = credentials_file.get(&profile);
+        let lookup = |key: &str| {
+            from_credentials
+                .and_then(|s| s.get(key))
+                .or_else(|| from_config.and_then(|s| s.get(key)))
+                .cloned()
+        };
+        let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Credentials {
+                access_key_id: id,
+                secret_access_key: Secret::new(secret),
+                session_token: env("AWS_SESSION_TOKEN").map(Secret::new),
+            },
+            _ => match (lookup("aws_access_key_id"), lookup("aws_secret_access_key")) {
+                (Some(id), Some(secret)) => Credentials {
+                    access_key_id: id,
+                    secret_access_key: Secret::new(secret),
+                    session_token: lookup("aws_session_token").map(Secret::new),
+                },
+                _ => bail!(
+                    "no credentials for profile `{profile}`: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or point AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE at the files `podid server` wrote (DATA_DIR/aws/), or pick a profile with --profile"
+                ),
+            },
+        };
+        let region = args
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| from_config.and_then(|s| s.get("region")).cloned())
+            .context("no region: give --region, set AWS_REGION, or add `region` to the profile")?;
+        let service_env = format!(
+            "AWS_ENDPOINT_URL_{}",
+            service.to_ascii_uppercase().replace('-', "_")
+        );
+        let endpoint = args
+            .endpoint_url
+            .clone()
+            .or_else(|| env(&service_env))
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| from_config.and_then(|s| s.get("endpoint_url")).cloned())
+            .with_context(|| {
+                format!(
+                    "no endpoint: give --endpoint-url, set AWS_ENDPOINT_URL (or {service_env}), or add `endpoint_url` to the profile"
+                )
+            })?;
+        Ok(Self {
+            credentials,
+            region,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            service,
+        })
+    }
+
+    /// Sends a JSON request (rest-json) and returns the JSON answer.
+    pub(crate) fn json(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let body_text = body.map(Value::to_string).unwrap_or_default();
+        let host = self
+            .endpoint
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.endpoint)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let request = HttpRequest {
+            method,
+            path,
+            query,
+            headers: &headers,
+            body: body_text.as_bytes(),
+        };
+        let signed = sign(
+            &request,
+            &self.credentials,
+            &self.region,
+            self.service,
+            SystemClock.now(),
+        );
+        let url = if query.is_empty() {
+            format!("{}{path}", self.endpoint)
+        } else {
+            format!("{}{path}?{query}", self.endpoint)
+        };
+        let mut call = ureq::request(method, &url).set("content-type", "application/json");
+        for (name, value) in &signed {
+            call = call.set(name, value);
+        }
+        let response = if body.is_some() {
+            call.send_string(&body_text)
+        } else {
+            call.call()
+        };
+        match response {
+            Ok(r) => {
+                let text = r.into_string().context("cannot read the server's answer")?;
+                Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+            }
+            Err(ureq::Error::Status(status, r)) => {
+                let code = r
+                    .header("x-amzn-errortype")
+                    .map(|c| c.split(':').next().unwrap_or(c).to_owned())
+                    .unwrap_or_else(|| "UnknownError".into());
+                let text = r.into_string().unwrap_or_default();
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or(text);
+                Err(ApiFailure {
+                    status,
+                    code,
+                    message,
+                }
+                .into())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot reach {}: {e} (is `podid server` running there?)",
+                self.endpoint
+            )),
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn config_path(variable: &str, file: &str) -> PathBuf {
+    match env(variable) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let home = env("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".aws").join(file)
+        }
+    }
+}
+
+/// An INI file as sections of keys; a missing file is empty.
+fn read_ini(path: &PathBuf) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.trim().to_owned();
+            sections.entry(name.clone()).or_default();
+            current = Some(name);
+        } else if let (Some(section), Some((key, value))) = (&current, line.split_once('=')) {
+            sections
+                .entry(section.clone())
+                .or_default()
+                .insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+    }
+    Ok(sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_aws_ini_files() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "# comment\n[default]\nregion = us-east-1\n\n[profile 444455556666]\nregion=eu-west-1\nendpoint_url = http://127.0.0.1:4599\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ini = read_ini(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ini["default"]["region"], "us-east-1");
+        assert_eq!(
+            ini["profile 444455556666"]["endpoint_url"],
+            "http://127.0.0.1:4599"
+        );
+        assert!(
+            read_ini(&dir.path().join("missing"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty()
+        );
+    }
+}

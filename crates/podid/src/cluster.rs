@@ -1,0 +1,444 @@
+//! `podid cluster ...` and `podid token create`: EKS clusters and service-account tokens, over
+//! the EKS API of a podid server (signed like any AWS client).
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use crate::Status;
+use crate::aws_client::{ApiFailure, Client, ClientArgs};
+
+/// Output formats of client commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// JSON, as the AWS CLI prints it.
+    #[default]
+    Json,
+    /// YAML.
+    Yaml,
+    /// A table for people.
+    Table,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Create a local cluster: podid keeps its signing keys, serves its OIDC issuer
+    /// (`<server>/id/<ID>/.well-known/openid-configuration` and `/keys`) and mints its
+    /// service-account tokens (`podid token create`).
+    Create {
+        /// The cluster's name (letters, digits, `-`, `_`; at most 100).
+        name: String,
+        /// The cluster's IAM role (optional for podid; the AWS API requires one).
+        #[arg(long)]
+        role_arn: Option<String>,
+        /// The Kubernetes version to report.
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Register an external cluster: a real Kubernetes cluster whose kube-apiserver issues the
+    /// service-account tokens. Give its issuer URL and its key set (the JWKS file, e.g. from
+    /// `kubectl get --raw /openid/v1/jwks`).
+    Register {
+        /// The cluster's name.
+        name: String,
+        /// The issuer URL (`kubectl get --raw /.well-known/openid-configuration | jq -r .issuer`).
+        #[arg(long)]
+        issuer: String,
+        /// A file with the issuer's JWKS.
+        #[arg(long, value_name = "FILE")]
+        jwks: std::path::PathBuf,
+        /// The cluster's IAM role.
+        #[arg(long)]
+        role_arn: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// List the clusters of the account and region.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show a cluster.
+    Describe {
+        /// The cluster's name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Delete a cluster and its Pod Identity associations.
+    Delete {
+        /// The cluster's name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Make a new signing key for a local cluster; the old one stays in the JWKS until the
+    /// tokens it signed expire.
+    RotateKeys {
+        /// The cluster's name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Mint a service-account token for a local cluster, with the claims kube-apiserver puts
+    /// in projected tokens (`iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `kubernetes.io`).
+    /// Needs `podid:CreateServiceAccountToken` on the cluster. Prints the token.
+    Create {
+        /// The cluster.
+        #[arg(long)]
+        cluster: String,
+        /// The namespace.
+        #[arg(long)]
+        namespace: String,
+        /// The service account.
+        #[arg(long)]
+        service_account: String,
+        /// An audience (repeatable; default `pods.eks.amazonaws.com`; IRSA uses
+        /// `sts.amazonaws.com`).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// The pod's name.
+        #[arg(long, requires = "pod_uid")]
+        pod_name: Option<String>,
+        /// The pod's uid.
+        #[arg(long, requires = "pod_name")]
+        pod_uid: Option<String>,
+        /// The node's name.
+        #[arg(long)]
+        node_name: Option<String>,
+        /// The node's uid.
+        #[arg(long)]
+        node_uid: Option<String>,
+        /// Lifetime in seconds (600 to 172800; default 86400).
+        #[arg(long, value_name = "SECONDS")]
+        expiration: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
+    let (output, result) = match command {
+        ClusterCommand::Create {
+            name,
+            role_arn,
+            version,
+            client,
+            output,
+        } => {
+            let body = cluster_body(&name, role_arn, version, None);
+            let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
+            (output, result)
+        }
+        ClusterCommand::Register {
+            name,
+            issuer,
+            jwks,
+            role_arn,
+            client,
+            output,
+        } => {
+            let text = std::fs::read_to_string(&jwks)
+                .with_context(|| format!("cannot read the JWKS file `{}`", jwks.display()))?;
+            let keys: Value = serde_json::from_str(&text)
+                .with_context(|| format!("`{}` is not a JWKS document (JSON)", jwks.display()))?;
+            let body = cluster_body(
+                &name,
+                role_arn,
+                None,
+                Some(json!({"issuer": issuer, "jwks": keys})),
+            );
+            let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
+            (output, result)
+        }
+        ClusterCommand::List { client, output } => {
+            let result = eks(&client).and_then(|c| list_all(&c));
+            (output, result)
+        }
+        ClusterCommand::Describe {
+            name,
+            client,
+            output,
+        } => {
+            let result =
+                eks(&client).and_then(|c| c.json("GET", &format!("/clusters/{name}"), "", None));
+            (output, result)
+        }
+        ClusterCommand::Delete {
+            name,
+            client,
+            output,
+        } => {
+            let result =
+                eks(&client).and_then(|c| c.json("DELETE", &format!("/clusters/{name}"), "", None));
+            (output, result)
+        }
+        ClusterCommand::RotateKeys {
+            name,
+            client,
+            output,
+        } => {
+            let result = eks(&client).and_then(|c| {
+                c.json(
+                    "POST",
+                    &format!("/clusters/{name}/podid/rotate-signing-keys"),
+                    "",
+                    Some(&json!({})),
+                )
+            });
+            (output, result)
+        }
+    };
+    finish(result, output)
+}
+
+pub(crate) fn run_token(command: TokenCommand) -> anyhow::Result<Status> {
+    let TokenCommand::Create {
+        cluster,
+        namespace,
+        service_account,
+        audiences,
+        pod_name,
+        pod_uid,
+        node_name,
+        node_uid,
+        expiration,
+        client,
+    } = command;
+    let mut body = json!({
+        "namespace": namespace,
+        "serviceAccount": service_account,
+        "audiences": audiences,
+    });
+    if let Some(map) = body.as_object_mut() {
+        for (key, value) in [
+            ("podName", pod_name),
+            ("podUid", pod_uid),
+            ("nodeName", node_name),
+            ("nodeUid", node_uid),
+        ] {
+            if let Some(value) = value {
+                map.insert(key.into(), value.into());
+            }
+        }
+        if let Some(seconds) = expiration {
+            map.insert("expirationSeconds".into(), seconds.into());
+        }
+    }
+    let result = eks(&client).and_then(|c| {
+        c.json(
+            "POST",
+            &format!("/clusters/{cluster}/podid/service-account-token"),
+            "",
+            Some(&body),
+        )
+    });
+    match result {
+        Ok(value) => {
+            let token = value
+                .get("token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            writeln!(std::io::stdout().lock(), "{token}")?;
+            Ok(Status::Success)
+        }
+        Err(e) => refused(e),
+    }
+}
+
+fn eks(args: &ClientArgs) -> anyhow::Result<Client> {
+    Client::new(args, "eks")
+}
+
+fn cluster_body(
+    name: &str,
+    role_arn: Option<String>,
+    version: Option<String>,
+    external: Option<Value>,
+) -> Value {
+    let mut body = json!({"name": name});
+    if let Some(map) = body.as_object_mut() {
+        if let Some(role) = role_arn {
+            map.insert("roleArn".into(), role.into());
+        }
+        if let Some(version) = version {
+            map.insert("version".into(), version.into());
+        }
+        if let Some(external) = external {
+            map.insert("podidExternalIssuer".into(), external);
+        }
+    }
+    body
+}
+
+fn list_all(client: &Client) -> anyhow::Result<Value> {
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let query = match &token {
+            Some(t) => format!("nextToken={t}"),
+            None => String::new(),
+        };
+        let page = client.json("GET", "/clusters", &query, None)?;
+        if let Some(items) = page.get("clusters").and_then(Value::as_array) {
+            names.extend(items.iter().cloned());
+        }
+        match page.get("nextToken").and_then(Value::as_str) {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    Ok(json!({"clusters": names}))
+}
+
+fn finish(result: anyhow::Result<Value>, output: Format) -> anyhow::Result<Status> {
+    match result {
+        Ok(value) => {
+            print(&value, output)?;
+            Ok(Status::Success)
+        }
+        Err(e) => refused(e),
+    }
+}
+
+/// The server said no: its code and message, exit code 1. Anything else is exit code 2.
+fn refused(e: anyhow::Error) -> anyhow::Result<Status> {
+    match e.downcast_ref::<ApiFailure>() {
+        Some(failure) => {
+            eprintln!("error: {failure}");
+            Ok(Status::No)
+        }
+        None => Err(e),
+    }
+}
+
+fn print(value: &Value, output: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
+        Format::Yaml => {
+            let mut text = String::new();
+            yaml(value, 0, &mut text);
+            write!(out, "{text}")?;
+        }
+        Format::Table => table(value, &mut out)?,
+    }
+    Ok(())
+}
+
+/// A small YAML writer for JSON values.
+fn yaml(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) => {
+            if map.is_empty() {
+                out.push_str(&format!("{pad}{{}}\n"));
+            }
+            for (key, v) in map {
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        out.push_str(&format!("{pad}{}:\n", scalar(&Value::from(key.clone()))));
+                        yaml(v, indent + 2, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{}:\n", scalar(&Value::from(key.clone()))));
+                        yaml(v, indent, out);
+                    }
+                    _ => out.push_str(&format!(
+                        "{pad}{}: {}\n",
+                        scalar(&Value::from(key.clone())),
+                        scalar(v)
+                    )),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if items.is_empty() {
+                out.push_str(&format!("{pad}[]\n"));
+            }
+            for item in items {
+                match item {
+                    Value::Object(_) | Value::Array(_) => {
+                        let mut inner = String::new();
+                        yaml(item, indent + 2, &mut inner);
+                        let trimmed = inner.trim_start();
+                        out.push_str(&format!("{pad}- {trimmed}"));
+                    }
+                    _ => out.push_str(&format!("{pad}- {}\n", scalar(item))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => {
+            let plain = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
+                && !matches!(s.as_str(), "true" | "false" | "null" | "yes" | "no")
+                && s.parse::<f64>().is_err();
+            if plain {
+                s.clone()
+            } else {
+                Value::String(s.clone()).to_string()
+            }
+        }
+        Value::Object(m) if m.is_empty() => "{}".into(),
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A table: one row per cluster (list), or the fields of one object.
+fn table(value: &Value, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    if let Some(names) = value.get("clusters").and_then(Value::as_array) {
+        writeln!(out, "NAME")?;
+        for name in names {
+            writeln!(out, "{}", name.as_str().unwrap_or_default())?;
+        }
+        return Ok(());
+    }
+    let object = value
+        .get("cluster")
+        .or_else(|| value.get("association"))
+        .unwrap_or(value);
+    if let Value::Object(map) = object {
+        let width = map.keys().map(String::len).max().unwrap_or(0);
+        for (key, v) in map {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            writeln!(out, "{key:<width$}  {text}")?;
+        }
+    }
+    Ok(())
+}
