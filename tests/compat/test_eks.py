@@ -6,8 +6,6 @@ import concurrent.futures
 import json
 import urllib.request
 
-import botocore.auth
-import botocore.awsrequest
 import botocore.config
 import boto3
 import jwt
@@ -242,18 +240,24 @@ def test_pagination_over_250_associations(server, unique):
     assert len(ns2["associations"]) == 50 and {s["namespace"] for s in ns2["associations"]} == {"ns-2"}
 
 
-def test_service_account_tokens_verify_with_pyjwt(server, unique):
-    cluster, info = make_cluster(server, unique)
-    issuer = info["identity"]["oidc"]["issuer"]
-    credentials = boto3.session.Session(profile_name="default").get_credentials()
-    body = json.dumps({"namespace": "default", "serviceAccount": "my-sa", "podName": "app-0", "podUid": "5c6f",
-                       "nodeName": "node-1", "nodeUid": "7d8e"})
-    request = botocore.awsrequest.AWSRequest(method="POST", url=f"{server.endpoint}/clusters/{cluster}/podid/service-account-token",
-                                             data=body, headers={"Content-Type": "application/json"})
-    botocore.auth.SigV4Auth(credentials, "eks", "us-east-1").add_auth(request)
-    prepared = request.prepare()
-    with urllib.request.urlopen(urllib.request.Request(prepared.url, data=body.encode(), headers=dict(prepared.headers), method="POST")) as r:
-        token = json.load(r)["token"]
+def podid(server, *args):
+    """Runs the podid CLI with the server's AWS config files; returns (exit code, stdout, stderr)."""
+    import subprocess
+    from conftest import podid_bin
+    result = subprocess.run([podid_bin(), *args], env=server.env(), capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_podid_token_create_verifies_with_pyjwt(server, unique):
+    name = unique("local")
+    code, out, err = podid(server, "cluster", "create", name, "--output", "json")
+    assert code == 0, err
+    issuer = json.loads(out)["cluster"]["identity"]["oidc"]["issuer"]
+    code, out, err = podid(server, "token", "create", "--cluster", name, "--namespace", "default",
+                           "--service-account", "my-sa", "--pod-name", "app-0", "--pod-uid", "5c6f",
+                           "--node-name", "node-1", "--node-uid", "7d8e")
+    assert code == 0, err
+    token = out.strip()
     jwks = jwt.PyJWKClient(issuer + "/keys")
     key = jwks.get_signing_key_from_jwt(token)
     claims = jwt.decode(token, key.key, algorithms=["RS256"], audience="pods.eks.amazonaws.com", issuer=issuer)
@@ -268,3 +272,40 @@ def test_service_account_tokens_verify_with_pyjwt(server, unique):
     assert k8s["serviceaccount"]["name"] == "my-sa" and len(k8s["serviceaccount"]["uid"]) == 36
     header = jwt.get_unverified_header(token)
     assert header["alg"] == "RS256" and header["kid"] == key.key_id
+    # An IRSA audience, and a rotation: old tokens still verify, new ones use the new key.
+    code, out, _ = podid(server, "token", "create", "--cluster", name, "--namespace", "default",
+                         "--service-account", "my-sa", "--audience", "sts.amazonaws.com")
+    assert jwt.decode(out.strip(), jwt.PyJWKClient(issuer + "/keys").get_signing_key_from_jwt(out.strip()).key,
+                      algorithms=["RS256"], audience="sts.amazonaws.com")["aud"] == ["sts.amazonaws.com"]
+    code, _, err = podid(server, "cluster", "rotate-keys", name)
+    assert code == 0, err
+    fresh = jwt.PyJWKClient(issuer + "/keys", cache_keys=False)
+    jwt.decode(token, fresh.get_signing_key_from_jwt(token).key, algorithms=["RS256"], audience="pods.eks.amazonaws.com")
+    code, out, _ = podid(server, "token", "create", "--cluster", name, "--namespace", "default", "--service-account", "my-sa")
+    assert jwt.get_unverified_header(out.strip())["kid"] != header["kid"]
+    # Tokens are refused when not signed by the key set.
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), key.key, algorithms=["RS256"],
+                   audience="pods.eks.amazonaws.com")
+
+
+def test_podid_cluster_commands(server, unique, tmp_path):
+    name = unique("cli")
+    code, out, err = podid(server, "cluster", "create", name, "--output", "yaml")
+    assert code == 0, err
+    assert f"name: {name}" in out and "status: ACTIVE" in out
+    code, out, _ = podid(server, "cluster", "list", "--output", "table")
+    assert code == 0 and name in out.split()
+    # An external cluster, registered with an issuer and a key set.
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": []}))
+    code, out, err = podid(server, "cluster", "register", unique("ext"), "--issuer", "https://issuer.example.com",
+                           "--jwks", str(tmp_path / "jwks.json"))
+    assert code == 0, err
+    assert json.loads(out)["cluster"]["identity"]["oidc"]["issuer"] == "https://issuer.example.com"
+    # Errors: the server's refusal is exit code 1 with its code; no credentials is exit code 2.
+    code, _, err = podid(server, "cluster", "describe", "no-such-cluster")
+    assert code == 1 and "ResourceNotFoundException" in err and "No cluster found for name: no-such-cluster." in err
+    code, _, err = podid(server, "cluster", "list", "--profile", "nope")
+    assert code == 2 and "no credentials for profile `nope`" in err
+    code, _, err = podid(server, "cluster", "delete", name)
+    assert code == 0, err
