@@ -33,10 +33,18 @@ impl std::fmt::Debug for PostgresStore {
 struct Conn {
     client: Client,
     get: Statement,
-    lock: Statement,
-    insert: Statement,
+    /// Reads a key's version and holds a share lock on it to the end of the transaction.
+    check: Statement,
+    /// Inserts unless the key exists (`Absent`).
+    insert_absent: Statement,
+    /// Inserts or overwrites (`Any`).
+    upsert: Statement,
+    /// Overwrites an existing key (`Exists`).
     update: Statement,
+    /// Overwrites a key at a version (`Version`).
+    update_version: Statement,
     delete: Statement,
+    delete_version: Statement,
     scan: Statement,
 }
 
@@ -80,27 +88,43 @@ impl PostgresStore {
             migrate_raw(&client).await?;
             return Box::pin(self.open()).await;
         };
+        let client_ref = &client;
+        let statement = |sql: &'static str| async move {
+            client_ref.prepare(sql).await.map_err(|e| unavailable(&e))
+        };
         Ok(Conn {
             get,
-            lock: prepare("SELECT version FROM podid_kv WHERE ns = $1 AND key = $2 FOR UPDATE")
-                .await
-                .map_err(|e| unavailable(&e))?,
-            insert: prepare(
-                "INSERT INTO podid_kv (ns, key, version, value) VALUES ($1, $2, 1, $3)",
+            check: statement(
+                "SELECT version FROM podid_kv WHERE ns = $1 AND key = $2 FOR SHARE",
             )
-            .await
-            .map_err(|e| unavailable(&e))?,
-            update: prepare(
+            .await?,
+            insert_absent: statement(
+                "INSERT INTO podid_kv (ns, key, version, value) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (ns, key) DO NOTHING",
+            )
+            .await?,
+            upsert: statement(
+                "INSERT INTO podid_kv (ns, key, version, value) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (ns, key) DO UPDATE SET value = EXCLUDED.value, version = podid_kv.version + 1",
+            )
+            .await?,
+            update: statement(
                 "UPDATE podid_kv SET value = $3, version = version + 1 WHERE ns = $1 AND key = $2",
             )
-            .await
-            .map_err(|e| unavailable(&e))?,
-            delete: prepare("DELETE FROM podid_kv WHERE ns = $1 AND key = $2")
-                .await
-                .map_err(|e| unavailable(&e))?,
+            .await?,
+            update_version: statement(
+                "UPDATE podid_kv SET value = $3, version = version + 1
+                 WHERE ns = $1 AND key = $2 AND version = $4",
+            )
+            .await?,
+            delete: statement("DELETE FROM podid_kv WHERE ns = $1 AND key = $2").await?,
+            delete_version: statement(
+                "DELETE FROM podid_kv WHERE ns = $1 AND key = $2 AND version = $3",
+            )
+            .await?,
             scan: prepare(
                 "SELECT key, version, value FROM podid_kv
-                 WHERE ns = $1 AND key >= $2 AND key > $3 AND starts_with(key, $2)
+                 WHERE ns = $1 AND key >= $2 AND key > $3 AND key < $5 AND starts_with(key, $2)
                  ORDER BY key LIMIT $4",
             )
             .await
@@ -195,10 +219,13 @@ impl Store for PostgresStore {
             _ => "",
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // An upper bound, so that the index scan stops where the prefix's keys end (keys are
+        // compared bytewise: COLLATE "C").
+        let upper = format!("{prefix}\u{10FFFF}");
         let (conn, _permit) = self.acquire().await?;
         let result = conn
             .client
-            .query(&conn.scan, &[&ns, &prefix, &start, &limit])
+            .query(&conn.scan, &[&ns, &prefix, &start, &limit, &upper])
             .await;
         self.release(conn);
         Ok(result
@@ -263,55 +290,91 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
+/// Applies a batch in one transaction. Each operation is one statement whose condition is part
+/// of it (`ON CONFLICT DO NOTHING`, `WHERE version = ...`), and the statements are pipelined:
+/// a batch costs three round trips (BEGIN, the statements, COMMIT) whatever its size.
 async fn apply(conn: &mut Conn, ops: &[Op]) -> Result<(), Failure> {
-    let tx = conn.client.transaction().await?;
-    for (index, op) in ops.iter().enumerate() {
-        let (ns, key) = op.target();
-        let conflict = || {
-            Failure::Store(StoreError::Conflict {
+    let conn = &*conn;
+    conn.client.batch_execute("BEGIN").await?;
+    let outcome = statements(conn, ops).await;
+    match outcome {
+        Ok(()) => {
+            if let Err(e) = conn.client.batch_execute("COMMIT").await {
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+                return Err(e.into());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn statements(conn: &Conn, ops: &[Op]) -> Result<(), Failure> {
+    let outcomes =
+        futures_util::future::join_all(ops.iter().map(|op| run(&conn.client, conn, op))).await;
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        if !outcome? {
+            let op = ops.get(index);
+            let (ns, key) = op.map_or(("", ""), Op::target);
+            return Err(Failure::Store(StoreError::Conflict {
                 index,
                 ns,
                 key: key.to_owned(),
-                condition: op.condition(),
-            })
-        };
-        let current = tx
-            .query_opt(&conn.lock, &[&ns, &key])
-            .await?
-            .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0));
-        let holds = match op.condition() {
-            Condition::Any => true,
-            Condition::Absent => current.is_none(),
-            Condition::Exists => current.is_some(),
-            Condition::Version(v) => current == Some(v),
-        };
-        if !holds {
-            return Err(conflict());
-        }
-        match op {
-            Op::Put { value, .. } => {
-                if current.is_some() {
-                    tx.execute(&conn.update, &[&ns, &key, value]).await?;
-                } else if let Err(e) = tx.execute(&conn.insert, &[&ns, &key, value]).await {
-                    // Another transaction inserted the key since we looked.
-                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                        return Err(if op.condition() == Condition::Absent {
-                            conflict()
-                        } else {
-                            Failure::Retry(e)
-                        });
-                    }
-                    return Err(e.into());
-                }
-            }
-            Op::Delete { .. } => {
-                tx.execute(&conn.delete, &[&ns, &key]).await?;
-            }
-            Op::Check { .. } => {}
+                condition: op.map_or(Condition::Any, Op::condition),
+            }));
         }
     }
-    tx.commit().await?;
     Ok(())
+}
+
+/// Runs one operation; whether its condition held.
+async fn run(tx: &Client, conn: &Conn, op: &Op) -> Result<bool, Failure> {
+    let (ns, key) = op.target();
+    let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    Ok(match (op, op.condition()) {
+        (Op::Put { value, .. }, Condition::Absent) => {
+            tx.execute(&conn.insert_absent, &[&ns, &key, value]).await? == 1
+        }
+        (Op::Put { value, .. }, Condition::Any) => {
+            tx.execute(&conn.upsert, &[&ns, &key, value]).await?;
+            true
+        }
+        (Op::Put { value, .. }, Condition::Exists) => {
+            tx.execute(&conn.update, &[&ns, &key, value]).await? == 1
+        }
+        (Op::Put { value, .. }, Condition::Version(v)) => {
+            tx.execute(&conn.update_version, &[&ns, &key, value, &version(v)])
+                .await?
+                == 1
+        }
+        (Op::Delete { .. }, Condition::Any) => {
+            tx.execute(&conn.delete, &[&ns, &key]).await?;
+            true
+        }
+        (Op::Delete { .. }, Condition::Exists) => {
+            tx.execute(&conn.delete, &[&ns, &key]).await? == 1
+        }
+        (Op::Delete { .. }, Condition::Version(v)) => {
+            tx.execute(&conn.delete_version, &[&ns, &key, &version(v)])
+                .await?
+                == 1
+        }
+        (Op::Delete { .. } | Op::Check { .. }, condition) => {
+            let current = tx
+                .query_opt(&conn.check, &[&ns, &key])
+                .await?
+                .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0));
+            match condition {
+                Condition::Any => true,
+                Condition::Absent => current.is_none(),
+                Condition::Exists => current.is_some(),
+                Condition::Version(v) => current == Some(v),
+            }
+        }
+    })
 }
 
 fn unavailable(e: &tokio_postgres::Error) -> StoreError {

@@ -81,6 +81,13 @@ impl SqliteStore {
     }
 }
 
+/// A key above every key that starts with `prefix`: the prefix and the highest character.
+/// (A key whose character after the prefix is U+10FFFF itself would be missed; podid's keys
+/// are names and ids.)
+fn upper_bound(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
 /// Runs `f` on a connection from `readers` (opened if there is none free).
 fn read_with<T>(
     readers: &Mutex<Vec<Connection>>,
@@ -270,21 +277,27 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         let prefix = prefix.to_owned();
-        let start = match after {
-            Some(after) if after >= prefix.as_str() => after.to_owned(),
-            _ => String::new(),
-        };
+        // One lower bound, the tighter of the prefix and `after`, so that the index seeks
+        // straight to it: a page deep into a long list costs what the first page costs.
+        let after = after.filter(|a| *a >= prefix.as_str()).map(str::to_owned);
+        // And an upper bound, so that the scan stops where the prefix's keys end.
+        let upper = upper_bound(&prefix);
         let small = limit <= SMALL_SCAN;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(small, move |conn| {
-            // Keys are compared as bytes (SQLite's BINARY collation); the prefix bound is a range,
-            // so `%` and `_` in keys mean nothing special.
-            let mut statement = conn.prepare_cached(
+            // Keys are compared as bytes (SQLite's BINARY collation); the prefix is checked on
+            // each row, so `%` and `_` in keys mean nothing special.
+            let mut statement = conn.prepare_cached(if after.is_some() {
                 "SELECT key, version, value FROM kv
-                 WHERE ns = ?1 AND key >= ?2 AND key > ?3 AND substr(key, 1, length(?2)) = ?2
-                 ORDER BY key LIMIT ?4",
-            )?;
-            let rows = statement.query_map(params![ns, prefix, start, limit], |row| {
+                 WHERE ns = ?1 AND key > ?3 AND key < ?5 AND substr(key, 1, length(?2)) = ?2
+                 ORDER BY key LIMIT ?4"
+            } else {
+                "SELECT key, version, value FROM kv
+                 WHERE ns = ?1 AND key >= ?2 AND key < ?5 AND substr(key, 1, length(?2)) = ?2
+                 ORDER BY key LIMIT ?4"
+            })?;
+            let start = after.clone().unwrap_or_default();
+            let rows = statement.query_map(params![ns, prefix, start, limit, upper], |row| {
                 Ok(Item {
                     key: row.get(0)?,
                     version: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
