@@ -295,8 +295,14 @@ impl From<tokio_postgres::Error> for Failure {
 /// a batch costs three round trips (BEGIN, the statements, COMMIT) whatever its size.
 async fn apply(conn: &mut Conn, ops: &[Op]) -> Result<(), Failure> {
     let conn = &*conn;
-    conn.client.batch_execute("BEGIN").await?;
-    let outcome = statements(conn, ops).await;
+    // BEGIN goes out in the same flight as the statements (tokio-postgres pipelines requests
+    // in the order they are polled).
+    let (begun, outcome) =
+        futures_util::future::join(conn.client.batch_execute("BEGIN"), statements(conn, ops)).await;
+    if let Err(e) = begun {
+        let _ = conn.client.batch_execute("ROLLBACK").await;
+        return Err(e.into());
+    }
     match outcome {
         Ok(()) => {
             if let Err(e) = conn.client.batch_execute("COMMIT").await {

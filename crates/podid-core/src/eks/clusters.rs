@@ -376,16 +376,17 @@ impl Iam {
         };
         let mut kubernetes = Map::new();
         kubernetes.insert("namespace".into(), input.namespace.clone().into());
-        if let Some((name, pod_uid)) = &input.pod {
-            kubernetes.insert(
-                "pod".into(),
-                serde_json::json!({"name": name, "uid": pod_uid}),
-            );
-        }
+        // kube-apiserver's order: namespace, node, pod, serviceaccount.
         if let Some((name, node_uid)) = &input.node {
             kubernetes.insert(
                 "node".into(),
                 serde_json::json!({"name": name, "uid": node_uid}),
+            );
+        }
+        if let Some((name, pod_uid)) = &input.pod {
+            kubernetes.insert(
+                "pod".into(),
+                serde_json::json!({"name": name, "uid": pod_uid}),
             );
         }
         kubernetes.insert(
