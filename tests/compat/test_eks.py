@@ -302,6 +302,18 @@ def test_podid_cluster_commands(server, unique, tmp_path):
                            "--jwks", str(tmp_path / "jwks.json"))
     assert code == 0, err
     assert json.loads(out)["cluster"]["identity"]["oidc"]["issuer"] == "https://issuer.example.com"
+    # Or with the key set fetched from the issuer's discovery document: here the issuer of a
+    # local podid cluster, served over HTTP like any issuer.
+    code, out, _ = podid(server, "cluster", "describe", name)
+    local_issuer = json.loads(out)["cluster"]["identity"]["oidc"]["issuer"]
+    fetched = unique("fetched")
+    code, out, err = podid(server, "cluster", "register", fetched, "--issuer", local_issuer)
+    assert code == 0, err
+    podid_issuer = json.loads(out)["cluster"]["podidIssuer"]
+    assert podid_issuer["type"] == "external" and podid_issuer["keys"] == 1
+    assert podid_issuer["jwksUri"] == local_issuer + "/keys"
+    code, _, err = podid(server, "cluster", "register", unique("nowhere"), "--issuer", server.endpoint + "/id/NOPE")
+    assert code == 1 and "InvalidParameterException" in err and "Cannot fetch" in err
     # Errors: the server's refusal is exit code 1 with its code; no credentials is exit code 2.
     code, _, err = podid(server, "cluster", "describe", "no-such-cluster")
     assert code == 1 and "ResourceNotFoundException" in err and "No cluster found for name: no-such-cluster." in err

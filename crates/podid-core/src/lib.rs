@@ -26,8 +26,8 @@ pub use bootstrap::{ADMIN_USER, BootstrapKey, Bootstrapped};
 pub use catalogue::AwsManagedPolicy;
 pub use crypto::{KeyError, MasterKey};
 pub use eks::{
-    AssociationSummary, ClusterTokens, CreateAssociation, CreateCluster, EksPage, ListAssociations,
-    PODS_SERVICE, ServiceAccountToken, UpdateAssociation,
+    AssociationSummary, ClusterTokens, CreateAssociation, CreateCluster, EksPage, Fetcher,
+    ListAssociations, PODS_SERVICE, ServiceAccountToken, UpdateAssociation,
 };
 pub use error::IamError;
 pub use iam::{
@@ -53,6 +53,7 @@ pub struct Iam {
     cache: PolicyCache,
     keyring: sts::Keyring,
     association_quota: u32,
+    fetcher: Option<Arc<dyn eks::Fetcher>>,
 }
 
 impl std::fmt::Debug for Iam {
@@ -79,7 +80,15 @@ impl Iam {
             cache: PolicyCache::default(),
             keyring: sts::Keyring::default(),
             association_quota: eks::DEFAULT_ASSOCIATION_QUOTA,
+            fetcher: None,
         }
+    }
+
+    /// Lets the domain fetch external issuers' discovery documents and key sets.
+    #[must_use]
+    pub fn with_fetcher(mut self, fetcher: Arc<dyn eks::Fetcher>) -> Self {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// Sets the most Pod Identity associations a cluster may have (default 1,000).

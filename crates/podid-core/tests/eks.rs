@@ -661,3 +661,112 @@ async fn service_account_tokens_verify_against_the_cluster_keys() {
     assert_eq!(jwks.keys.len(), 2);
     podid_jwt::verify(&token, &jwks, Timestamp::from_secs(1_700_862_800), 0).unwrap();
 }
+
+/// Serves documents from a map, counting the fetches.
+struct Documents {
+    pages: std::collections::HashMap<String, String>,
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl podid_core::Fetcher for Documents {
+    async fn get(&self, url: &str) -> Result<String, String> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.pages
+            .get(url)
+            .cloned()
+            .ok_or_else(|| format!("404 for {url}"))
+    }
+}
+
+#[tokio::test]
+async fn external_issuers_key_sets_are_fetched_and_refreshed() {
+    let source = world(1000).await;
+    let local = source
+        .iam
+        .describe_cluster(&source.admin, REGION, "my-cluster")
+        .await
+        .unwrap();
+    let jwks = serde_json::to_string(&source.iam.cluster_jwks(&local).unwrap()).unwrap();
+    let issuer = "https://kubernetes.example.com".to_owned();
+    let documents = Arc::new(Documents {
+        pages: [
+            (
+                format!("{issuer}/.well-known/openid-configuration"),
+                format!(r#"{{"issuer":"{issuer}","jwks_uri":"{issuer}/openid/v1/jwks"}}"#),
+            ),
+            (format!("{issuer}/openid/v1/jwks"), jwks),
+        ]
+        .into_iter()
+        .collect(),
+        fetches: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let ids = Arc::new(SeqIds::new(5));
+    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
+    let iam = Iam::new(
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        ids.clone(),
+        MasterKey::generate(&*ids),
+    )
+    .with_fetcher(documents.clone());
+    let boot = iam
+        .bootstrap(&["111122223333".parse().unwrap()])
+        .await
+        .unwrap();
+    let (record, _) = iam
+        .access_key(&boot.keys[0].access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = iam.caller(&record).await.unwrap();
+    let external = |name: &str, issuer: &str| CreateCluster {
+        name: name.into(),
+        region: REGION.into(),
+        tokens: ClusterTokens::External {
+            issuer: issuer.into(),
+            jwks: None,
+            jwks_uri: None,
+        },
+        ..Default::default()
+    };
+    // Discovery, then the key set.
+    let cluster = iam
+        .create_cluster(&admin, external("ext", &issuer))
+        .await
+        .unwrap();
+    assert_eq!(
+        documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    assert_eq!(iam.cluster_jwks(&cluster).unwrap().keys.len(), 1);
+    // A fresh key set is not fetched again; an hour later it is.
+    iam.refresh_cluster_jwks(&cluster, false).await.unwrap();
+    assert_eq!(
+        documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    clock.advance_millis(3600 * 1000);
+    iam.refresh_cluster_jwks(&cluster, false).await.unwrap();
+    assert_eq!(
+        documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    // Forced refreshes are limited to one a minute.
+    let cluster = iam.describe_cluster(&admin, REGION, "ext").await.unwrap();
+    iam.refresh_cluster_jwks(&cluster, true).await.unwrap();
+    assert_eq!(
+        documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    // An issuer that serves nothing.
+    let e = iam
+        .create_cluster(&admin, external("broken", "https://nowhere.example.com"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, IamError::InvalidParameter(ref m) if m.contains("Cannot fetch https://nowhere.example.com/.well-known/openid-configuration")),
+        "{e:?}"
+    );
+}

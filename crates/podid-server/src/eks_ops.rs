@@ -449,6 +449,31 @@ fn cluster_view(c: &ClusterRecord) -> Value {
             out.insert(key.clone(), value.clone());
         }
     }
+    // podid's own: where the cluster's tokens come from (SDKs ignore members they do not know).
+    let issuer = match &c.tokens {
+        podid_core::TokenSource::Local { keys } => json!({
+            "type": "local",
+            "signingKeys": keys.len(),
+        }),
+        podid_core::TokenSource::External {
+            jwks,
+            jwks_uri,
+            fetched,
+        } => {
+            let keys = podid_jwt_keys(jwks);
+            let mut v = json!({"type": "external", "keys": keys});
+            if let Some(map) = v.as_object_mut() {
+                if let Some(uri) = jwks_uri {
+                    map.insert("jwksUri".into(), uri.clone().into());
+                }
+                if let Some(at) = fetched {
+                    map.insert("jwksFetchedAt".into(), epoch(*at));
+                }
+            }
+            v
+        }
+    };
+    out.insert("podidIssuer".into(), issuer);
     Value::Object(out)
 }
 
@@ -565,4 +590,12 @@ fn json_response(status: u16, body: String, request_id: &str, error: Option<&str
         headers.insert("x-amzn-errortype", code);
     }
     response
+}
+
+/// How many keys a JWKS document lists.
+fn podid_jwt_keys(jwks: &str) -> usize {
+    serde_json::from_str::<Value>(jwks)
+        .ok()
+        .and_then(|v| v.get("keys").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(0)
 }

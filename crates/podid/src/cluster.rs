@@ -42,17 +42,22 @@ pub(crate) enum ClusterCommand {
         output: Format,
     },
     /// Register an external cluster: a real Kubernetes cluster whose kube-apiserver issues the
-    /// service-account tokens. Give its issuer URL and its key set (the JWKS file, e.g. from
-    /// `kubectl get --raw /openid/v1/jwks`).
+    /// service-account tokens. Give its issuer URL, and its key set as a file (e.g. from
+    /// `kubectl get --raw /openid/v1/jwks`) or let the server fetch it from the issuer.
     Register {
         /// The cluster's name.
         name: String,
         /// The issuer URL (`kubectl get --raw /.well-known/openid-configuration | jq -r .issuer`).
         #[arg(long)]
         issuer: String,
-        /// A file with the issuer's JWKS.
-        #[arg(long, value_name = "FILE")]
-        jwks: std::path::PathBuf,
+        /// A file with the issuer's JWKS. Without it, the server fetches the key set (from
+        /// --jwks-uri, or from the issuer's discovery document) and refreshes it hourly.
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+        jwks: Option<std::path::PathBuf>,
+        /// Where the server fetches the issuer's JWKS (default: the `jwks_uri` of
+        /// `ISSUER/.well-known/openid-configuration`).
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
         /// The cluster's IAM role.
         #[arg(long)]
         role_arn: Option<String>,
@@ -159,20 +164,26 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             name,
             issuer,
             jwks,
+            jwks_uri,
             role_arn,
             client,
             output,
         } => {
-            let text = std::fs::read_to_string(&jwks)
-                .with_context(|| format!("cannot read the JWKS file `{}`", jwks.display()))?;
-            let keys: Value = serde_json::from_str(&text)
-                .with_context(|| format!("`{}` is not a JWKS document (JSON)", jwks.display()))?;
-            let body = cluster_body(
-                &name,
-                role_arn,
-                None,
-                Some(json!({"issuer": issuer, "jwks": keys})),
-            );
+            let mut spec = json!({"issuer": issuer});
+            if let Some(jwks) = jwks {
+                let text = std::fs::read_to_string(&jwks)
+                    .with_context(|| format!("cannot read the JWKS file `{}`", jwks.display()))?;
+                let keys: Value = serde_json::from_str(&text).with_context(|| {
+                    format!("`{}` is not a JWKS document (JSON)", jwks.display())
+                })?;
+                if let Some(map) = spec.as_object_mut() {
+                    map.insert("jwks".into(), keys);
+                }
+            }
+            if let (Some(uri), Some(map)) = (jwks_uri, spec.as_object_mut()) {
+                map.insert("jwksUri".into(), uri.into());
+            }
+            let body = cluster_body(&name, role_arn, None, Some(spec));
             let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
             (output, result)
         }

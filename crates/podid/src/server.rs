@@ -95,7 +95,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
             Arc::new(OsIds),
             master,
         )
-        .with_association_quota(args.association_quota),
+        .with_association_quota(args.association_quota)
+        .with_fetcher(Arc::new(HttpFetcher)),
     );
     check_master_key(&iam).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -370,4 +371,34 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
+}
+
+/// Fetches external issuers' discovery documents and key sets: `GET` over http(s), 5 s, at
+/// most 1 MiB, three redirects.
+struct HttpFetcher;
+
+#[async_trait::async_trait]
+impl podid_core::Fetcher for HttpFetcher {
+    async fn get(&self, url: &str) -> Result<String, String> {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return Err(format!("`{url}` is not an http(s) URL"));
+            }
+            let agent = ureq::AgentBuilder::new()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirects(3)
+                .build();
+            let response = agent.get(&url).call().map_err(|e| e.to_string())?;
+            let mut body = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(response.into_reader(), 1 << 20),
+                &mut body,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(body)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
 }

@@ -22,6 +22,12 @@ const DEFAULT_VERSION: &str = "1.33";
 /// How long a retired signing key stays in the JWKS: longer than any token it signed lives.
 const RETIRED_KEY_MILLIS: i64 = 49 * 3600 * 1000;
 
+/// How long a fetched key set is used before it is fetched again.
+const JWKS_TTL_MILLIS: i64 = 3600 * 1000;
+
+/// The least time between two fetches of one key set.
+const JWKS_MIN_INTERVAL_MILLIS: i64 = 60 * 1000;
+
 /// The longest service-account token podid mints (kube-apiserver's limit is 48 hours).
 const MAX_TOKEN_SECONDS: i64 = 48 * 3600;
 
@@ -146,17 +152,21 @@ impl Iam {
                         "The issuer `{issuer}` is not an http(s) URL."
                     )));
                 }
-                let jwks = match (jwks, &jwks_uri) {
-                    (Some(text), _) => {
+                let (jwks, jwks_uri, fetched) = match (jwks, jwks_uri) {
+                    (Some(text), uri) => {
                         Jwks::parse(&text)
                             .map_err(|e| IamError::InvalidParameter(e.to_string()))?;
-                        text
+                        (text, uri, None)
                     }
-                    (None, Some(_)) => String::from(r#"{"keys":[]}"#),
-                    (None, None) => {
-                        return Err(IamError::InvalidParameter(
-                            "An external cluster needs its key set: give the JWKS inline or the URL to fetch it from.".into(),
-                        ));
+                    (None, uri) => {
+                        // Fetch the key set: from the URL given, or from the issuer's discovery
+                        // document, as a relying party would.
+                        let uri = match uri {
+                            Some(uri) => uri,
+                            None => self.discover_jwks_uri(&issuer).await?,
+                        };
+                        let text = self.fetch_jwks(&issuer, &uri).await?;
+                        (text, Some(uri), Some(now))
                     }
                 };
                 (
@@ -164,7 +174,7 @@ impl Iam {
                     TokenSource::External {
                         jwks,
                         jwks_uri,
-                        fetched: None,
+                        fetched,
                     },
                 )
             }
@@ -453,6 +463,101 @@ impl Iam {
             }
         }
         Err(busy())
+    }
+
+    /// Fetches an external cluster's key set again if it is older than an hour, or at once
+    /// with `force` (a token names a key the cached set lacks), and stores it. Returns the
+    /// cluster as it now is. Clusters whose key set was given inline keep it.
+    pub async fn refresh_cluster_jwks(
+        &self,
+        cluster: &ClusterRecord,
+        force: bool,
+    ) -> Result<ClusterRecord, IamError> {
+        let TokenSource::External {
+            jwks_uri: Some(uri),
+            fetched,
+            ..
+        } = &cluster.tokens
+        else {
+            return Ok(cluster.clone());
+        };
+        let now = self.now();
+        let fresh = fetched.is_some_and(|at| now - at < JWKS_TTL_MILLIS);
+        // Even when forced, at most one fetch a minute: unknown kids must not make every
+        // request fetch.
+        let recent = fetched.is_some_and(|at| now - at < JWKS_MIN_INTERVAL_MILLIS);
+        if (fresh && !force) || recent {
+            return Ok(cluster.clone());
+        }
+        let text = self.fetch_jwks(&cluster.issuer, uri).await?;
+        let cluster_key = key(&[&cluster.account, &cluster.region, &cluster.name]);
+        for _ in 0..RETRIES {
+            let Some((mut current, version)) = self
+                .load::<ClusterRecord>(ns::CLUSTER, &cluster_key)
+                .await?
+            else {
+                return Ok(cluster.clone());
+            };
+            if let TokenSource::External { jwks, fetched, .. } = &mut current.tokens {
+                jwks.clone_from(&text);
+                *fetched = Some(now);
+            }
+            match self
+                .store
+                .commit(vec![Op::update(
+                    ns::CLUSTER,
+                    cluster_key.clone(),
+                    encode(&current),
+                    version,
+                )])
+                .await
+            {
+                Ok(()) => return Ok(current),
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(busy())
+    }
+
+    /// The `jwks_uri` of an issuer's OpenID discovery document.
+    async fn discover_jwks_uri(&self, issuer: &str) -> Result<String, IamError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let text = self.fetch(issuer, &url).await?;
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("jwks_uri").and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| {
+                IamError::InvalidParameter(format!(
+                    "The discovery document of issuer `{issuer}` ({url}) has no `jwks_uri`: give the key set with --jwks."
+                ))
+            })
+    }
+
+    async fn fetch_jwks(&self, issuer: &str, url: &str) -> Result<String, IamError> {
+        let text = self.fetch(issuer, url).await?;
+        Jwks::parse(&text).map_err(|e| {
+            IamError::InvalidParameter(format!(
+                "The key set of issuer `{issuer}` at {url} is not a JWKS: {e}"
+            ))
+        })?;
+        Ok(text)
+    }
+
+    async fn fetch(&self, issuer: &str, url: &str) -> Result<String, IamError> {
+        let Some(fetcher) = &self.fetcher else {
+            return Err(IamError::InvalidParameter(format!(
+                "This server does not fetch key sets: give the JWKS of issuer `{issuer}` inline."
+            )));
+        };
+        fetcher.get(url).await.map_err(|e| {
+            IamError::InvalidParameter(format!(
+                "Cannot fetch {url} for issuer `{issuer}`: {e}. Check that the issuer serves it, or give the JWKS inline."
+            ))
+        })
     }
 
     fn new_signing_key(&self, now: i64) -> Result<SigningKeyRecord, IamError> {

@@ -16,6 +16,15 @@ pub const PODS_SERVICE: &str = "pods.eks.amazonaws.com";
 /// The default quota of associations per cluster.
 pub(crate) const DEFAULT_ASSOCIATION_QUOTA: u32 = 1000;
 
+/// Fetches documents over HTTP(S) for the domain: the OpenID discovery documents and key sets
+/// of external clusters' issuers. The binary supplies one; without it, key sets must be given
+/// inline.
+#[async_trait::async_trait]
+pub trait Fetcher: Send + Sync {
+    /// The body of a `GET url` that answered 200, or why not.
+    async fn get(&self, url: &str) -> Result<String, String>;
+}
+
 /// A page of an EKS list: its items and the `nextToken` of the next page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EksPage<T> {
