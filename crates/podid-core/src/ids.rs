@@ -52,15 +52,7 @@ pub trait Ids: Send + Sync {
         self.fill(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            hex.get(0..8).unwrap_or_default(),
-            hex.get(8..12).unwrap_or_default(),
-            hex.get(12..16).unwrap_or_default(),
-            hex.get(16..20).unwrap_or_default(),
-            hex.get(20..32).unwrap_or_default()
-        )
+        uuid_text(&b)
     }
 
     /// `len` random lower-case letters and digits (EKS association ids).
@@ -98,6 +90,19 @@ pub trait Ids: Send + Sync {
             })
             .collect()
     }
+}
+
+/// 16 bytes written as a UUID: `8-4-4-4-12` lower-case hex digits.
+pub(crate) fn uuid_text(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex.get(0..8).unwrap_or_default(),
+        hex.get(8..12).unwrap_or_default(),
+        hex.get(12..16).unwrap_or_default(),
+        hex.get(16..20).unwrap_or_default(),
+        hex.get(20..32).unwrap_or_default()
+    )
 }
 
 /// Randomness from the operating system.

@@ -644,13 +644,9 @@ pub(crate) fn decode_token(token: &str, prefix: &str) -> Result<String, IamError
 fn uuid_of(seed: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(seed.as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        hex.get(0..8).unwrap_or_default(),
-        hex.get(8..12).unwrap_or_default(),
-        hex.get(12..16).unwrap_or_default(),
-        hex.get(16..20).unwrap_or_default(),
-        hex.get(20..32).unwrap_or_default()
-    )
+    let mut bytes = [0u8; 16];
+    for (b, d) in bytes.iter_mut().zip(digest.iter()) {
+        *b = *d;
+    }
+    crate::ids::uuid_text(&bytes)
 }
