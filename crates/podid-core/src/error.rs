@@ -61,6 +61,12 @@ pub enum IamError {
     /// EKS's `InvalidParameterException` (400).
     #[error("{0}")]
     InvalidParameter(String),
+    /// EKS Auth's `InvalidTokenException` (400): the service-account token is not valid.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// EKS Auth's `ExpiredTokenException` (400): the service-account token has expired.
+    #[error("{0}")]
+    ExpiredServiceAccountToken(String),
     /// EKS's `InvalidRequestException` (400).
     #[error("{0}")]
     InvalidRequest(String),

@@ -27,7 +27,8 @@ pub use catalogue::AwsManagedPolicy;
 pub use crypto::{KeyError, MasterKey};
 pub use eks::{
     AssociationSummary, ClusterTokens, CreateAssociation, CreateCluster, EksPage, Fetcher,
-    ListAssociations, PODS_SERVICE, ServiceAccountToken, UpdateAssociation,
+    ListAssociations, PODS_SERVICE, PodCredentials, PodIdentityDecision, ServiceAccountToken,
+    TOKEN_LEEWAY_SECONDS, UpdateAssociation,
 };
 pub use error::IamError;
 pub use iam::{
@@ -54,6 +55,7 @@ pub struct Iam {
     keyring: sts::Keyring,
     association_quota: u32,
     fetcher: Option<Arc<dyn eks::Fetcher>>,
+    audit: eks::AuditLog,
 }
 
 impl std::fmt::Debug for Iam {
@@ -81,6 +83,7 @@ impl Iam {
             keyring: sts::Keyring::default(),
             association_quota: eks::DEFAULT_ASSOCIATION_QUOTA,
             fetcher: None,
+            audit: eks::AuditLog::default(),
         }
     }
 

@@ -37,6 +37,14 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         )),
         Ok(bytes) => process(&state, &parts, &bytes, source_ip, &mut operation).await,
     };
+    // EKS Auth's model answers AccessDeniedException with 400, not 403.
+    let result = result.map_err(|e| {
+        let mut e = e.for_rest_json();
+        if operation == "AssumeRoleForPodIdentity" && e.code == "AccessDeniedException" {
+            e.status = 400;
+        }
+        e
+    });
     let (status, body, code) = match result {
         Ok(value) => (200, value.to_string(), None),
         Err(e) => {
@@ -92,6 +100,10 @@ async fn process(
             "CreateServiceAccountToken"
         }
         (Method::POST, ["clusters", _, "podid", "rotate-signing-keys"]) => "RotateSigningKeys",
+        (Method::POST, ["clusters", _, "assume-role-for-pod-identity"]) => {
+            "AssumeRoleForPodIdentity"
+        }
+        (Method::GET, ["podid", "audit", "pod-identity"]) => "ReadPodIdentityAudit",
         _ => {
             return Err(ApiError::sender(
                 404,
@@ -100,7 +112,13 @@ async fn process(
             ));
         }
     };
-    let (caller, region) = authenticate(state, parts, query, bytes, "eks").await?;
+    // EKS Auth shares EKS's paths; the credential scope (`eks-auth`) is its own.
+    let service = if *operation == "AssumeRoleForPodIdentity" {
+        "eks-auth"
+    } else {
+        "eks"
+    };
+    let (caller, region) = authenticate(state, parts, query, bytes, service).await?;
     let caller = caller.with_request(RequestInfo {
         source_ip,
         secure_transport: false,
@@ -272,6 +290,43 @@ async fn process(
                 )
                 .await?;
             json!({"token": token})
+        }
+        "AssumeRoleForPodIdentity" => {
+            let token = string(&body, "token");
+            if token.is_empty() {
+                return Err(missing("token"));
+            }
+            let pod = iam
+                .assume_role_for_pod_identity(&caller, &region, cluster, &token)
+                .await?;
+            let c = &pod.assumed.credentials;
+            json!({
+                "subject": {"namespace": pod.namespace, "serviceAccount": pod.service_account},
+                "audience": podid_core::PODS_SERVICE,
+                "podIdentityAssociation": {
+                    "associationArn": pod.association_arn,
+                    "associationId": pod.association_id,
+                },
+                "assumedRoleUser": {
+                    "arn": pod.assumed.arn,
+                    "assumeRoleId": pod.assumed.assumed_role_id,
+                },
+                "credentials": {
+                    "sessionToken": c.session_token.expose(),
+                    "secretAccessKey": c.secret_access_key.expose(),
+                    "accessKeyId": c.access_key_id,
+                    "expiration": c.expiration.as_secs(),
+                },
+            })
+        }
+        "ReadPodIdentityAudit" => {
+            let limit = params
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100)
+                .min(1000);
+            let decisions = iam.recent_pod_identity_decisions(&caller, limit)?;
+            json!({"decisions": decisions})
         }
         "RotateSigningKeys" => {
             let cluster = iam.rotate_cluster_keys(&caller, &region, cluster).await?;

@@ -52,6 +52,8 @@ impl From<IamError> for ApiError {
             IamError::ResourceInUse(_) => (409, "ResourceInUseException"),
             IamError::InvalidParameter(_) => (400, "InvalidParameterException"),
             IamError::InvalidRequest(_) => (400, "InvalidRequestException"),
+            IamError::InvalidToken(_) => (400, "InvalidTokenException"),
+            IamError::ExpiredServiceAccountToken(_) => (400, "ExpiredTokenException"),
             IamError::ResourceLimitExceeded(_) => (400, "ResourceLimitExceededException"),
             IamError::ServiceFailure(_) => (500, "ServiceFailure"),
             IamError::Validation(_) => (400, "ValidationError"),

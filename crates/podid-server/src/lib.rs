@@ -35,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", any(query::handle))
         .route("/clusters", any(eks_ops::handle))
         .route("/clusters/{*rest}", any(eks_ops::handle))
+        .route("/podid/{*rest}", any(eks_ops::handle))
         .route(
             "/id/{id}/.well-known/openid-configuration",
             get(eks_ops::openid_configuration),

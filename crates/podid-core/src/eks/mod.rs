@@ -4,11 +4,14 @@
 mod associations;
 mod clusters;
 mod names;
+mod pod_identity;
 
 pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
 };
 pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
+pub(crate) use pod_identity::AuditLog;
+pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
 
 /// The service principal of EKS Pod Identity.
 pub const PODS_SERVICE: &str = "pods.eks.amazonaws.com";

@@ -253,7 +253,9 @@ impl Iam {
 
         // Duration: the role's maximum first, then the chaining limit (AWS's order).
         let duration = input.duration_seconds.unwrap_or(3600);
-        if duration > role.max_session_duration {
+        // A service principal (EKS Pod Identity) sets its own lifetime, as AWS services do
+        // (EKS Pod Identity credentials last six hours whatever the role's maximum).
+        if caller.is_some() && duration > role.max_session_duration {
             return Err(IamError::Validation(
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                     .into(),

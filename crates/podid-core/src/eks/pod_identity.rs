@@ -1,0 +1,433 @@
+//! EKS Auth's AssumeRoleForPodIdentity: a pod's service-account token in, AWS credentials out.
+//!
+//! 1. The caller (a node) needs `eks-auth:AssumeRoleForPodIdentity` on the cluster.
+//! 2. The token is verified against the cluster's keys (local, or the external issuer's key
+//!    set, fetched again once when the token names a key the cached set lacks).
+//! 3. The association of (cluster, namespace, service account) names the role.
+//! 4. The role is assumed as `pods.eks.amazonaws.com` through the one assume core, with the six
+//!    transitive session tags unless they are disabled.
+//! 5. With a target role, the first session assumes it (role chaining), passing the
+//!    association's external id and session policy.
+//!
+//! Every call leaves an audit record: a structured log line (target `podid::audit`) and an
+//! entry in a bounded in-memory list that `Iam::recent_pod_identity_decisions` reads.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use podid_jwt::Jwks;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{PODS_SERVICE, names};
+use crate::Iam;
+use crate::auth::Caller;
+use crate::error::IamError;
+use crate::records::{AssociationRecord, ClusterRecord, Tag};
+use crate::sts::{AssumeRole, AssumedRole, Assumer};
+
+/// Clock skew allowed on a token's `exp`, `nbf` and `iat`, in seconds.
+pub const TOKEN_LEEWAY_SECONDS: i64 = 60;
+
+/// How long the credentials of a one-hop association last (EKS Pod Identity: six hours).
+const ONE_HOP_SECONDS: u32 = 6 * 3600;
+
+/// How long a target role's credentials last: role chaining's limit, one hour.
+const TARGET_SECONDS: u32 = 3600;
+
+/// How many decisions are kept for `podid audit`.
+const AUDIT_ENTRIES: usize = 1000;
+
+/// What AssumeRoleForPodIdentity returns.
+#[derive(Clone, Debug)]
+pub struct PodCredentials {
+    /// The token's namespace.
+    pub namespace: String,
+    /// The token's service account.
+    pub service_account: String,
+    /// The association used.
+    pub association_arn: String,
+    /// Its id.
+    pub association_id: String,
+    /// The session the pod gets (the target role's, when there is one).
+    pub assumed: AssumedRole,
+}
+
+/// One decision of AssumeRoleForPodIdentity, for auditing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityDecision {
+    /// When, epoch milliseconds.
+    pub time: i64,
+    /// The caller (the node's identity).
+    pub caller: String,
+    /// The cluster.
+    pub cluster: String,
+    /// The token's namespace, service account and pod, when the token was read.
+    pub namespace: Option<String>,
+    /// The service account.
+    pub service_account: Option<String>,
+    /// The pod's name.
+    pub pod: Option<String>,
+    /// The association used.
+    pub association_id: Option<String>,
+    /// The roles assumed, in order.
+    pub roles: Vec<String>,
+    /// `allowed` or the error code.
+    pub outcome: String,
+    /// Why not, when refused.
+    pub reason: Option<String>,
+}
+
+/// The recent decisions of this server.
+#[derive(Debug, Default)]
+pub(crate) struct AuditLog {
+    entries: Mutex<VecDeque<PodIdentityDecision>>,
+}
+
+/// What a verified token says.
+struct PodClaims {
+    namespace: String,
+    service_account: String,
+    pod: Option<(String, String)>,
+}
+
+impl Iam {
+    /// AssumeRoleForPodIdentity.
+    pub async fn assume_role_for_pod_identity(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        token: &str,
+    ) -> Result<PodCredentials, IamError> {
+        let mut decision = PodIdentityDecision {
+            time: self.now(),
+            caller: caller.arn().to_owned(),
+            cluster: cluster.to_owned(),
+            namespace: None,
+            service_account: None,
+            pod: None,
+            association_id: None,
+            roles: Vec::new(),
+            outcome: "allowed".into(),
+            reason: None,
+        };
+        let result = self
+            .pod_identity(caller, region, cluster, token, &mut decision)
+            .await;
+        if let Err(e) = &result {
+            decision.outcome = error_code(e).into();
+            decision.reason = Some(e.to_string());
+        }
+        tracing::info!(
+            target: "podid::audit",
+            caller = %decision.caller,
+            cluster = %decision.cluster,
+            namespace = decision.namespace.as_deref().unwrap_or("-"),
+            service_account = decision.service_account.as_deref().unwrap_or("-"),
+            pod = decision.pod.as_deref().unwrap_or("-"),
+            association = decision.association_id.as_deref().unwrap_or("-"),
+            roles = %decision.roles.join(" -> "),
+            outcome = %decision.outcome,
+            reason = decision.reason.as_deref().unwrap_or("-"),
+            "AssumeRoleForPodIdentity"
+        );
+        if let Ok(mut entries) = self.audit.entries.lock() {
+            if entries.len() >= AUDIT_ENTRIES {
+                entries.pop_front();
+            }
+            entries.push_back(decision);
+        }
+        result
+    }
+
+    /// The most recent AssumeRoleForPodIdentity decisions of this server, newest last (at most
+    /// 1,000 are kept). Authorized as `podid:ReadAudit` on `*`.
+    pub fn recent_pod_identity_decisions(
+        &self,
+        caller: &Caller,
+        limit: usize,
+    ) -> Result<Vec<PodIdentityDecision>, IamError> {
+        self.authorize(caller, "podid:ReadAudit", "*", &[])?;
+        let entries = self
+            .audit
+            .entries
+            .lock()
+            .map(|e| e.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let skip = entries.len().saturating_sub(limit);
+        Ok(entries.into_iter().skip(skip).collect())
+    }
+
+    async fn pod_identity(
+        &self,
+        caller: &Caller,
+        region: &str,
+        cluster_name: &str,
+        token: &str,
+        decision: &mut PodIdentityDecision,
+    ) -> Result<PodCredentials, IamError> {
+        names::cluster_name(cluster_name)?;
+        let (cluster, _) = self
+            .cluster_for(
+                caller,
+                "eks-auth:AssumeRoleForPodIdentity",
+                region,
+                cluster_name,
+            )
+            .await?;
+        let claims = self.verify_pod_token(&cluster, token).await?;
+        decision.namespace = Some(claims.namespace.clone());
+        decision.service_account = Some(claims.service_account.clone());
+        decision.pod = claims.pod.as_ref().map(|(name, _)| name.clone());
+        let association = self
+            .association_of(&cluster, &claims.namespace, &claims.service_account)
+            .await?
+            .ok_or_else(|| {
+                IamError::ResourceNotFound(format!(
+                    "No Pod Identity association found for service account {} in namespace {} of cluster {cluster_name}.",
+                    claims.service_account, claims.namespace
+                ))
+            })?;
+        decision.association_id = Some(association.id.clone());
+        let first = self
+            .first_hop(&cluster, &association, &claims)
+            .await
+            .map_err(|e| hop_error(e, "association role", &association.role_arn))?;
+        decision.roles.push(association.role_arn.clone());
+        let assumed = match &association.target_role_arn {
+            None => first,
+            Some(target) => {
+                let session = self
+                    .open_session(
+                        first.credentials.session_token.expose(),
+                        &first.credentials.access_key_id,
+                    )
+                    .await?;
+                let from = self.session_caller(&session).await?;
+                let assumed = self
+                    .assume(
+                        Assumer::Caller(&from),
+                        AssumeRole {
+                            role_arn: target.clone(),
+                            session_name: session_name(&cluster.name, claims.pod.as_ref(), self),
+                            duration_seconds: Some(TARGET_SECONDS),
+                            external_id: association.external_id.clone(),
+                            policy: association.policy.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| hop_error(e, "target role", target))?;
+                decision.roles.push(target.clone());
+                assumed
+            }
+        };
+        Ok(PodCredentials {
+            namespace: claims.namespace,
+            service_account: claims.service_account,
+            association_arn: association.arn,
+            association_id: association.id,
+            assumed,
+        })
+    }
+
+    /// The association role, assumed as the EKS Pod Identity service principal.
+    async fn first_hop(
+        &self,
+        cluster: &ClusterRecord,
+        association: &AssociationRecord,
+        claims: &PodClaims,
+    ) -> Result<AssumedRole, IamError> {
+        let mut tags = Vec::new();
+        if !association.disable_session_tags {
+            let (pod_name, pod_uid) = claims.pod.clone().unwrap_or_default();
+            for (key, value) in [
+                ("eks-cluster-arn", cluster.arn.clone()),
+                ("eks-cluster-name", cluster.name.clone()),
+                ("kubernetes-namespace", claims.namespace.clone()),
+                ("kubernetes-service-account", claims.service_account.clone()),
+                ("kubernetes-pod-name", pod_name),
+                ("kubernetes-pod-uid", pod_uid),
+            ] {
+                if !value.is_empty() {
+                    tags.push(Tag {
+                        key: key.into(),
+                        value,
+                    });
+                }
+            }
+        }
+        let transitive = tags.iter().map(|t| t.key.clone()).collect();
+        self.assume(
+            Assumer::Service(PODS_SERVICE),
+            AssumeRole {
+                role_arn: association.role_arn.clone(),
+                session_name: session_name(&cluster.name, claims.pod.as_ref(), self),
+                duration_seconds: Some(if association.target_role_arn.is_some() {
+                    TARGET_SECONDS
+                } else {
+                    ONE_HOP_SECONDS
+                }),
+                tags,
+                transitive_tag_keys: transitive,
+                // With a target role, the session policy restricts only the target.
+                policy: if association.target_role_arn.is_some() {
+                    None
+                } else {
+                    association.policy.clone()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Verifies a service-account token for `cluster`; what it says about the pod.
+    async fn verify_pod_token(
+        &self,
+        cluster: &ClusterRecord,
+        token: &str,
+    ) -> Result<PodClaims, IamError> {
+        let header = podid_jwt::decode_unverified(token)
+            .map_err(|_| {
+                IamError::InvalidToken(
+                    "The service account token is not a JWT: it must be three base64url parts (header, claims, signature).".into(),
+                )
+            })?
+            .header;
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut jwks = self.cluster_jwks(cluster)?;
+        if !kid.is_empty() && !has_kid(&jwks, kid) {
+            // An external issuer may have rotated its keys since the key set was fetched.
+            let refreshed = self.refresh_cluster_jwks(cluster, true).await?;
+            jwks = self.cluster_jwks(&refreshed)?;
+        }
+        let now = self.clock.now();
+        let claims = podid_jwt::verify(token, &jwks, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
+            match e {
+                podid_jwt::JwtError::Expired(at) => IamError::ExpiredServiceAccountToken(format!(
+                    "The service account token expired at {} (epoch {at}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
+                    podid_types::Timestamp::from_secs(at).to_iso8601()
+                )),
+                podid_jwt::JwtError::UnknownKey(kid) => IamError::InvalidToken(format!(
+                    "The service account token is signed with key `{kid}`, which is not a key of cluster {}'s issuer: was it issued by another cluster?",
+                    cluster.name
+                )),
+                other => IamError::InvalidToken(format!(
+                    "The service account token was refused: {other}."
+                )),
+            }
+        })?;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
+        if text("iss") != cluster.issuer {
+            return Err(IamError::InvalidToken(format!(
+                "The service account token's issuer `{}` is not cluster {}'s issuer `{}`.",
+                text("iss"),
+                cluster.name,
+                cluster.issuer
+            )));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(a)) => a == PODS_SERVICE,
+            Some(Value::Array(list)) => list.iter().any(|a| a == PODS_SERVICE),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(IamError::InvalidToken(format!(
+                "The service account token's audience is not `{PODS_SERVICE}`: project the token with that audience."
+            )));
+        }
+        let sub = text("sub");
+        let Some((namespace, service_account)) = sub
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+        else {
+            return Err(IamError::InvalidToken(format!(
+                "The service account token's subject `{sub}` is not `system:serviceaccount:NAMESPACE:NAME`."
+            )));
+        };
+        let kubernetes = claims.get("kubernetes.io").cloned().unwrap_or(Value::Null);
+        let field = |path: &[&str]| {
+            let mut v = &kubernetes;
+            for p in path {
+                v = v.get(p).unwrap_or(&Value::Null);
+            }
+            v.as_str().unwrap_or_default().to_owned()
+        };
+        if field(&["namespace"]) != namespace
+            || field(&["serviceaccount", "name"]) != service_account
+        {
+            return Err(IamError::InvalidToken(
+                "The service account token's `kubernetes.io` claims do not match its subject."
+                    .into(),
+            ));
+        }
+        let pod_name = field(&["pod", "name"]);
+        Ok(PodClaims {
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            pod: (!pod_name.is_empty()).then(|| (pod_name, field(&["pod", "uid"]))),
+        })
+    }
+}
+
+fn has_kid(jwks: &Jwks, kid: &str) -> bool {
+    jwks.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+}
+
+/// `eks-<cluster>-<pod>-<uuid>`, fitted to STS's 64 characters: the UUID is kept whole (it
+/// makes the name unique); the cluster and pod names are shortened, the longer first, and
+/// characters STS does not allow are left out.
+fn session_name(cluster: &str, pod: Option<&(String, String)>, iam: &Iam) -> String {
+    let uuid = iam.ids.request_id();
+    let allowed = |c: &char| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c);
+    let mut cluster: String = cluster.chars().filter(allowed).collect();
+    let mut pod: String = pod
+        .map(|(name, _)| name.chars().filter(allowed).collect())
+        .unwrap_or_else(|| "pod".into());
+    // "eks-" + cluster + "-" + pod + "-" + uuid (36)
+    let budget = 64 - 4 - 1 - 1 - uuid.len();
+    while cluster.len() + pod.len() > budget {
+        if cluster.len() >= pod.len() {
+            cluster.pop();
+        } else {
+            pod.pop();
+        }
+    }
+    format!("eks-{cluster}-{pod}-{uuid}")
+}
+
+/// Which hop failed, and why, in the refusal's own words.
+fn hop_error(e: IamError, hop: &str, role: &str) -> IamError {
+    match e {
+        IamError::AccessDenied(message) => IamError::AccessDenied(format!(
+            "EKS Pod Identity could not assume the {hop} {role}: {message}"
+        )),
+        IamError::Validation(message) | IamError::InvalidParameterValue(message) => {
+            IamError::InvalidRequest(format!(
+                "EKS Pod Identity could not assume the {hop} {role}: {message}"
+            ))
+        }
+        IamError::PackedPolicyTooLarge(message) => IamError::InvalidRequest(format!(
+            "EKS Pod Identity could not assume the {hop} {role}: {message} Set disableSessionTags on the association to leave the session tags out."
+        )),
+        other => other,
+    }
+}
+
+fn error_code(e: &IamError) -> &'static str {
+    match e {
+        IamError::AccessDenied(_) => "AccessDeniedException",
+        IamError::InvalidToken(_) => "InvalidTokenException",
+        IamError::ExpiredServiceAccountToken(_) => "ExpiredTokenException",
+        IamError::ResourceNotFound(_) => "ResourceNotFoundException",
+        IamError::InvalidParameter(_) => "InvalidParameterException",
+        IamError::InvalidRequest(_) => "InvalidRequestException",
+        _ => "InternalServerException",
+    }
+}
