@@ -1,0 +1,482 @@
+//! EKS Auth's AssumeRoleForPodIdentity on the in-memory store: the seed 000 scenario (a target
+//! role in another account), session tags, and the negative matrix.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podid_core::{
+    Caller, ClusterTokens, CreateAssociation, CreateCluster, CreateRole, CreateUser, Entity, Iam,
+    IamError, MasterKey, PageRequest, SeqIds, ServiceAccountToken,
+};
+use podid_store::MemoryStore;
+use podid_types::{FixedClock, Timestamp};
+use sha2::{Digest, Sha256};
+
+const REGION: &str = "us-west-2";
+const POD_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#;
+const POD_ROLE: &str = "arn:aws:iam::111122223333:role/pod-role";
+const TARGET: &str = "arn:aws:iam::444455556666:role/target";
+
+struct World {
+    iam: Iam,
+    clock: Arc<FixedClock>,
+    a: Caller,
+    b: Caller,
+}
+
+async fn world() -> World {
+    let ids = Arc::new(SeqIds::new(21));
+    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
+    let iam = Iam::new(
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        ids.clone(),
+        MasterKey::generate(&*ids),
+    );
+    let boot = iam
+        .bootstrap(&[
+            "111122223333".parse().unwrap(),
+            "444455556666".parse().unwrap(),
+        ])
+        .await
+        .unwrap();
+    let mut admins = Vec::new();
+    for key in &boot.keys {
+        let (record, _) = iam.access_key(&key.access_key_id).await.unwrap().unwrap();
+        admins.push(iam.caller(&record).await.unwrap());
+    }
+    let b = admins.pop().unwrap();
+    let a = admins.pop().unwrap();
+    for (name, trust) in [("pod-role", POD_TRUST), ("other-role", POD_TRUST)] {
+        iam.create_role(
+            &a,
+            CreateRole {
+                name: name.into(),
+                trust_policy: trust.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // The pod role may assume the target role (and tag the session).
+    iam.put_entity_policy(
+        &a,
+        Entity::Role,
+        "pod-role",
+        "to-target",
+        format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"{TARGET}"}}]}}"#),
+    )
+    .await
+    .unwrap();
+    for name in ["my-cluster", "other-cluster"] {
+        iam.create_cluster(
+            &a,
+            CreateCluster {
+                name: name.into(),
+                region: REGION.into(),
+                tokens: ClusterTokens::Local {
+                    base_url: "http://127.0.0.1:4599".into(),
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    World { iam, clock, a, b }
+}
+
+impl World {
+    async fn token(&self, cluster: &str, sa: &str, audiences: Vec<String>) -> String {
+        self.iam
+            .create_service_account_token(
+                &self.a,
+                REGION,
+                cluster,
+                ServiceAccountToken {
+                    namespace: "default".into(),
+                    service_account: sa.into(),
+                    audiences,
+                    pod: Some((
+                        "app-7d9f-x2k4q".into(),
+                        "0d3c2a4e-1111-2222-3333-444455556666".into(),
+                    )),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn associate(&self, sa: &str, target: Option<&str>) -> podid_core::AssociationRecord {
+        self.iam
+            .create_association(
+                &self.a,
+                REGION,
+                "my-cluster",
+                CreateAssociation {
+                    namespace: "default".into(),
+                    service_account: sa.into(),
+                    role_arn: POD_ROLE.into(),
+                    target_role_arn: target.map(str::to_owned),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The target role in account B, trusting the pod role with the association's external id.
+    async fn target(&self, external_id: &str) {
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{POD_ROLE}"}},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{{"StringEquals":{{"sts:ExternalId":"{external_id}"}}}}}}]}}"#
+        );
+        self.iam
+            .create_role(
+                &self.b,
+                CreateRole {
+                    name: "target".into(),
+                    trust_policy: trust,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        // Namespace `default` may list roles and may not read one.
+        self.iam
+            .put_entity_policy(
+                &self.b,
+                Entity::Role,
+                "target",
+                "abac",
+                r#"{"Version":"2012-10-17","Statement":[
+                    {"Effect":"Allow","Action":["iam:ListRoles","iam:GetRole"],"Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/kubernetes-namespace":"default"}}},
+                    {"Effect":"Deny","Action":"iam:GetRole","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/kubernetes-namespace":"default"}}}]}"#
+                    .into(),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn call(&self, token: &str) -> Result<podid_core::PodCredentials, IamError> {
+        self.iam
+            .assume_role_for_pod_identity(&self.a, REGION, "my-cluster", token)
+            .await
+    }
+
+    async fn session(&self, creds: &podid_core::PodCredentials) -> Caller {
+        let c = &creds.assumed.credentials;
+        let opened = self
+            .iam
+            .open_session(c.session_token.expose(), &c.access_key_id)
+            .await
+            .unwrap();
+        self.iam.session_caller(&opened).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn one_hop_with_the_six_transitive_session_tags() {
+    let w = world().await;
+    let association = w.associate("api", None).await;
+    let token = w.token("my-cluster", "api", vec![]).await;
+    let creds = w.call(&token).await.unwrap();
+    assert_eq!(
+        (creds.namespace.as_str(), creds.service_account.as_str()),
+        ("default", "api")
+    );
+    assert_eq!(creds.association_id, association.id);
+    let session_name = creds.assumed.arn.rsplit('/').next().unwrap().to_owned();
+    // eks-<cluster>-<pod>-<uuid>: the UUID is kept whole, the names are shortened to fit 64.
+    assert!(
+        session_name.starts_with("eks-my-cluster-app-7d9f-x2k-"),
+        "{session_name}"
+    );
+    assert_eq!(session_name.len(), 64);
+    assert!(
+        creds
+            .assumed
+            .arn
+            .starts_with("arn:aws:sts::111122223333:assumed-role/pod-role/")
+    );
+    assert_eq!(
+        creds.assumed.credentials.expiration,
+        Timestamp::from_secs(1_700_862_734 + 6 * 3600),
+        "one hop: six hours"
+    );
+    let session = w.session(&creds).await;
+    let mut tags = session.tags().to_vec();
+    tags.sort();
+    let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "eks-cluster-arn",
+            "eks-cluster-name",
+            "kubernetes-namespace",
+            "kubernetes-pod-name",
+            "kubernetes-pod-uid",
+            "kubernetes-service-account"
+        ]
+    );
+    assert_eq!(
+        session.session().unwrap().transitive_tags.len(),
+        6,
+        "all transitive"
+    );
+    // The audit keeps the decision.
+    let recent = w.iam.recent_pod_identity_decisions(&w.a, 10).unwrap();
+    let last = recent.last().unwrap();
+    assert_eq!(last.outcome, "allowed");
+    assert_eq!(last.roles, [POD_ROLE]);
+    assert_eq!(last.pod.as_deref(), Some("app-7d9f-x2k4q"));
+}
+
+#[tokio::test]
+async fn seed_000_target_role_in_another_account() {
+    let w = world().await;
+    let association = w.associate("xacct", Some(TARGET)).await;
+    let external_id = association.external_id.clone().unwrap();
+    assert_eq!(
+        external_id,
+        "us-west-2/111122223333/my-cluster/default/xacct"
+    );
+    w.target(&external_id).await;
+    let creds = w
+        .call(&w.token("my-cluster", "xacct", vec![]).await)
+        .await
+        .unwrap();
+    assert!(
+        creds
+            .assumed
+            .arn
+            .starts_with("arn:aws:sts::444455556666:assumed-role/target/eks-my-cluster-"),
+        "{}",
+        creds.assumed.arn
+    );
+    assert_eq!(
+        creds.assumed.credentials.expiration,
+        Timestamp::from_secs(1_700_862_734 + 3600),
+        "role chaining: one hour"
+    );
+    let session = w.session(&creds).await;
+    assert_eq!(session.account().to_string(), "444455556666");
+    // aws:PrincipalTag/kubernetes-namespace is in effect in account B.
+    w.iam
+        .list_roles(&session, None, &PageRequest::default())
+        .await
+        .unwrap();
+    let denied = w.iam.get_role(&session, "target").await.unwrap_err();
+    assert!(
+        matches!(&denied, IamError::AccessDenied(m) if m.contains("with an explicit deny")),
+        "{denied:?}"
+    );
+    let recent = w.iam.recent_pod_identity_decisions(&w.a, 1).unwrap();
+    assert_eq!(recent[0].roles, [POD_ROLE, TARGET]);
+}
+
+fn b64(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn the_negative_matrix() {
+    let w = world().await;
+    w.associate("api", None).await;
+    let token = w.token("my-cluster", "api", vec![]).await;
+    let invalid = |r: Result<podid_core::PodCredentials, IamError>| match r {
+        Err(IamError::InvalidToken(m)) => m,
+        other => panic!("expected InvalidToken, got {other:?}"),
+    };
+    // No association.
+    let unassociated = w.token("my-cluster", "nobody", vec![]).await;
+    assert!(matches!(
+        w.call(&unassociated).await,
+        Err(IamError::ResourceNotFound(_))
+    ));
+    // A token of another cluster: signed by a key this cluster does not have.
+    let foreign = w.token("other-cluster", "api", vec![]).await;
+    assert!(invalid(w.call(&foreign).await).contains("not a key of cluster my-cluster's issuer"));
+    // Another audience.
+    let sts_audience = w
+        .token("my-cluster", "api", vec!["sts.amazonaws.com".into()])
+        .await;
+    assert!(invalid(w.call(&sts_audience).await).contains("audience"));
+    // Tampered payload.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = "system:serviceaccount:kube-system:admin".into();
+    let tampered = format!("{}.{}.{}", parts[0], b64(&claims.to_string()), parts[2]);
+    assert!(invalid(w.call(&tampered).await).contains("signature"));
+    // `alg: none`, and HMAC with the public key as the secret.
+    let kid =
+        serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap())
+            .unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), parts[1]);
+    assert!(invalid(w.call(&none).await).contains("`none`"));
+    let cluster = w
+        .iam
+        .describe_cluster(&w.a, REGION, "my-cluster")
+        .await
+        .unwrap();
+    let public = serde_json::to_string(&w.iam.cluster_jwks(&cluster).unwrap()).unwrap();
+    let signed = format!(
+        "{}.{}",
+        b64(&format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#)),
+        parts[1]
+    );
+    let hmac = format!(
+        "{signed}.{}",
+        URL_SAFE_NO_PAD.encode(hmac_sha256(public.as_bytes(), signed.as_bytes()))
+    );
+    assert!(invalid(w.call(&hmac).await).contains("`HS256`"));
+    assert!(invalid(w.call("not-a-jwt").await).contains("not a JWT"));
+    // Expired (past the leeway).
+    w.clock.advance_millis((86_400 + 61) * 1000);
+    assert!(matches!(
+        w.call(&token).await,
+        Err(IamError::ExpiredServiceAccountToken(_))
+    ));
+}
+
+#[tokio::test]
+async fn refusals_name_the_hop_and_the_reason() {
+    let w = world().await;
+    // A caller (node) without eks-auth:AssumeRoleForPodIdentity.
+    w.iam
+        .create_user(
+            &w.a,
+            CreateUser {
+                name: "node".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let key = w.iam.create_access_key(&w.a, Some("node")).await.unwrap();
+    let node = w.iam.caller(&key.record).await.unwrap();
+    w.associate("api", None).await;
+    let token = w.token("my-cluster", "api", vec![]).await;
+    let e = w
+        .iam
+        .assume_role_for_pod_identity(&node, REGION, "my-cluster", &token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, IamError::AccessDenied(m) if m.contains("eks-auth:AssumeRoleForPodIdentity")),
+        "{e:?}"
+    );
+    // The role's trust no longer names pods.eks.amazonaws.com (changed after the association).
+    w.iam
+        .update_assume_role_policy(
+            &w.a,
+            "pod-role",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#.into(),
+        )
+        .await
+        .unwrap();
+    let e = w.call(&token).await.unwrap_err();
+    assert!(
+        matches!(&e, IamError::AccessDenied(m) if m.starts_with("EKS Pod Identity could not assume the association role arn:aws:iam::111122223333:role/pod-role: User: pods.eks.amazonaws.com is not authorized to perform: sts:AssumeRole")),
+        "{e:?}"
+    );
+    // Trust without sts:TagSession while tags are on.
+    w.iam
+        .update_assume_role_policy(
+            &w.a,
+            "pod-role",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#.into(),
+        )
+        .await
+        .unwrap();
+    let e = w.call(&token).await.unwrap_err();
+    assert!(
+        matches!(&e, IamError::AccessDenied(m) if m.contains("sts:TagSession")),
+        "{e:?}"
+    );
+    w.iam
+        .update_assume_role_policy(&w.a, "pod-role", POD_TRUST.into())
+        .await
+        .unwrap();
+    // The target trust's ExternalId is not the association's.
+    let association = w.associate("xacct", Some(TARGET)).await;
+    w.target("someone-else").await;
+    let xtoken = w.token("my-cluster", "xacct", vec![]).await;
+    let e = w.call(&xtoken).await.unwrap_err();
+    assert!(
+        matches!(&e, IamError::AccessDenied(m) if m.starts_with(&format!("EKS Pod Identity could not assume the target role {TARGET}: User: arn:aws:sts::111122223333:assumed-role/pod-role/eks-my-cluster-"))),
+        "{e:?}"
+    );
+    // The pod role lacking sts:AssumeRole on the target.
+    w.iam
+        .update_assume_role_policy(
+            &w.b,
+            "target",
+            format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{POD_ROLE}"}},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{{"StringEquals":{{"sts:ExternalId":"{}"}}}}}}]}}"#, association.external_id.clone().unwrap()),
+        )
+        .await
+        .unwrap();
+    w.call(&xtoken).await.unwrap();
+    w.iam
+        .delete_entity_policy(&w.a, Entity::Role, "pod-role", "to-target")
+        .await
+        .unwrap();
+    let e = w.call(&xtoken).await.unwrap_err();
+    assert!(
+        matches!(&e, IamError::AccessDenied(m) if m.contains("target role")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_association_stops_new_credentials_not_issued_ones() {
+    let w = world().await;
+    let association = w.associate("api", None).await;
+    let token = w.token("my-cluster", "api", vec![]).await;
+    let creds = w.call(&token).await.unwrap();
+    w.iam
+        .delete_association(&w.a, REGION, "my-cluster", &association.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.call(&token).await,
+        Err(IamError::ResourceNotFound(_))
+    ));
+    // The credentials already issued stay valid until they expire.
+    let session = w.session(&creds).await;
+    assert!(session.session().is_some());
+    let recent = w.iam.recent_pod_identity_decisions(&w.a, 1).unwrap();
+    assert_eq!(recent[0].outcome, "ResourceNotFoundException");
+}
