@@ -47,6 +47,10 @@ enum Command {
     /// Service-account tokens of local clusters, as kube-apiserver projects them into pods.
     #[command(subcommand)]
     Token(cluster::TokenCommand),
+    /// The server's recent EKS Pod Identity decisions: who asked for which pod's credentials,
+    /// which association and roles answered, and why a refusal was a refusal. Needs
+    /// `podid:ReadAudit`.
+    Audit(cluster::AuditArgs),
 }
 
 /// The exit codes, documented in `--help`.
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::run(args),
         Command::Cluster(command) => cluster::run_cluster(command),
         Command::Token(command) => cluster::run_token(command),
+        Command::Audit(args) => cluster::run_audit(args),
     };
     match result {
         Ok(status) => status.into(),
