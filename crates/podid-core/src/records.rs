@@ -241,6 +241,10 @@ pub struct SigningKeyRecord {
     pub created: i64,
     /// When a newer key replaced it (it stays in the JWKS until its tokens expire).
     pub retired: Option<i64>,
+    /// The public key as a JWK (JSON), so that serving and checking the key set needs no
+    /// private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_jwk: Option<String>,
 }
 
 /// An EKS Pod Identity association.

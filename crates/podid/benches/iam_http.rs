@@ -21,14 +21,26 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Connection, Server, load, on_each_backend, setting, start};
+use common::{Connection, Server, load, load_to, on_each_backend, setting, start};
 use podid_sigv4::Credentials;
 use podid_types::Secret;
 
 const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22pods.eks.amazonaws.com%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
 
+/// Lets the pod role assume any role and tag the session.
+const CHAIN: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%2C%22Resource%22%3A%22*%22%7D%5D%7D";
+
 /// Trusts the account, with session tags: the Pod Identity shape of trust for an IAM caller.
 const ACCOUNT_TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22AWS%22%3A%22arn%3Aaws%3Aiam%3A%3A111122223333%3Aroot%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
+
+/// A signed EKS call that must succeed; its answer.
+async fn eks(conn: &mut Connection, admin: &Credentials, path: String, body: String) -> String {
+    let (status, text) = conn
+        .send(admin, "eks", "POST", &path, "", "application/json", &body)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    text
+}
 
 type Body = Arc<dyn Fn(usize, u64) -> String + Send + Sync>;
 
@@ -108,6 +120,79 @@ async fn run(label: &str, server: Server, connections: usize, seconds: u64) {
         connections,
         seconds,
     );
+
+    // EKS Auth: a pod's token in, credentials out; one hop, and with a target role.
+    let json = "application/json";
+    eks(
+        &mut setup,
+        &admin,
+        "/clusters".into(),
+        r#"{"name":"bench"}"#.into(),
+    )
+    .await;
+    for (sa, target) in [("one", None), ("two", Some("bench-target"))] {
+        let mut body = format!(
+            r#"{{"namespace":"default","serviceAccount":"{sa}","roleArn":"arn:aws:iam::111122223333:role/bench-pod""#
+        );
+        if let Some(t) = target {
+            body.push_str(&format!(
+                r#","targetRoleArn":"arn:aws:iam::111122223333:role/{t}""#
+            ));
+        }
+        body.push('}');
+        let (status, xml) = setup
+            .exchange(
+                &admin,
+                "iam",
+                &format!("Action=CreateRole&Version=2010-05-08&RoleName=bench-pod-{sa}&AssumeRolePolicyDocument={TRUST}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{xml}");
+        let _ = eks(
+            &mut setup,
+            &admin,
+            "/clusters/bench/pod-identity-associations".into(),
+            body.replace("bench-pod", &format!("bench-pod-{sa}")),
+        )
+        .await;
+    }
+    // The target role trusts the account (the pod role assumes it with its identity policy).
+    let (status, xml) = setup
+        .exchange(
+            &admin,
+            "iam",
+            &format!("Action=PutRolePolicy&Version=2010-05-08&RoleName=bench-pod-two&PolicyName=chain&PolicyDocument={CHAIN}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    for (sa, what) in [
+        ("one", "AssumeRoleForPodIdentity, one hop"),
+        ("two", "AssumeRoleForPodIdentity, target role"),
+    ] {
+        let text = eks(
+            &mut setup,
+            &admin,
+            "/clusters/bench/podid/service-account-token".into(),
+            format!(r#"{{"namespace":"default","serviceAccount":"{sa}","podName":"app-0","podUid":"u-1"}}"#),
+        )
+        .await;
+        let token: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let body = format!(r#"{{"token":"{}"}}"#, token["token"].as_str().unwrap());
+        let request: Body = Arc::new(move |_, _| body.clone());
+        for n in [1, connections] {
+            let rate = load_to(
+                &server,
+                &admin,
+                "eks-auth",
+                ("/clusters/bench/assume-role-for-pod-identity", json),
+                n,
+                seconds,
+                request.clone(),
+            )
+            .await;
+            report(label, what, rate, n, seconds);
+        }
+    }
 }
 
 fn main() {

@@ -335,7 +335,14 @@ impl Iam {
             TokenSource::Local { keys } => {
                 let mut jwks = Jwks::default();
                 for record in keys {
-                    jwks.keys.push(self.open_signing_key(record)?.jwk());
+                    let stored = record
+                        .public_jwk
+                        .as_deref()
+                        .and_then(|text| serde_json::from_str::<podid_jwt::Jwk>(text).ok());
+                    jwks.keys.push(match stored {
+                        Some(jwk) => jwk,
+                        None => self.open_signing_key(record)?.jwk(),
+                    });
                 }
                 Ok(jwks)
             }
@@ -572,6 +579,7 @@ impl Iam {
             sealed: self.master.seal(&*self.ids, der.expose()),
             created: now,
             retired: None,
+            public_jwk: serde_json::to_string(&key.jwk()).ok(),
         })
     }
 

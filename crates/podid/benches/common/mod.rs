@@ -205,6 +205,28 @@ pub(crate) async fn load(
     seconds: u64,
     body: Arc<dyn Fn(usize, u64) -> String + Send + Sync>,
 ) -> (f64, u64) {
+    load_to(
+        server,
+        credentials,
+        service,
+        ("/", "application/x-www-form-urlencoded; charset=utf-8"),
+        connections,
+        seconds,
+        body,
+    )
+    .await
+}
+
+/// Like [`load`], POSTing to `path` with `content_type`.
+pub(crate) async fn load_to(
+    server: &Server,
+    credentials: &Credentials,
+    service: &'static str,
+    (path, content_type): (&'static str, &'static str),
+    connections: usize,
+    seconds: u64,
+    body: Arc<dyn Fn(usize, u64) -> String + Send + Sync>,
+) -> (f64, u64) {
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -217,8 +239,16 @@ pub(crate) async fn load(
             let mut connection = Connection::open(&address).await;
             let mut n = 0;
             while Instant::now() < deadline {
-                let status = connection
-                    .call(&credentials, service, &body(worker, n))
+                let (status, _) = connection
+                    .send(
+                        &credentials,
+                        service,
+                        "POST",
+                        path,
+                        "",
+                        content_type,
+                        &body(worker, n),
+                    )
                     .await;
                 n += 1;
                 if status == 200 {
