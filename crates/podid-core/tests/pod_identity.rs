@@ -480,3 +480,73 @@ async fn a_deleted_association_stops_new_credentials_not_issued_ones() {
     let recent = w.iam.recent_pod_identity_decisions(&w.a, 1).unwrap();
     assert_eq!(recent[0].outcome, "ResourceNotFoundException");
 }
+
+#[tokio::test]
+async fn external_clusters_es256_tokens() {
+    use p256::ecdsa::signature::Signer as _;
+    let w = world().await;
+    // A real cluster configured with an ECDSA service-account key: its JWKS, given inline.
+    let secret = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+    let point = secret.verifying_key().to_encoded_point(false);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "use": "sig", "kid": "ec-key-1", "alg": "ES256", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+        "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+    }]});
+    let issuer = "https://oidc.example.com/id/REAL";
+    w.iam
+        .create_cluster(
+            &w.a,
+            CreateCluster {
+                name: "real".into(),
+                region: REGION.into(),
+                tokens: ClusterTokens::External {
+                    issuer: issuer.into(),
+                    jwks: Some(jwks.to_string()),
+                    jwks_uri: None,
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.iam
+        .create_association(
+            &w.a,
+            REGION,
+            "real",
+            CreateAssociation {
+                namespace: "default".into(),
+                service_account: "api".into(),
+                role_arn: POD_ROLE.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let now = 1_700_862_734;
+    let claims = serde_json::json!({
+        "aud": ["pods.eks.amazonaws.com"], "exp": now + 3600, "iat": now, "iss": issuer,
+        "kubernetes.io": {"namespace": "default", "pod": {"name": "p", "uid": "u"},
+                          "serviceaccount": {"name": "api", "uid": "s"}},
+        "nbf": now, "sub": "system:serviceaccount:default:api",
+    });
+    let input = format!(
+        "{}.{}",
+        b64(r#"{"alg":"ES256","kid":"ec-key-1"}"#),
+        b64(&claims.to_string())
+    );
+    let signature: p256::ecdsa::Signature = secret.sign(input.as_bytes());
+    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+    let creds = w
+        .iam
+        .assume_role_for_pod_identity(&w.a, REGION, "real", &token)
+        .await
+        .unwrap();
+    assert!(
+        creds
+            .assumed
+            .arn
+            .starts_with("arn:aws:sts::111122223333:assumed-role/pod-role/eks-real-p-")
+    );
+}

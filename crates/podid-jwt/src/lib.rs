@@ -55,6 +55,8 @@ pub enum Algorithm {
     Rs384,
     /// RSASSA-PKCS1-v1_5 with SHA-512.
     Rs512,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
 }
 
 impl Algorithm {
@@ -63,12 +65,13 @@ impl Algorithm {
             "RS256" => Some(Self::Rs256),
             "RS384" => Some(Self::Rs384),
             "RS512" => Some(Self::Rs512),
+            "ES256" => Some(Self::Es256),
             _ => None,
         }
     }
 }
 
-/// A JSON Web Key (RSA public key), as a JWKS lists it.
+/// A JSON Web Key (an RSA or a P-256 public key), as a JWKS lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     /// Key type: `RSA`.
@@ -82,12 +85,21 @@ pub struct Jwk {
     /// The algorithm: `RS256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
-    /// The modulus, base64url.
-    #[serde(default)]
+    /// RSA: the modulus, base64url.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub n: String,
-    /// The exponent, base64url.
-    #[serde(default)]
+    /// RSA: the exponent, base64url.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub e: String,
+    /// EC: the curve (`P-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// EC: the x coordinate, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// EC: the y coordinate, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
 }
 
 /// A JSON Web Key Set.
@@ -191,6 +203,9 @@ impl SigningKey {
             alg: Some("RS256".into()),
             n: URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
             e: URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+            crv: None,
+            x: None,
+            y: None,
         }
     }
 
@@ -271,7 +286,13 @@ pub fn verify(
     let candidates: Vec<&Jwk> = jwks
         .keys
         .iter()
-        .filter(|k| k.kty == "RSA" && (kid.is_none() || k.kid.as_deref() == kid))
+        .filter(|k| {
+            let family = match alg {
+                Algorithm::Es256 => "EC",
+                _ => "RSA",
+            };
+            k.kty == family && (kid.is_none() || k.kid.as_deref() == kid)
+        })
         .collect();
     if candidates.is_empty() {
         return Err(JwtError::UnknownKey(kid.unwrap_or_default().into()));
@@ -300,6 +321,9 @@ pub fn verify(
 }
 
 fn verify_with(jwk: &Jwk, alg: Algorithm, signed: &str, signature: &[u8]) -> bool {
+    if alg == Algorithm::Es256 {
+        return verify_es256(jwk, signed, signature);
+    }
     let (Ok(n), Ok(e)) = (
         URL_SAFE_NO_PAD.decode(&jwk.n),
         URL_SAFE_NO_PAD.decode(&jwk.e),
@@ -323,7 +347,36 @@ fn verify_with(jwk: &Jwk, alg: Algorithm, signed: &str, signature: &[u8]) -> boo
         Algorithm::Rs512 => VerifyingKey::<Sha512>::new(public)
             .verify(signed.as_bytes(), &signature)
             .is_ok(),
+        Algorithm::Es256 => false,
     }
+}
+
+/// ES256: the JWS signature is `r ‖ s` (64 bytes) over the signing input, with SHA-256.
+fn verify_es256(jwk: &Jwk, signed: &str, signature: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier as _;
+    if jwk.crv.as_deref() != Some("P-256") {
+        return false;
+    }
+    let coordinate = |c: &Option<String>| {
+        c.as_deref()
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+            .filter(|b| b.len() == 32)
+    };
+    let (Some(x), Some(y)) = (coordinate(&jwk.x), coordinate(&jwk.y)) else {
+        return false;
+    };
+    let point = p256::EncodedPoint::from_affine_coordinates(
+        p256::FieldBytes::from_slice(&x),
+        p256::FieldBytes::from_slice(&y),
+        false,
+    );
+    let Ok(key) = p256::ecdsa::VerifyingKey::from_encoded_point(&point) else {
+        return false;
+    };
+    let Ok(signature) = p256::ecdsa::Signature::from_slice(signature) else {
+        return false;
+    };
+    key.verify(signed.as_bytes(), &signature).is_ok()
 }
 
 #[cfg(test)]
@@ -400,6 +453,47 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
             assert_eq!(verify(bad, &jwks, now, 0), Err(JwtError::Malformed));
         }
+    }
+
+    #[test]
+    fn es256_tokens_verify_with_ec_keys() {
+        use p256::ecdsa::signature::Signer as _;
+        let secret =
+            p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let point = secret.verifying_key().to_encoded_point(false);
+        let jwk = Jwk {
+            kty: "EC".into(),
+            use_: Some("sig".into()),
+            kid: Some("ec-1".into()),
+            alg: Some("ES256".into()),
+            n: String::new(),
+            e: String::new(),
+            crv: Some("P-256".into()),
+            x: point.x().map(|x| URL_SAFE_NO_PAD.encode(x)),
+            y: point.y().map(|y| URL_SAFE_NO_PAD.encode(y)),
+        };
+        let jwks = Jwks { keys: vec![jwk] };
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"ec-1"}"#),
+            URL_SAFE_NO_PAD.encode(r#"{"iss":"https://issuer","exp":5000}"#)
+        );
+        let signature: p256::ecdsa::Signature = secret.sign(signing_input.as_bytes());
+        let token = format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        );
+        let claims =
+            verify(&token, &jwks, Timestamp::from_secs(1000), 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(claims.get("iss"), Some(&Value::from("https://issuer")));
+        let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode([1u8; 64]));
+        assert_eq!(
+            verify(&forged, &jwks, Timestamp::from_secs(1000), 0),
+            Err(JwtError::Signature)
+        );
+        // The JWKS document form reads back.
+        let text = serde_json::to_string(&jwks).unwrap_or_default();
+        assert_eq!(Jwks::parse(&text), Ok(jwks));
     }
 
     #[test]
