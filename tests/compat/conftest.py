@@ -62,9 +62,10 @@ class Server:
         self.accounts = accounts
         self.process = None
         self.endpoint = None
+        self.listen = "127.0.0.1:0"
 
     def start(self):
-        args = [podid_bin(), "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
+        args = [podid_bin(), "server", "--listen", self.listen, "--data-dir", str(self.data_dir),
                 "--accounts", ",".join(self.accounts)]
         if self.database_url:
             args += ["--database-url", self.database_url]

@@ -33,7 +33,7 @@ pub(crate) struct ClientArgs {
     /// The server's URL (default: `AWS_ENDPOINT_URL_EKS`, `AWS_ENDPOINT_URL`, then the
     /// profile's `endpoint_url`).
     #[arg(long, global = true, value_name = "URL")]
-    endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
 }
 
 /// A signed-request client for one service.
@@ -129,6 +129,36 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             service,
         })
+    }
+
+    /// The client for `service` with these credentials, region and endpoint.
+    pub(crate) fn with(
+        credentials: Credentials,
+        region: &str,
+        endpoint: &str,
+        service: &'static str,
+    ) -> Self {
+        Self {
+            credentials,
+            region: region.to_owned(),
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            service,
+        }
+    }
+
+    /// The server's URL.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The region.
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The credentials, region and endpoint the client signs with and calls.
+    pub(crate) fn into_parts(self) -> (Credentials, String, String) {
+        (self.credentials, self.region, self.endpoint)
     }
 
     /// Sends a JSON request (rest-json) and returns the JSON answer.

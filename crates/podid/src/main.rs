@@ -1,10 +1,13 @@
 //! `podid`: EKS Pod Identity and IRSA, self-hosted. This binary is the composition root: it
 //! parses the command line and calls into the library crates.
 
+mod agent;
 mod aws_client;
 mod cluster;
+mod exec;
 mod policy;
 mod server;
+mod up;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,47 @@ enum Command {
     /// which association and roles answered, and why a refusal was a refusal. Needs
     /// `podid:ReadAudit`.
     Audit(cluster::AuditArgs),
+    /// The node agent, a drop-in for the EKS Pod Identity agent: pods' AWS SDKs call
+    /// `GET http://169.254.170.23/v1/credentials` with their service-account token
+    /// (AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) and get
+    /// the credentials EKS Auth issues for their association.
+    ///
+    /// Better than the reference agent where its users suffer: concurrent first requests of a
+    /// pod make one EKS Auth call; the cache is keyed by pod, and a rotated token of a cached
+    /// pod is checked against the cluster's keys locally (no EKS Auth call); credentials are
+    /// renewed ahead of expiry, with jitter, within --max-service-qps, and only for pods that
+    /// still ask; while EKS Auth is down, cached pods keep their credentials until 15 s before
+    /// they expire; an IPv6 address the node lacks is skipped, not fatal.
+    ///
+    /// Example (a local podid cluster, no root needed):
+    ///   podid agent --cluster-name local --bind-hosts 127.0.0.1 --port 4600 --probe-port 4601 --metrics-port 4602
+    #[command(verbatim_doc_comment)]
+    Agent(agent::AgentArgs),
+    /// Run a command as a pod of a local cluster runs: a fresh service-account token in a
+    /// private file (0600), AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE pointing at an agent (one started for the
+    /// command, or --agent-url), AWS_ENDPOINT_URL at podid, and the caller's AWS credential
+    /// variables and profiles removed, so the command's SDK must use the agent. Exits with the
+    /// command's status (127 when it cannot run).
+    ///
+    /// Example:
+    ///   podid exec --cluster local --namespace default --service-account app -- aws sts get-caller-identity
+    #[command(verbatim_doc_comment)]
+    Exec(exec::ExecArgs),
+    /// podid on one machine, in one command: the server (IAM, STS, EKS, EKS Auth) on SQLite in
+    /// the data directory, the accounts with their `admin` users and AWS config files, a local
+    /// cluster (`local`) if it does not exist, and an agent for it on 127.0.0.1:4600. Prints the
+    /// endpoints and the `export` lines for the AWS CLI and SDKs; Ctrl-C stops it gracefully.
+    ///
+    /// Example:
+    ///   podid up &
+    ///   eval "$(podid env)"
+    ///   aws iam list-roles
+    #[command(verbatim_doc_comment)]
+    Up(up::UpArgs),
+    /// Print the `export` lines that point the AWS CLI and SDKs at the podid that `podid up`
+    /// runs, for `eval "$(podid env)"`.
+    Env(up::EnvArgs),
 }
 
 /// The exit codes, documented in `--help`.
@@ -62,6 +106,8 @@ enum Status {
     No,
     /// The question could not be asked.
     Error,
+    /// A command's own exit status (`podid exec`).
+    Exit(u8),
 }
 
 impl From<Status> for ExitCode {
@@ -70,6 +116,7 @@ impl From<Status> for ExitCode {
             Status::Success => ExitCode::SUCCESS,
             Status::No => ExitCode::from(1),
             Status::Error => ExitCode::from(2),
+            Status::Exit(code) => ExitCode::from(code),
         }
     }
 }
@@ -113,6 +160,10 @@ fn main() -> ExitCode {
         Command::Cluster(command) => cluster::run_cluster(command),
         Command::Token(command) => cluster::run_token(command),
         Command::Audit(args) => cluster::run_audit(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Exec(args) => exec::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Env(args) => up::run_env(args),
     };
     match result {
         Ok(status) => status.into(),

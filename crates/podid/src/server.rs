@@ -70,6 +70,29 @@ pub(crate) struct ServerArgs {
     read_cache_ms: u64,
 }
 
+impl ServerArgs {
+    /// The settings of `podid up`: SQLite in `data_dir`, the defaults for the rest.
+    pub(crate) fn local(
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        accounts: Vec<String>,
+        region: String,
+    ) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url: None,
+            accounts,
+            master_key_file: None,
+            region,
+            public_url: None,
+            database_pool: 16,
+            association_quota: 1000,
+            read_cache_ms: 1000,
+        }
+    }
+}
+
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,15 +102,72 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
+    let started = start(&args).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "to use the AWS CLI or an SDK against it:")?;
+    writeln!(
+        out,
+        "  export AWS_CONFIG_FILE={}",
+        started.aws_dir.join("config").display()
+    )?;
+    writeln!(
+        out,
+        "  export AWS_SHARED_CREDENTIALS_FILE={}",
+        started.aws_dir.join("credentials").display()
+    )?;
+    writeln!(
+        out,
+        "  aws sts get-caller-identity   # the first account; --profile ACCOUNT_ID for others"
+    )?;
+    drop(out);
+    started.serve(shutdown()).await?;
+    Ok(Status::Success)
+}
+
+/// A server about to serve: its store open, its accounts bootstrapped, the AWS files written
+/// and its listener bound.
+pub(crate) struct Started {
+    /// The URL clients use.
+    pub(crate) endpoint: String,
+    /// `DATA_DIR/aws`.
+    pub(crate) aws_dir: PathBuf,
+    /// The `admin` users' access keys, the first account's first.
+    pub(crate) admin_keys: Vec<BootstrapKey>,
+    /// The region of the AWS config files.
+    pub(crate) region: String,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+}
+
+impl Started {
+    /// Serves until `stop` completes, then finishes the requests in flight.
+    pub(crate) async fn serve(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        .context("the server stopped with an error")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Opens the store, bootstraps, writes the AWS files, binds the listener and says so.
+pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory `{}`",
             args.data_dir.display()
         )
     })?;
-    let store = open_store(&args).await?;
+    let store = open_store(args).await?;
     let accounts = parse_accounts(&args.accounts)?;
-    let master = master_key(&args, &*store).await?;
+    let master = master_key(args, &*store).await?;
     let iam = Arc::new(
         Iam::new(
             store.clone(),
@@ -156,21 +236,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
             ids.join(", ")
         )?;
     }
-    writeln!(out, "to use the AWS CLI or an SDK against it:")?;
-    writeln!(
-        out,
-        "  export AWS_CONFIG_FILE={}",
-        aws_dir.join("config").display()
-    )?;
-    writeln!(
-        out,
-        "  export AWS_SHARED_CREDENTIALS_FILE={}",
-        aws_dir.join("credentials").display()
-    )?;
-    writeln!(
-        out,
-        "  aws sts get-caller-identity   # the first account; --profile ACCOUNT_ID for others"
-    )?;
     drop(out);
     // Session keys: one exists before the first AssumeRole, and they rotate daily.
     iam.rotate_session_keys()
@@ -192,18 +257,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
         iam,
         public_url: endpoint.clone(),
     });
-    axum::serve(
+    Ok(Started {
+        endpoint,
+        aws_dir,
+        admin_keys,
+        region: args.region.clone(),
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .context("the server stopped with an error")?;
-    tracing::info!("stopped");
-    Ok(Status::Success)
+        app,
+    })
 }
 
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -356,7 +420,7 @@ fn write_aws_files(
 }
 
 /// Writes a file readable by its owner only, atomically (a temporary file renamed into place).
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut options = std::fs::OpenOptions::new();

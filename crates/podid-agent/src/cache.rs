@@ -1,0 +1,622 @@
+//! The agent: a cache of pods' credentials in front of EKS Auth.
+//!
+//! Entries are keyed by pod (the `kubernetes.io.pod.uid` claim; the token's hash when a token
+//! names no pod). A request is served from an entry only when its token is the one EKS Auth
+//! accepted for that entry, or a newer token of the same pod whose signature verifies against
+//! the cluster issuer's key set. Nothing else (an unverified claim, a forged token) reaches an
+//! entry or removes one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use podid_types::{Clock, Secret, Timestamp};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::upstream::{Upstream, UpstreamCredentials, UpstreamError};
+use crate::{AgentConfig, MIN_REMAINING};
+
+/// Clock skew allowed on a token's `exp`, `nbf` and `iat`, as EKS Auth allows.
+const TOKEN_LEEWAY_SECONDS: i64 = 60;
+
+/// The audience of Pod Identity tokens.
+const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+
+/// A source of randomness for jitter: returns a number in `[0, bound)`.
+pub type Random = Arc<dyn Fn(u64) -> u64 + Send + Sync>;
+
+/// The credentials handed to a pod, as the container credentials provider reads them.
+#[derive(Clone)]
+pub struct ContainerCredentials {
+    /// `AccessKeyId`.
+    pub access_key_id: String,
+    /// `SecretAccessKey`.
+    pub secret_access_key: Secret<String>,
+    /// `Token`.
+    pub token: Secret<String>,
+    /// `AccountId`: the assumed role's account.
+    pub account_id: String,
+    /// `Expiration`.
+    pub expiration: Timestamp,
+}
+
+impl std::fmt::Debug for ContainerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("account_id", &self.account_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContainerCredentials {
+    /// The response body: `AccessKeyId`, `SecretAccessKey`, `Token`, `AccountId`, `Expiration`
+    /// (RFC 3339, UTC).
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key.expose(),
+            "Token": self.token.expose(),
+            "AccountId": self.account_id,
+            "Expiration": self.expiration.to_iso8601(),
+        })
+        .to_string()
+    }
+}
+
+/// Why a request got no credentials.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// The token is empty, not a JWT, or outside its validity window (400).
+    #[error("{0}")]
+    BadToken(String),
+    /// EKS Auth refused or could not be reached.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// One pod's credentials and the token they were issued for.
+struct Entry {
+    credentials: UpstreamCredentials,
+    /// The newest token accepted for this pod (by EKS Auth, or verified locally); renewals
+    /// present it.
+    token: Secret<String>,
+    token_hash: [u8; 32],
+    issuer: String,
+    subject: String,
+    /// When the credentials were fetched (ms).
+    fetched_at: i64,
+    /// When they are renewed (ms); moved forward while a renewal runs or after one failed.
+    refresh_at: AtomicI64,
+    /// When a pod last asked (ms).
+    last_used: AtomicI64,
+    /// Whether a renewal is running.
+    refreshing: AtomicBool,
+}
+
+impl Entry {
+    fn expiration_ms(&self) -> i64 {
+        self.credentials.expiration.saturating_mul(1000)
+    }
+
+    /// Whether the credentials may still be served at `now`.
+    fn servable(&self, now: i64) -> bool {
+        self.expiration_ms() - now > min_remaining_ms()
+    }
+
+    fn container_credentials(&self) -> ContainerCredentials {
+        let c = &self.credentials;
+        ContainerCredentials {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            token: c.session_token.clone(),
+            account_id: c
+                .assumed_role_arn
+                .split(':')
+                .nth(4)
+                .unwrap_or_default()
+                .to_owned(),
+            expiration: Timestamp::from_secs(c.expiration),
+        }
+    }
+}
+
+impl Entry {
+    /// The entry with a newer token of the same pod.
+    fn with_token(&self, token: &str, hash: [u8; 32]) -> Self {
+        Self {
+            credentials: self.credentials.clone(),
+            token: Secret::new(token.to_owned()),
+            token_hash: hash,
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+            fetched_at: self.fetched_at,
+            refresh_at: AtomicI64::new(self.refresh_at.load(Ordering::Relaxed)),
+            last_used: AtomicI64::new(self.last_used.load(Ordering::Relaxed)),
+            refreshing: AtomicBool::new(self.refreshing.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The entry with renewed credentials.
+    fn renewed(&self, credentials: UpstreamCredentials, now: i64, refresh_at: i64) -> Self {
+        Self {
+            credentials,
+            token: self.token.clone(),
+            token_hash: self.token_hash,
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+            fetched_at: now,
+            refresh_at: AtomicI64::new(refresh_at),
+            last_used: AtomicI64::new(self.last_used.load(Ordering::Relaxed)),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+}
+
+fn min_remaining_ms() -> i64 {
+    i64::try_from(MIN_REMAINING.as_millis()).unwrap_or(i64::MAX)
+}
+
+type Flight = Arc<OnceCell<Result<Arc<Entry>, UpstreamError>>>;
+
+/// The agent's state: the cache, the misses in flight, the issuers' key sets, the renewal
+/// budget and the metrics.
+pub struct Agent {
+    config: AgentConfig,
+    upstream: Arc<dyn Upstream>,
+    clock: Arc<dyn Clock>,
+    random: Random,
+    metrics: Metrics,
+    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    in_flight: Mutex<HashMap<(String, [u8; 32]), Flight>>,
+    keys: Keys,
+    bucket: Mutex<Bucket>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("cluster", &self.config.cluster_name)
+            .field("cached_pods", &self.cached_pods())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// The agent for `config`, asking `upstream`, with `clock` and `random` (jitter) injected.
+    pub fn new(
+        config: AgentConfig,
+        upstream: Arc<dyn Upstream>,
+        clock: Arc<dyn Clock>,
+        random: Random,
+    ) -> Self {
+        let qps = f64::from(config.max_service_qps.max(1));
+        let now = clock.now().as_millis();
+        Self {
+            keys: Keys::new(upstream.clone()),
+            config,
+            upstream,
+            clock,
+            random,
+            metrics: Metrics::default(),
+            entries: RwLock::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            bucket: Mutex::new(Bucket {
+                tokens: qps,
+                capacity: qps,
+                per_ms: qps / 1000.0,
+                at: now,
+            }),
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// How many pods have credentials cached.
+    pub fn cached_pods(&self) -> usize {
+        self.entries.read().map_or(0, |e| e.len())
+    }
+
+    /// The credentials for the pod whose service-account token is `token`.
+    pub async fn credentials(&self, token: &str) -> Result<ContainerCredentials, AgentError> {
+        let now = self.clock.now();
+        let claims = check_token(token, now)?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = pod_key(&claims, &hash);
+        if let Some(entry) = self.entry(&key) {
+            if entry.servable(now.as_millis()) {
+                if entry.token_hash == hash {
+                    return Ok(self.hit(&entry, now));
+                }
+                if self.rotated(&entry, token, &claims, now).await {
+                    let renewed = self.replace_token(&key, &entry, token, hash);
+                    return Ok(self.hit(&renewed, now));
+                }
+            }
+        }
+        self.metrics.cache_state("miss");
+        let entry = self.fetch(&key, token, hash, &claims).await?;
+        Ok(entry.container_credentials())
+    }
+
+    /// Renews the entries due, within the QPS budget, and drops the ones about to expire. The
+    /// caller runs it about once a second ([`Agent::run`]).
+    pub async fn maintain(self: &Arc<Self>) {
+        let now = self.clock.now().as_millis();
+        let mut due: Vec<(String, Arc<Entry>)> = Vec::new();
+        let mut expired = Vec::new();
+        if let Ok(entries) = self.entries.read() {
+            for (key, entry) in entries.iter() {
+                if !entry.servable(now) {
+                    expired.push(key.clone());
+                } else if entry.refresh_at.load(Ordering::Relaxed) <= now
+                    && !entry.refreshing.load(Ordering::Relaxed)
+                    && self.worth_renewing(entry, now)
+                {
+                    due.push((key.clone(), entry.clone()));
+                }
+            }
+        }
+        for key in expired {
+            self.remove_if(&key, |e| !e.servable(now));
+        }
+        let agent = self.clone();
+        tokio::spawn(async move { agent.keys.prefetch(Timestamp::from_millis(now)).await });
+        due.sort_by_key(|(_, e)| e.refresh_at.load(Ordering::Relaxed));
+        for (key, entry) in due {
+            if !self.take_budget(now) {
+                break;
+            }
+            entry.refreshing.store(true, Ordering::Relaxed);
+            let agent = self.clone();
+            tokio::spawn(async move { agent.renew(key, entry).await });
+        }
+    }
+
+    /// Runs [`Agent::maintain`] every second until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.maintain().await;
+        }
+    }
+
+    fn entry(&self, key: &str) -> Option<Arc<Entry>> {
+        self.entries.read().ok()?.get(key).cloned()
+    }
+
+    fn hit(&self, entry: &Entry, now: Timestamp) -> ContainerCredentials {
+        self.metrics.cache_state("hit");
+        entry.last_used.store(now.as_millis(), Ordering::Relaxed);
+        entry.container_credentials()
+    }
+
+    /// Whether `token`, which differs from the entry's, is a newer token of the same pod: same
+    /// issuer and subject, the Pod Identity audience, and a signature of the issuer's keys.
+    async fn rotated(
+        &self,
+        entry: &Entry,
+        token: &str,
+        claims: &Map<String, Value>,
+        now: Timestamp,
+    ) -> bool {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
+        if text("iss") != entry.issuer || text("sub") != entry.subject || !has_audience(claims) {
+            return false;
+        }
+        self.keys
+            .verify(&entry.issuer, token, now, TOKEN_LEEWAY_SECONDS)
+            .await
+    }
+
+    /// Puts `token` in place of the entry's token (renewals present the newest one).
+    fn replace_token(
+        &self,
+        key: &str,
+        entry: &Arc<Entry>,
+        token: &str,
+        hash: [u8; 32],
+    ) -> Arc<Entry> {
+        let renewed = Arc::new(entry.with_token(token, hash));
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                entries.insert(key.to_owned(), renewed.clone());
+            }
+        }
+        renewed
+    }
+
+    /// A miss: one upstream call per pod and token, however many requests wait for it.
+    async fn fetch(
+        &self,
+        key: &str,
+        token: &str,
+        hash: [u8; 32],
+        claims: &Map<String, Value>,
+    ) -> Result<Arc<Entry>, AgentError> {
+        let flight_key = (key.to_owned(), hash);
+        let flight = match self.in_flight.lock() {
+            Ok(mut map) => map.entry(flight_key.clone()).or_default().clone(),
+            Err(_) => Arc::new(OnceCell::new()),
+        };
+        let result = flight
+            .get_or_init(|| async {
+                let result = self.call_upstream(token).await;
+                match &result {
+                    Ok(credentials) => Ok(self.store(key, token, hash, claims, credentials)),
+                    Err(e) => {
+                        self.upstream_failed(key, &hash, e);
+                        Err(e.clone())
+                    }
+                }
+            })
+            .await
+            .clone();
+        if let Ok(mut map) = self.in_flight.lock() {
+            if map
+                .get(&flight_key)
+                .is_some_and(|f| Arc::ptr_eq(f, &flight))
+            {
+                map.remove(&flight_key);
+            }
+        }
+        result.map_err(AgentError::Upstream)
+    }
+
+    async fn call_upstream(&self, token: &str) -> Result<UpstreamCredentials, UpstreamError> {
+        let result = self.upstream.assume(&self.config.cluster_name, token).await;
+        self.metrics
+            .upstream_call(if result.is_ok() { "success" } else { "error" });
+        result
+    }
+
+    /// Caches fresh credentials for the pod (unless caching is off) and learns the issuer
+    /// whose token EKS Auth just accepted.
+    fn store(
+        &self,
+        key: &str,
+        token: &str,
+        hash: [u8; 32],
+        claims: &Map<String, Value>,
+        credentials: &UpstreamCredentials,
+    ) -> Arc<Entry> {
+        let now = self.clock.now().as_millis();
+        let text = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let entry = Arc::new(Entry {
+            credentials: credentials.clone(),
+            token: Secret::new(token.to_owned()),
+            token_hash: hash,
+            issuer: text("iss"),
+            subject: text("sub"),
+            fetched_at: now,
+            refresh_at: AtomicI64::new(self.refresh_time(now, credentials.expiration)),
+            last_used: AtomicI64::new(now),
+            refreshing: AtomicBool::new(false),
+        });
+        if self.config.max_retention.is_zero() || self.config.max_cache_size == 0 {
+            return entry;
+        }
+        self.keys.learn(&entry.issuer);
+        self.insert(key, entry.clone());
+        entry
+    }
+
+    /// Inserts or replaces an entry; a new pod in a full cache evicts the least recently used.
+    fn insert(&self, key: &str, entry: Arc<Entry>) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if !entries.contains_key(key) && entries.len() >= self.config.max_cache_size {
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                entries.remove(&oldest);
+                self.metrics.cache_state("evicted");
+            }
+        }
+        entries.insert(key.to_owned(), entry);
+    }
+
+    /// Counts a failure; a refusal that can never turn into credentials evicts the pod's entry,
+    /// but only when it refused the very token the entry holds (a forged token of a cached pod
+    /// must not evict it).
+    fn upstream_failed(&self, key: &str, hash: &[u8; 32], error: &UpstreamError) {
+        match error {
+            UpstreamError::Refused { code, .. } if error.is_permanent() => {
+                self.metrics.cache_error("NonRecoverable", code);
+                if self.remove_if(key, |e| e.token_hash == *hash) {
+                    self.metrics.cache_state("evicted");
+                }
+            }
+            UpstreamError::Refused { code, .. } => self.metrics.cache_error("Recoverable", code),
+            UpstreamError::Unavailable(_) => {
+                self.metrics.cache_error("Recoverable", "Unavailable");
+            }
+        }
+    }
+
+    fn remove_if(&self, key: &str, condition: impl Fn(&Entry) -> bool) -> bool {
+        let Ok(mut entries) = self.entries.write() else {
+            return false;
+        };
+        if entries.get(key).is_some_and(|e| condition(e)) {
+            entries.remove(key);
+            return true;
+        }
+        false
+    }
+
+    /// Renewal time for credentials fetched at `now` (ms) that expire at `expiration` (s): half
+    /// their lifetime, at most `max_retention`, less up to a tenth of that as jitter so that
+    /// pods started together do not renew together.
+    fn refresh_time(&self, now: i64, expiration: i64) -> i64 {
+        let lifetime = expiration.saturating_mul(1000).saturating_sub(now).max(0);
+        let retention = i64::try_from(self.config.max_retention.as_millis()).unwrap_or(i64::MAX);
+        let after = (lifetime / 2).min(retention);
+        let jitter = (self.random)(u64::try_from(after / 10).unwrap_or(0).max(1));
+        now + after - i64::try_from(jitter).unwrap_or(0)
+    }
+
+    /// Only pods that asked within the credentials' lifetime, and whose newest token has not
+    /// expired, are renewed ahead: a pod that has gone stops costing upstream calls.
+    fn worth_renewing(&self, entry: &Entry, now: i64) -> bool {
+        let lifetime = entry.expiration_ms() - entry.fetched_at;
+        let recently_used = now - entry.last_used.load(Ordering::Relaxed) <= lifetime;
+        let token_alive = podid_jwt::decode_unverified(entry.token.expose())
+            .ok()
+            .and_then(|t| t.claims.get("exp").and_then(Value::as_i64))
+            .is_none_or(|exp| exp.saturating_mul(1000) > now);
+        recently_used && token_alive
+    }
+
+    async fn renew(&self, key: String, entry: Arc<Entry>) {
+        let result = self.call_upstream(entry.token.expose()).await;
+        let now = self.clock.now().as_millis();
+        match result {
+            Ok(credentials) => {
+                let refresh_at = self.refresh_time(now, credentials.expiration);
+                if let Ok(mut entries) = self.entries.write() {
+                    // A newer token may have replaced the entry meanwhile: keep its token.
+                    if let Some(current) = entries.get(&key) {
+                        let renewed = Arc::new(current.renewed(credentials, now, refresh_at));
+                        entries.insert(key, renewed);
+                    }
+                }
+            }
+            Err(error) => {
+                self.upstream_failed(&key, &entry.token_hash, &error);
+                // Keep serving what is cached; try again in one to two minutes, or before
+                // the credentials run out.
+                let retry = 60_000 + i64::try_from((self.random)(60_000)).unwrap_or(0);
+                let left = entry.expiration_ms() - min_remaining_ms() - now;
+                let next = now + retry.min((left / 2).max(1000));
+                if let Ok(entries) = self.entries.read() {
+                    if let Some(current) = entries.get(&key) {
+                        current.refresh_at.store(next, Ordering::Relaxed);
+                        current.refreshing.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_budget(&self, now: i64) -> bool {
+        let Ok(mut bucket) = self.bucket.lock() else {
+            return false;
+        };
+        bucket.refill(now);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+}
+
+/// Renewals' budget: `max_service_qps` a second, bursting to as many.
+struct Bucket {
+    tokens: f64,
+    capacity: f64,
+    per_ms: f64,
+    at: i64,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: i64) {
+        #[expect(clippy::cast_precision_loss, reason = "milliseconds between renewals")]
+        let elapsed = (now - self.at).max(0) as f64;
+        self.tokens = (self.tokens + elapsed * self.per_ms).min(self.capacity);
+        self.at = now;
+    }
+}
+
+/// The checks made before anything else, as the reference agent makes them: the token is a
+/// JWT and is inside its validity window.
+fn check_token(token: &str, now: Timestamp) -> Result<Map<String, Value>, AgentError> {
+    if token.trim().is_empty() {
+        return Err(AgentError::BadToken(
+            "the service account token is empty: send it in the `Authorization` header".into(),
+        ));
+    }
+    let parsed = podid_jwt::decode_unverified(token).map_err(|_| {
+        AgentError::BadToken(
+            "the service account token cannot be parsed: send the raw projected token (no `Bearer `)"
+                .into(),
+        )
+    })?;
+    let claims = parsed.claims;
+    let now = now.as_secs();
+    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+    if let Some(exp) = number("exp") {
+        if now > exp + TOKEN_LEEWAY_SECONDS {
+            return Err(AgentError::BadToken(format!(
+                "the service account token expired at {}",
+                Timestamp::from_secs(exp).to_iso8601()
+            )));
+        }
+    }
+    for name in ["nbf", "iat"] {
+        if let Some(at) = number(name) {
+            if at > now + TOKEN_LEEWAY_SECONDS {
+                return Err(AgentError::BadToken(format!(
+                    "the service account token is not valid before {}",
+                    Timestamp::from_secs(at).to_iso8601()
+                )));
+            }
+        }
+    }
+    Ok(claims)
+}
+
+/// The cache key: the pod's uid, or the token's hash when the token names no pod.
+fn pod_key(claims: &Map<String, Value>, hash: &[u8; 32]) -> String {
+    let uid = claims
+        .get("kubernetes.io")
+        .and_then(|k| k.get("pod"))
+        .and_then(|p| p.get("uid"))
+        .and_then(Value::as_str);
+    match uid {
+        Some(uid) if !uid.is_empty() => format!("pod:{uid}"),
+        _ => {
+            let mut key = String::from("token:");
+            for byte in hash {
+                key.push_str(&format!("{byte:02x}"));
+            }
+            key
+        }
+    }
+}
+
+fn has_audience(claims: &Map<String, Value>) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => aud == POD_IDENTITY_AUDIENCE,
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .any(|a| a.as_str() == Some(POD_IDENTITY_AUDIENCE)),
+        _ => false,
+    }
+}

@@ -1,0 +1,136 @@
+//! The key sets of the issuers whose tokens EKS Auth accepted: the agent checks rotated tokens
+//! of cached pods against them, so a token rotation costs no upstream call and survives an
+//! EKS Auth outage.
+//!
+//! An issuer is learned only from a token EKS Auth accepted for this agent's cluster; its key
+//! set comes from OIDC discovery (`ISSUER/.well-known/openid-configuration`, then `jwks_uri`).
+//! A token whose `kid` the set lacks refetches it, at most once a minute per issuer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use podid_jwt::{Jwks, JwtError};
+use podid_types::Timestamp;
+use serde_json::Value;
+
+use crate::upstream::Upstream;
+
+/// The shortest time between two fetches of one issuer's key set (ms).
+const REFETCH_AFTER_MS: i64 = 60_000;
+
+pub(crate) struct Keys {
+    upstream: Arc<dyn Upstream>,
+    issuers: RwLock<HashMap<String, Issuer>>,
+}
+
+#[derive(Default)]
+struct Issuer {
+    jwks: Option<Arc<Jwks>>,
+    /// When the key set was last fetched or tried (ms); 0 = never.
+    fetched_at: i64,
+}
+
+impl Keys {
+    pub(crate) fn new(upstream: Arc<dyn Upstream>) -> Self {
+        Self {
+            upstream,
+            issuers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers `issuer` (its token was accepted upstream); its key set is fetched when first
+    /// needed.
+    pub(crate) fn learn(&self, issuer: &str) {
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return;
+        }
+        if let Ok(mut issuers) = self.issuers.write() {
+            issuers.entry(issuer.to_owned()).or_default();
+        }
+    }
+
+    /// Whether `token` carries a valid signature of `issuer`'s keys and is inside its validity
+    /// window.
+    pub(crate) async fn verify(
+        &self,
+        issuer: &str,
+        token: &str,
+        now: Timestamp,
+        leeway: i64,
+    ) -> bool {
+        let (jwks, fetched_at) = match self.issuers.read() {
+            Ok(issuers) => match issuers.get(issuer) {
+                Some(known) => (known.jwks.clone(), known.fetched_at),
+                None => return false,
+            },
+            Err(_) => return false,
+        };
+        if let Some(jwks) = &jwks {
+            match podid_jwt::verify(token, jwks, now, leeway) {
+                Ok(_) => return true,
+                Err(JwtError::UnknownKey(_)) => {}
+                Err(_) => return false,
+            }
+        }
+        // No key set yet, or the token names a key the set lacks (the issuer rotated keys).
+        if now.as_millis() - fetched_at < REFETCH_AFTER_MS {
+            return false;
+        }
+        match self.fetch(issuer, now).await {
+            Some(jwks) => podid_jwt::verify(token, &jwks, now, leeway).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Fetches the key sets of issuers learned but not fetched yet, so that a rotated token is
+    /// verified even if EKS Auth and the issuer become unreachable later.
+    pub(crate) async fn prefetch(&self, now: Timestamp) {
+        let missing: Vec<String> = match self.issuers.read() {
+            Ok(issuers) => issuers
+                .iter()
+                .filter(|(_, i)| {
+                    i.jwks.is_none() && now.as_millis() - i.fetched_at >= REFETCH_AFTER_MS
+                })
+                .map(|(name, _)| name.clone())
+                .collect(),
+            Err(_) => return,
+        };
+        for issuer in missing {
+            self.fetch(&issuer, now).await;
+        }
+    }
+
+    async fn fetch(&self, issuer: &str, now: Timestamp) -> Option<Arc<Jwks>> {
+        if let Ok(mut issuers) = self.issuers.write() {
+            let known = issuers.entry(issuer.to_owned()).or_default();
+            if now.as_millis() - known.fetched_at < REFETCH_AFTER_MS {
+                return None;
+            }
+            known.fetched_at = now.as_millis();
+        }
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let document = self.upstream.fetch(&discovery).await.ok()?;
+        let jwks_uri = serde_json::from_str::<Value>(&document)
+            .ok()?
+            .get("jwks_uri")?
+            .as_str()?
+            .to_owned();
+        if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+            return None;
+        }
+        let text = self.upstream.fetch(&jwks_uri).await.ok()?;
+        let jwks = Arc::new(Jwks::parse(&text).ok()?);
+        if let Ok(mut issuers) = self.issuers.write() {
+            issuers.entry(issuer.to_owned()).or_default().jwks = Some(jwks.clone());
+        }
+        tracing::info!(
+            issuer,
+            keys = jwks.keys.len(),
+            "fetched the issuer's key set"
+        );
+        Some(jwks)
+    }
+}

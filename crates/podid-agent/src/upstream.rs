@@ -1,0 +1,245 @@
+//! The upstream: EKS Auth's AssumeRoleForPodIdentity, and fetching the issuer's key set.
+
+use std::time::Duration;
+
+use podid_sigv4::{Credentials, HttpRequest, sign};
+use podid_types::{Clock as _, SystemClock};
+use serde_json::Value;
+
+/// Credentials EKS Auth returned for a pod.
+#[derive(Clone, Debug)]
+pub struct UpstreamCredentials {
+    /// `ASIA…`.
+    pub access_key_id: String,
+    /// The secret.
+    pub secret_access_key: podid_types::Secret<String>,
+    /// The session token.
+    pub session_token: podid_types::Secret<String>,
+    /// Expiry, epoch seconds.
+    pub expiration: i64,
+    /// The assumed-role ARN (its account is the credentials' account).
+    pub assumed_role_arn: String,
+}
+
+/// Why EKS Auth did not answer with credentials.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// EKS Auth refused, with its status, code and message.
+    #[error("[{request_id}]: ({code}): {message}, fault: client")]
+    Refused {
+        /// The HTTP status, passed through to the pod.
+        status: u16,
+        /// The error code.
+        code: String,
+        /// The message.
+        message: String,
+        /// The request id.
+        request_id: String,
+    },
+    /// EKS Auth could not be reached or failed (retried, then given up).
+    #[error("EKS Auth is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl UpstreamError {
+    /// Whether the pod's credentials can never come from this token (evict them).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Refused { code, .. } if matches!(
+            code.as_str(),
+            "ResourceNotFoundException" | "ExpiredTokenException" | "InvalidTokenException" | "AccessDeniedException"
+        ))
+    }
+}
+
+/// What the agent calls.
+#[async_trait::async_trait]
+pub trait Upstream: Send + Sync {
+    /// AssumeRoleForPodIdentity for `token` in `cluster`.
+    async fn assume(
+        &self,
+        cluster: &str,
+        token: &str,
+    ) -> Result<UpstreamCredentials, UpstreamError>;
+    /// A document (the issuer's discovery document or key set).
+    async fn fetch(&self, url: &str) -> Result<String, String>;
+}
+
+/// EKS Auth over HTTP(S), signed with the node's credentials.
+pub struct EksAuth {
+    endpoint: String,
+    region: String,
+    credentials: Credentials,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EksAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EksAuth")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EksAuth {
+    /// EKS Auth at `endpoint` (`http://127.0.0.1:4599`), signing for `region`; each attempt
+    /// times out after `timeout` (the reference agent: 1 s).
+    pub fn new(endpoint: &str, region: &str, credentials: Credentials, timeout: Duration) -> Self {
+        Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            region: region.to_owned(),
+            credentials,
+            timeout,
+        }
+    }
+
+    fn call(&self, cluster: &str, token: &str) -> Result<UpstreamCredentials, UpstreamError> {
+        let path = format!("/clusters/{cluster}/assume-role-for-pod-identity");
+        let body = serde_json::json!({"token": token}).to_string();
+        let host = self
+            .endpoint
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.endpoint)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let request = HttpRequest {
+            method: "POST",
+            path: &path,
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let signed = sign(
+            &request,
+            &self.credentials,
+            &self.region,
+            "eks-auth",
+            SystemClock.now(),
+        );
+        let agent = ureq::AgentBuilder::new().timeout(self.timeout).build();
+        let mut call = agent
+            .post(&format!("{}{path}", self.endpoint))
+            .set("content-type", "application/json");
+        for (name, value) in &signed {
+            call = call.set(name, value);
+        }
+        match call.send_string(&body) {
+            Ok(response) => {
+                let text = response
+                    .into_string()
+                    .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+                parse_credentials(&text).ok_or_else(|| {
+                    UpstreamError::Unavailable("EKS Auth answered with no credentials".into())
+                })
+            }
+            Err(ureq::Error::Status(status, response)) => {
+                let request_id = response
+                    .header("x-amzn-requestid")
+                    .unwrap_or_default()
+                    .to_owned();
+                let code = response
+                    .header("x-amzn-errortype")
+                    .map(|c| c.split(':').next().unwrap_or(c).to_owned())
+                    .unwrap_or_else(|| "UnknownError".into());
+                let text = response.into_string().unwrap_or_default();
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or(text);
+                if status >= 500 {
+                    return Err(UpstreamError::Unavailable(format!(
+                        "{status} {code}: {message}"
+                    )));
+                }
+                Err(UpstreamError::Refused {
+                    status,
+                    code,
+                    message,
+                    request_id,
+                })
+            }
+            Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Upstream for EksAuth {
+    async fn assume(
+        &self,
+        cluster: &str,
+        token: &str,
+    ) -> Result<UpstreamCredentials, UpstreamError> {
+        // Three attempts on unavailability, with a short backoff; refusals are final.
+        let mut last = UpstreamError::Unavailable("not tried".into());
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+            }
+            let this = Self {
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone(),
+                credentials: self.credentials.clone(),
+                timeout: self.timeout,
+            };
+            let (cluster, token) = (cluster.to_owned(), token.to_owned());
+            let result = tokio::task::spawn_blocking(move || this.call(&cluster, &token))
+                .await
+                .map_err(|e| UpstreamError::Unavailable(e.to_string()))
+                .and_then(|r| r);
+            match result {
+                Err(e @ UpstreamError::Unavailable(_)) => last = e,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    async fn fetch(&self, url: &str) -> Result<String, String> {
+        let url = url.to_owned();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::AgentBuilder::new().timeout(timeout * 5).build();
+            let response = agent.get(&url).call().map_err(|e| e.to_string())?;
+            let mut body = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(response.into_reader(), 1 << 20),
+                &mut body,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(body)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// The credentials of an AssumeRoleForPodIdentity answer.
+fn parse_credentials(text: &str) -> Option<UpstreamCredentials> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let c = v.get("credentials")?;
+    let s = |key: &str| c.get(key).and_then(Value::as_str).map(str::to_owned);
+    Some(UpstreamCredentials {
+        access_key_id: s("accessKeyId")?,
+        secret_access_key: podid_types::Secret::new(s("secretAccessKey")?),
+        session_token: podid_types::Secret::new(s("sessionToken")?),
+        expiration: c.get("expiration").and_then(Value::as_f64).map(|f| {
+            #[expect(clippy::cast_possible_truncation, reason = "epoch seconds fit an i64")]
+            let secs = f as i64;
+            secs
+        })?,
+        assumed_role_arn: v
+            .get("assumedRoleUser")
+            .and_then(|u| u.get("arn"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}

@@ -1,0 +1,230 @@
+//! The cache's time-driven behaviours, on an injected clock: renewal ahead of expiry within the
+//! QPS budget, no renewals for pods that stopped asking, the 15 s rule, eviction on permanent
+//! refusals, and the size bound. (Hours of simulated time cannot run against a real server in a
+//! test; the behaviours against a real podid server are in tests/compat/test_agent.py.)
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podid_agent::{Agent, AgentConfig, AgentError, Upstream, UpstreamCredentials, UpstreamError};
+use podid_types::{Clock, FixedClock, Secret, Timestamp};
+
+const START: i64 = 1_800_000_000;
+
+/// EKS Auth's stand-in: credentials valid for `lifetime` seconds from the clock's now, or the
+/// error it is told to give.
+struct Eks {
+    clock: Arc<FixedClock>,
+    lifetime: i64,
+    calls: AtomicU32,
+    failure: Mutex<Option<UpstreamError>>,
+}
+
+#[async_trait::async_trait]
+impl Upstream for Eks {
+    async fn assume(
+        &self,
+        _cluster: &str,
+        _token: &str,
+    ) -> Result<UpstreamCredentials, UpstreamError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(failure) = self.failure.lock().unwrap().clone() {
+            return Err(failure);
+        }
+        Ok(UpstreamCredentials {
+            access_key_id: format!("ASIA{n:016}"),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new("session".into()),
+            expiration: self.clock.now().as_secs() + self.lifetime,
+            assumed_role_arn: "arn:aws:sts::111122223333:assumed-role/app/eks-c-p-u".into(),
+        })
+    }
+
+    async fn fetch(&self, url: &str) -> Result<String, String> {
+        Err(format!("no network here: {url}"))
+    }
+}
+
+fn setup(
+    lifetime: i64,
+    config: impl FnOnce(&mut AgentConfig),
+) -> (Arc<Agent>, Arc<Eks>, Arc<FixedClock>) {
+    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(START)));
+    let eks = Arc::new(Eks {
+        clock: clock.clone(),
+        lifetime,
+        calls: AtomicU32::new(0),
+        failure: Mutex::new(None),
+    });
+    let mut c = AgentConfig::new("c");
+    config(&mut c);
+    let agent = Arc::new(Agent::new(c, eks.clone(), clock.clone(), Arc::new(|_| 0)));
+    (agent, eks, clock)
+}
+
+/// A token of pod `uid` (unsigned: these tests never check signatures), valid for a day.
+fn token(uid: &str) -> String {
+    let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{}",
+        part(serde_json::json!({"alg": "RS256", "kid": "k"})),
+        part(serde_json::json!({
+            "iss": "https://issuer.example", "sub": "system:serviceaccount:default:app",
+            "aud": ["pods.eks.amazonaws.com"], "iat": START, "nbf": START, "exp": START + 86_400,
+            "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "app", "uid": "sa"},
+                              "pod": {"name": uid, "uid": uid}}
+        })),
+        URL_SAFE_NO_PAD.encode(b"signature")
+    )
+}
+
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[tokio::test]
+async fn credentials_are_renewed_ahead_of_expiry_for_pods_that_still_ask() {
+    let (agent, eks, clock) = setup(3600, |_| {});
+    let jwt = token("p1");
+    let first = agent.credentials(&jwt).await.unwrap();
+    // Half the lifetime later (jitter is 0 here) the renewal is due.
+    clock.advance_millis(29 * 60 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 1, "not due yet");
+    clock.advance_millis(60 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+    let renewed = agent.credentials(&jwt).await.unwrap();
+    assert_ne!(renewed.access_key_id, first.access_key_id);
+    assert_eq!(renewed.expiration.as_secs(), START + 30 * 60 + 3600);
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2, "served from the cache");
+}
+
+#[tokio::test]
+async fn pods_that_stopped_asking_are_not_renewed_and_expire() {
+    let (agent, eks, clock) = setup(3600, |_| {});
+    agent.credentials(&token("gone")).await.unwrap();
+    // The pod asks no more: after a whole lifetime without a request it is not renewed.
+    clock.advance_millis(3600 * 1000 - 16_000);
+    agent.maintain().await;
+    settle().await;
+    // The renewal at half-life did happen (the pod had asked within the lifetime)...
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+    clock.advance_millis(2 * 3600 * 1000);
+    agent.maintain().await;
+    settle().await;
+    // ...but not a second one: the last request is more than a lifetime ago.
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(agent.cached_pods(), 0, "expired entries are dropped");
+}
+
+#[tokio::test]
+async fn renewals_stay_within_the_qps_budget() {
+    let (agent, eks, clock) = setup(3600, |c| c.max_service_qps = 3);
+    for i in 0..10 {
+        agent.credentials(&token(&format!("p{i}"))).await.unwrap();
+    }
+    clock.advance_millis(31 * 60 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(
+        eks.calls.load(Ordering::SeqCst),
+        13,
+        "10 misses, then 3 renewals"
+    );
+    clock.advance_millis(1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(
+        eks.calls.load(Ordering::SeqCst),
+        16,
+        "3 more a second later"
+    );
+}
+
+#[tokio::test]
+async fn credentials_within_15_seconds_of_expiry_are_not_served() {
+    let (agent, eks, _clock) = setup(10, |_| {});
+    let jwt = token("short");
+    agent.credentials(&jwt).await.unwrap();
+    agent.credentials(&jwt).await.unwrap();
+    assert_eq!(
+        eks.calls.load(Ordering::SeqCst),
+        2,
+        "each request asked EKS Auth"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_on_renewal_evicts_and_an_outage_keeps() {
+    let (agent, eks, clock) = setup(3600, |_| {});
+    let (kept, evicted) = (token("kept"), token("evicted"));
+    let cached = agent.credentials(&kept).await.unwrap();
+    agent.credentials(&evicted).await.unwrap();
+    *eks.failure.lock().unwrap() = Some(UpstreamError::Unavailable("down".into()));
+    clock.advance_millis(31 * 60 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(agent.cached_pods(), 2, "an outage keeps what is cached");
+    assert_eq!(
+        agent.credentials(&kept).await.unwrap().access_key_id,
+        cached.access_key_id
+    );
+    *eks.failure.lock().unwrap() = Some(UpstreamError::Refused {
+        status: 404,
+        code: "ResourceNotFoundException".into(),
+        message: "no association".into(),
+        request_id: "r".into(),
+    });
+    clock.advance_millis(3 * 60 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(agent.cached_pods(), 0, "the association is gone: evicted");
+    match agent.credentials(&kept).await {
+        Err(AgentError::Upstream(UpstreamError::Refused { status: 404, .. })) => {}
+        other => unreachable!("expected the refusal, got {other:?}"),
+    }
+    let metrics = agent.metrics().render(0);
+    assert!(
+        metrics.contains("pod_identity_cache_state{state=\"evicted\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded_and_drops_the_least_recently_used() {
+    let (agent, eks, clock) = setup(3600, |c| c.max_cache_size = 2);
+    let (a, b, c) = (token("a"), token("b"), token("c"));
+    agent.credentials(&a).await.unwrap();
+    clock.advance_millis(1000);
+    agent.credentials(&b).await.unwrap();
+    clock.advance_millis(1000);
+    agent.credentials(&a).await.unwrap(); // a is now more recent than b
+    agent.credentials(&c).await.unwrap();
+    assert_eq!(agent.cached_pods(), 2);
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 3);
+    agent.credentials(&a).await.unwrap();
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 3, "a stayed");
+    agent.credentials(&b).await.unwrap();
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 4, "b was dropped");
+}
+
+#[tokio::test]
+async fn caching_off_asks_every_time() {
+    let (agent, eks, _) = setup(3600, |c| c.max_retention = Duration::ZERO);
+    let jwt = token("nocache");
+    agent.credentials(&jwt).await.unwrap();
+    agent.credentials(&jwt).await.unwrap();
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(agent.cached_pods(), 0);
+}

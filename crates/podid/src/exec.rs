@@ -1,0 +1,224 @@
+//! `podid exec`: runs a command as a pod of a local cluster runs: with a fresh service-account
+//! token, the container-credentials variables pointing at an agent, and nothing else to take
+//! credentials from.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use podid_agent::AgentConfig;
+use podid_core::{Ids as _, OsIds};
+use serde_json::{Value, json};
+
+use crate::Status;
+use crate::aws_client::{Client, ClientArgs};
+
+/// Variables a pod's SDK could take credentials or a profile from instead of the agent.
+const REMOVED: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+];
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// The local cluster the pod runs in.
+    #[arg(long)]
+    cluster: String,
+    /// The pod's namespace.
+    #[arg(long)]
+    namespace: String,
+    /// The pod's service account.
+    #[arg(long)]
+    service_account: String,
+    /// The pod's name (default: SERVICE_ACCOUNT-xxxxx, like a Deployment's pods).
+    #[arg(long)]
+    pod_name: Option<String>,
+    /// An agent to use (its full credentials URL) instead of the one `podid exec` starts on a
+    /// free loopback port for the command's lifetime. It must serve the same cluster.
+    #[arg(long, value_name = "URL", env = "PODID_AGENT_URL")]
+    agent_url: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
+    let eks = Client::new(&args.client, "eks")?;
+    let endpoint = eks.endpoint().to_owned();
+    let region = eks.region().to_owned();
+    let ids = OsIds;
+    let pod_name = args
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", args.service_account, ids.lower_alphanumeric(5)));
+    let pod_uid = ids.request_id().to_ascii_lowercase();
+    let token = mint_token(&eks, &args, &pod_name, &pod_uid)?;
+    let dir = PrivateDir::create()?;
+    let token_file = dir.path.join("eks-pod-identity-token");
+    crate::server::write_private(&token_file, &token)?;
+    // The pod's AWS config: the region and podid's endpoint, and no credentials at all.
+    let config_file = dir.path.join("config");
+    crate::server::write_private(
+        &config_file,
+        &format!("[default]\nregion = {region}\nendpoint_url = {endpoint}\n"),
+    )?;
+    let credentials_file = dir.path.join("credentials");
+    crate::server::write_private(&credentials_file, "")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let agent_url = match &args.agent_url {
+        Some(url) => url.clone(),
+        None => {
+            let upstream = crate::agent::eks_auth(&args.client, None)?;
+            let mut config = AgentConfig::new(&args.cluster);
+            config.allowed_hosts = vec!["127.0.0.1".into()];
+            let agent = podid_agent::agent(config, Arc::new(upstream));
+            let running = runtime.block_on(crate::agent::start(
+                agent,
+                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                0,
+                None,
+                None,
+            ))?;
+            let address = running
+                .addresses
+                .first()
+                .context("the agent did not start")?;
+            format!("http://{address}/v1/credentials")
+        }
+    };
+    // Ctrl-C reaches the command (the terminal signals the whole process group); podid waits
+    // for it to end and cleans up rather than dying first.
+    runtime.spawn(async {
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let (program, rest) = args
+        .command
+        .split_first()
+        .context("give the command to run after `--`")?;
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    for name in REMOVED {
+        command.env_remove(name);
+    }
+    command
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent_url)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+        .env("AWS_CONFIG_FILE", &config_file)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials_file)
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", &region)
+        .env("AWS_DEFAULT_REGION", &region)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let status = command.status().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("cannot run `{program}`: no such command (check its name and PATH)")
+        } else {
+            anyhow::anyhow!("cannot run `{program}`: {e}")
+        }
+    });
+    drop(dir);
+    runtime.shutdown_background();
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Status::Exit(127));
+        }
+    };
+    Ok(Status::Exit(exit_code(&status)))
+}
+
+/// The command's exit status, as a shell reports it (128 + the signal that ended it).
+fn exit_code(status: &std::process::ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return u8::try_from(code & 0xff).unwrap_or(1);
+    }
+    #[cfg(unix)]
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(status) {
+        return u8::try_from((128 + signal) & 0xff).unwrap_or(1);
+    }
+    1
+}
+
+fn mint_token(
+    eks: &Client,
+    args: &ExecArgs,
+    pod_name: &str,
+    pod_uid: &str,
+) -> anyhow::Result<String> {
+    let body = json!({
+        "namespace": args.namespace,
+        "serviceAccount": args.service_account,
+        "podName": pod_name,
+        "podUid": pod_uid,
+    });
+    let answer = eks
+        .json(
+            "POST",
+            &format!("/clusters/{}/podid/service-account-token", args.cluster),
+            "",
+            Some(&body),
+        )
+        .with_context(|| {
+            format!(
+                "cannot mint a service-account token in cluster `{}` (is it a local cluster? `podid cluster list` shows them)",
+                args.cluster
+            )
+        })?;
+    answer
+        .get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("the server answered without a token")
+}
+
+/// A directory only its owner can enter, removed when dropped.
+struct PrivateDir {
+    path: PathBuf,
+}
+
+impl PrivateDir {
+    fn create() -> anyhow::Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("podid-exec-{}", OsIds.lower_alphanumeric(12)));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&path)
+            .with_context(|| format!("cannot create `{}`", path.display()))?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new(&self.path));
+    }
+}
