@@ -70,6 +70,8 @@ pub struct EksAuth {
     region: String,
     credentials: Credentials,
     timeout: Duration,
+    /// Keeps connections to EKS Auth alive between calls.
+    http: ureq::Agent,
 }
 
 impl std::fmt::Debug for EksAuth {
@@ -90,6 +92,7 @@ impl EksAuth {
             region: region.to_owned(),
             credentials,
             timeout,
+            http: ureq::AgentBuilder::new().timeout(timeout).build(),
         }
     }
 
@@ -123,8 +126,8 @@ impl EksAuth {
             "eks-auth",
             SystemClock.now(),
         );
-        let agent = ureq::AgentBuilder::new().timeout(self.timeout).build();
-        let mut call = agent
+        let mut call = self
+            .http
             .post(&format!("{}{path}", self.endpoint))
             .set("content-type", "application/json");
         for (name, value) in &signed {
@@ -188,6 +191,7 @@ impl Upstream for EksAuth {
                 region: self.region.clone(),
                 credentials: self.credentials.clone(),
                 timeout: self.timeout,
+                http: self.http.clone(),
             };
             let (cluster, token) = (cluster.to_owned(), token.to_owned());
             let result = tokio::task::spawn_blocking(move || this.call(&cluster, &token))

@@ -26,7 +26,7 @@ pub enum JwtError {
     Malformed,
     /// The header names an algorithm outside the allow-list.
     #[error(
-        "the token is signed with `{0}`, which is not accepted (accepted: RS256, RS384, RS512)"
+        "the token is signed with `{0}`, which is not accepted (accepted: RS256, RS384, RS512, ES256)"
     )]
     Algorithm(String),
     /// No key of the JWKS has the token's `kid` (or, without a `kid`, none verifies it).
@@ -268,7 +268,7 @@ pub fn decode_unverified(token: &str) -> Result<Unverified, JwtError> {
 }
 
 /// Verifies `token`'s signature with a key of `jwks` and its times against `now` (with
-/// `leeway_secs` of clock skew); returns the claims. Only RS256/384/512 are accepted.
+/// `leeway_secs` of clock skew); returns the claims. Only RS256/384/512 and ES256 are accepted.
 pub fn verify(
     token: &str,
     jwks: &Jwks,
