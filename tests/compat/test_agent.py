@@ -28,10 +28,10 @@ LIST_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action"
 class Agent:
     """A `podid agent` process for one cluster, on free loopback ports."""
 
-    def __init__(self, server, cluster, *extra, bind_hosts="127.0.0.1"):
+    def __init__(self, server, cluster, *extra, bind_hosts="127.0.0.1", log_level="info"):
         args = [podid_bin(), "agent", "--cluster-name", cluster, "--endpoint", server.endpoint,
                 "--bind-hosts", bind_hosts, "--port", "0", "--probe-port", "0", "--metrics-port", "0", *extra]
-        self.process = subprocess.Popen(args, env={**server.env(), "RUST_LOG": "info"}, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(args, env={**server.env(), "RUST_LOG": log_level}, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         self.stderr = []
         threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True).start()
@@ -133,6 +133,23 @@ def test_response_is_the_container_credentials_contract(pod_identity):
     assert answer["AccessKeyId"].startswith("ASIA")
     assert answer["AccountId"] == A
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", answer["Expiration"])
+
+
+def test_secrets_never_reach_the_logs(server, unique, tmp_path):
+    cluster, _ = setup_pod_identity(server, unique, tmp_path)
+    agent = Agent(server, cluster, log_level="debug")
+    try:
+        jwt = token(server, cluster)
+        answer = agent.credentials(jwt)
+        agent.get(token(server, cluster, sa="no-association"))
+        agent.get(forged(server, cluster, "uid-app-0"))
+    finally:
+        agent.stop()
+    time.sleep(0.2)
+    logs = "".join(agent.stderr)
+    assert "EKS Auth refused" in logs  # the log level let the agent speak
+    for secret in [answer["SecretAccessKey"], answer["Token"], jwt, jwt.split(".")[2]]:
+        assert secret not in logs
 
 
 def test_concurrent_first_requests_for_one_pod_make_one_upstream_call(pod_identity):
