@@ -287,7 +287,11 @@ def test_static_stability_through_an_eks_auth_outage(unique, tmp_path):
             rotated_token = token(server, cluster, pod="a-0", uid="uid-a-0")
             uncached_token = token(server, cluster, pod="b-0", uid="uid-b-0")
             first = agent.credentials(cached_token)
-            time.sleep(2.5)  # the agent fetches the issuer's key set in the background
+            # The agent fetches the issuer's key set in the background, within a second or so.
+            deadline = time.time() + 30
+            while agent.metric("podid_agent_key_sets") < 1 and time.time() < deadline:
+                time.sleep(0.1)
+            assert agent.metric("podid_agent_key_sets") == 1
             server.listen = server.endpoint.split("//")[1]
             server.stop()
             assert agent.credentials(cached_token)["AccessKeyId"] == first["AccessKeyId"]
@@ -341,6 +345,16 @@ def caller_credentials(server):
             "AWS_SECRET_ACCESS_KEY": parser["default"]["aws_secret_access_key"], "AWS_PROFILE": "444455556666"}
 
 
+def assert_pod_used_the_role(result, role):
+    """The pod program's answer: a session of the role, whose policy allows ListRoles only."""
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["Account"] == A
+    assert answer["Arn"].startswith(f"arn:aws:sts::{A}:assumed-role/{role}/eks-")
+    assert answer["ListRoles"] == "allowed"
+    assert answer["GetRole"] == "AccessDenied"
+
+
 def test_boto3_in_a_pod_gets_credentials_through_the_agent(server, unique, tmp_path):
     cluster, role = setup_pod_identity(server, unique, tmp_path)
     script = tmp_path / "pod.py"
@@ -348,12 +362,7 @@ def test_boto3_in_a_pod_gets_credentials_through_the_agent(server, unique, tmp_p
     # Credentials in the caller's environment must not leak into the pod.
     result = exec_pod(server, cluster, sys.executable, str(script), role,
                       extra_env=caller_credentials(server))
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
-    assert answer["Account"] == A
-    assert answer["Arn"].startswith(f"arn:aws:sts::{A}:assumed-role/{role}/eks-")
-    assert answer["ListRoles"] == "allowed"
-    assert answer["GetRole"] == "AccessDenied"
+    assert_pod_used_the_role(result, role)
 
 
 def test_aws_cli_in_a_pod_gets_credentials_through_the_agent(server, unique, tmp_path):
@@ -374,12 +383,7 @@ def test_aws_sdk_rust_in_a_pod_gets_credentials_through_the_agent(server, unique
         pytest.fail("PODID_SDK_RUST_BIN is not set: scripts/test builds tests/sdk-rust and sets it")
     cluster, role = setup_pod_identity(server, unique, tmp_path)
     result = exec_pod(server, cluster, binary, role)
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
-    assert answer["Account"] == A
-    assert answer["Arn"].startswith(f"arn:aws:sts::{A}:assumed-role/{role}/eks-")
-    assert answer["ListRoles"] == "allowed"
-    assert answer["GetRole"] == "AccessDenied"
+    assert_pod_used_the_role(result, role)
 
 
 def test_exec_runs_the_command_as_a_pod(server, unique, tmp_path):

@@ -231,6 +231,11 @@ impl Agent {
         self.entries.read().map_or(0, |e| e.len())
     }
 
+    /// The Prometheus text of the metrics, with the gauges of the cache and key sets.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.cached_pods(), self.keys.held())
+    }
+
     /// The credentials for the pod whose service-account token is `token`.
     pub async fn credentials(&self, token: &str) -> Result<ContainerCredentials, AgentError> {
         let now = self.clock.now();

@@ -52,7 +52,7 @@ pub fn metrics_router(agent: Arc<Agent>, ready: Arc<AtomicBool>) -> Router {
             get(|State(agent): State<Arc<Agent>>| async move {
                 (
                     [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    agent.metrics().render(agent.cached_pods()),
+                    agent.render_metrics(),
                 )
             }),
         )

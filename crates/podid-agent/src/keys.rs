@@ -38,6 +38,13 @@ impl Keys {
         }
     }
 
+    /// How many issuers' key sets are held.
+    pub(crate) fn held(&self) -> usize {
+        self.issuers
+            .read()
+            .map_or(0, |i| i.values().filter(|k| k.jwks.is_some()).count())
+    }
+
     /// Remembers `issuer` (its token was accepted upstream); its key set is fetched when first
     /// needed.
     pub(crate) fn learn(&self, issuer: &str) {

@@ -1,7 +1,8 @@
 //! Prometheus metrics, with the reference agent's names so that its dashboards keep working:
 //! `pod_identity_http_response{code}`, `pod_identity_cache_state{state=hit|miss|evicted}`,
 //! `pod_identity_cache_errors{type=Recoverable|NonRecoverable,code}`; and podid's own
-//! `podid_agent_upstream_calls{outcome=success|error}` and `podid_agent_cached_pods`.
+//! `podid_agent_upstream_calls{outcome=success|error}`, and the gauges `podid_agent_cached_pods`
+//! and `podid_agent_key_sets` (issuers whose key set is held for checking rotated tokens).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,8 +66,8 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with `cached_pods` as a gauge.
-    pub fn render(&self, cached_pods: usize) -> String {
+    /// The Prometheus text exposition, with the gauges `cached_pods` and `key_sets`.
+    pub fn render(&self, cached_pods: usize, key_sets: usize) -> String {
         let mut series: BTreeMap<(&'static str, String), u64> =
             self.counters.lock().map(|c| c.clone()).unwrap_or_default();
         series.insert(
@@ -103,6 +104,10 @@ impl Metrics {
             out,
             "# HELP podid_agent_cached_pods Pods with credentials in the cache.\n# TYPE podid_agent_cached_pods gauge\npodid_agent_cached_pods {cached_pods}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP podid_agent_key_sets Issuers whose key set is held for checking rotated tokens.\n# TYPE podid_agent_key_sets gauge\npodid_agent_key_sets {key_sets}"
+        );
         out
     }
 }
@@ -127,7 +132,7 @@ mod tests {
         m.cache_state("miss");
         m.cache_error("NonRecoverable", "AccessDeniedException");
         m.upstream_call("success");
-        let text = m.render(1);
+        let text = m.render(1, 0);
         for line in [
             "pod_identity_http_response{code=\"200\"} 1",
             "pod_identity_http_response{code=\"403\"} 1",
@@ -137,6 +142,7 @@ mod tests {
             "pod_identity_cache_errors{type=\"NonRecoverable\",code=\"AccessDeniedException\"} 1",
             "podid_agent_upstream_calls{outcome=\"success\"} 1",
             "podid_agent_cached_pods 1",
+            "podid_agent_key_sets 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

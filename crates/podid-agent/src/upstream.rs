@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use podid_sigv4::{Credentials, HttpRequest, sign};
+use podid_sigv4::{Credentials, JsonRequest, sign_json};
 use podid_types::{Clock as _, SystemClock};
 use serde_json::Value;
 
@@ -99,28 +99,14 @@ impl EksAuth {
     fn call(&self, cluster: &str, token: &str) -> Result<UpstreamCredentials, UpstreamError> {
         let path = format!("/clusters/{cluster}/assume-role-for-pod-identity");
         let body = serde_json::json!({"token": token}).to_string();
-        let host = self
-            .endpoint
-            .split("://")
-            .nth(1)
-            .unwrap_or(&self.endpoint)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let headers = [
-            ("host", host.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let request = HttpRequest {
-            method: "POST",
-            path: &path,
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let signed = sign(
-            &request,
+        let signed = sign_json(
+            &JsonRequest {
+                endpoint: &self.endpoint,
+                method: "POST",
+                path: &path,
+                query: "",
+                body: &body,
+            },
             &self.credentials,
             &self.region,
             "eks-auth",
@@ -208,21 +194,31 @@ impl Upstream for EksAuth {
 
     async fn fetch(&self, url: &str) -> Result<String, String> {
         let url = url.to_owned();
-        let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || {
-            let agent = ureq::AgentBuilder::new().timeout(timeout * 5).build();
-            let response = agent.get(&url).call().map_err(|e| e.to_string())?;
-            let mut body = String::new();
-            std::io::Read::read_to_string(
-                &mut std::io::Read::take(response.into_reader(), 1 << 20),
-                &mut body,
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(body)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        let timeout = self.timeout * 5;
+        tokio::task::spawn_blocking(move || document(&url, timeout))
+            .await
+            .map_err(|e| e.to_string())?
     }
+}
+
+/// `GET url` (http or https) for an OIDC discovery document or key set: at most 1 MiB, three
+/// redirects, `timeout` in all. Blocking.
+pub fn document(url: &str, timeout: Duration) -> Result<String, String> {
+    if !url.starts_with("https://") && !url.starts_with("http://") {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .redirects(3)
+        .build();
+    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(response.into_reader(), 1 << 20),
+        &mut body,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(body)
 }
 
 /// The credentials of an AssumeRoleForPodIdentity answer.

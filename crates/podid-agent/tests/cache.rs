@@ -194,7 +194,7 @@ async fn a_permanent_refusal_on_renewal_evicts_and_an_outage_keeps() {
         Err(AgentError::Upstream(UpstreamError::Refused { status: 404, .. })) => {}
         other => unreachable!("expected the refusal, got {other:?}"),
     }
-    let metrics = agent.metrics().render(0);
+    let metrics = agent.render_metrics();
     assert!(
         metrics.contains("pod_identity_cache_state{state=\"evicted\"} 2"),
         "{metrics}"

@@ -6,7 +6,7 @@ mod sign;
 mod verify;
 
 pub use error::{SigV4Error, SigV4ErrorKind};
-pub use sign::{Credentials, presign, sign};
+pub use sign::{Credentials, JsonRequest, presign, sign, sign_json};
 pub use verify::{Form, Scope, SignedRequest, parse};
 
 /// The parts of an HTTP request that SigV4 covers.

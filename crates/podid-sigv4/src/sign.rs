@@ -17,6 +17,49 @@ pub struct Credentials {
     pub session_token: Option<Secret<String>>,
 }
 
+/// A JSON request to sign for [`sign_json`]: what rest-json clients (EKS, EKS Auth) send.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonRequest<'a> {
+    /// The service's URL, `http://host:port` (the `host` header is taken from it).
+    pub endpoint: &'a str,
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path, from `/`.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: &'a str,
+    /// The JSON body (empty for none).
+    pub body: &'a str,
+}
+
+/// The headers that sign `request` for `service` in `region`: [`sign`]'s, with `host` taken
+/// from the endpoint and `content-type: application/json` (the caller sends that header too).
+pub fn sign_json(
+    request: &JsonRequest<'_>,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    now: Timestamp,
+) -> Vec<(String, String)> {
+    let endpoint = request.endpoint;
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let headers = [("host", host), ("content-type", "application/json")];
+    let http = HttpRequest {
+        method: request.method,
+        path: request.path,
+        query: request.query,
+        headers: &headers,
+        body: request.body.as_bytes(),
+    };
+    sign(&http, credentials, region, service, now)
+}
+
 /// The headers to add to `request` to sign it: `x-amz-date`, `x-amz-security-token` (for
 /// temporary credentials) and `authorization`. The request must have a `host` header; the
 /// signature covers `host`, `content-type` and every `x-amz-*` header.

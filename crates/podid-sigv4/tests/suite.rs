@@ -13,7 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use podid_sigv4::{Credentials, Form, HttpRequest, SigV4ErrorKind, parse, presign, sign};
+use podid_sigv4::{
+    Credentials, Form, HttpRequest, JsonRequest, SigV4ErrorKind, parse, presign, sign, sign_json,
+};
 use podid_types::{Secret, Timestamp};
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -439,4 +441,51 @@ fn malformed_authorization_is_incomplete_and_absent_is_missing() {
     .with(|r| parse(r).unwrap_err());
     assert_eq!(partial_query.code(), "IncompleteSignature");
     assert!(partial_query.message().contains("'X-Amz-Credential'"));
+}
+
+#[test]
+fn json_requests_sign_with_the_endpoints_host() {
+    let credentials = Credentials {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: Secret::new(SECRET.into()),
+        session_token: Some(Secret::new("session".into())),
+    };
+    let now = Timestamp::from_secs(1_800_000_000);
+    let body = r#"{"token":"a.b.c"}"#;
+    let added = sign_json(
+        &JsonRequest {
+            endpoint: "http://127.0.0.1:4599",
+            method: "POST",
+            path: "/clusters/c/assume-role-for-pod-identity",
+            query: "",
+            body,
+        },
+        &credentials,
+        "us-east-1",
+        "eks-auth",
+        now,
+    );
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("host", "127.0.0.1:4599"),
+        ("content-type", "application/json"),
+    ];
+    headers.extend(added.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let request = HttpRequest {
+        method: "POST",
+        path: "/clusters/c/assume-role-for-pod-identity",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let signed = parse(&request).unwrap();
+    assert_eq!(signed.scope().service, "eks-auth");
+    signed.verify(&request, SECRET, now).unwrap();
+    // Another host (the request sent elsewhere) does not verify.
+    let mut elsewhere = headers.clone();
+    elsewhere[0] = ("host", "127.0.0.1:9999");
+    let moved = HttpRequest {
+        headers: &elsewhere,
+        ..request
+    };
+    assert!(parse(&moved).unwrap().verify(&moved, SECRET, now).is_err());
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use podid_sigv4::{Credentials, HttpRequest, sign};
+use podid_sigv4::{Credentials, JsonRequest, sign_json};
 use podid_types::{Clock as _, Secret, SystemClock};
 use serde_json::Value;
 
@@ -170,28 +170,14 @@ impl Client {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         let body_text = body.map(Value::to_string).unwrap_or_default();
-        let host = self
-            .endpoint
-            .split("://")
-            .nth(1)
-            .unwrap_or(&self.endpoint)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let headers = [
-            ("host", host.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let request = HttpRequest {
-            method,
-            path,
-            query,
-            headers: &headers,
-            body: body_text.as_bytes(),
-        };
-        let signed = sign(
-            &request,
+        let signed = sign_json(
+            &JsonRequest {
+                endpoint: &self.endpoint,
+                method,
+                path,
+                query,
+                body: &body_text,
+            },
             &self.credentials,
             &self.region,
             self.service,

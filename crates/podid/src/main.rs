@@ -66,8 +66,10 @@ enum Command {
     /// still ask; while EKS Auth is down, cached pods keep their credentials until 15 s before
     /// they expire; an IPv6 address the node lacks is skipped, not fatal.
     ///
-    /// Example (a local podid cluster, no root needed):
-    ///   podid agent --cluster-name local --bind-hosts 127.0.0.1 --port 4600 --probe-port 4601 --metrics-port 4602
+    /// Example (beside `podid up`, on loopback ports, no root needed):
+    ///   eval "$(podid env)"
+    ///   podid agent --cluster-name local --bind-hosts 127.0.0.1 --port 4700 \
+    ///       --probe-port 4701 --metrics-port 4702
     #[command(verbatim_doc_comment)]
     Agent(agent::AgentArgs),
     /// Run a command as a pod of a local cluster runs: a fresh service-account token in a

@@ -446,21 +446,7 @@ impl podid_core::Fetcher for HttpFetcher {
     async fn get(&self, url: &str) -> Result<String, String> {
         let url = url.to_owned();
         tokio::task::spawn_blocking(move || {
-            if !url.starts_with("https://") && !url.starts_with("http://") {
-                return Err(format!("`{url}` is not an http(s) URL"));
-            }
-            let agent = ureq::AgentBuilder::new()
-                .timeout(std::time::Duration::from_secs(5))
-                .redirects(3)
-                .build();
-            let response = agent.get(&url).call().map_err(|e| e.to_string())?;
-            let mut body = String::new();
-            std::io::Read::read_to_string(
-                &mut std::io::Read::take(response.into_reader(), 1 << 20),
-                &mut body,
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(body)
+            podid_agent::document(&url, std::time::Duration::from_secs(5))
         })
         .await
         .map_err(|e| e.to_string())?

@@ -176,24 +176,29 @@ impl Connection {
             .write_all(head.as_bytes())
             .await
             .unwrap();
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await.unwrap();
-        let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).await.unwrap();
-        (status, String::from_utf8(body).unwrap())
+        read_response(&mut self.stream).await
     }
+}
+
+/// Reads one HTTP/1.1 response with a `content-length`: its status and body.
+pub(crate) async fn read_response(stream: &mut BufReader<TcpStream>) -> (u16, String) {
+    let mut line = String::new();
+    stream.read_line(&mut line).await.unwrap();
+    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    (status, String::from_utf8(body).unwrap())
 }
 
 /// Runs `connections` clients for `seconds`; each request's body comes from `body(worker, n)`.
