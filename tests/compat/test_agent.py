@@ -412,3 +412,28 @@ def test_exec_runs_the_command_as_a_pod(server, unique, tmp_path):
     assert exec_pod(server, cluster, "sh", "-c", "exit 7").returncode == 7
     missing = exec_pod(server, cluster, "no-such-command-podid")
     assert missing.returncode == 127 and "no such command" in missing.stderr
+
+
+def test_without_an_endpoint_the_agent_calls_aws_own_eks_auth(tmp_path):
+    """A drop-in on a real node: no endpoint configured → AWS's regional EKS Auth endpoint
+    (unreachable from this sandbox, so the pod gets a 503 that names it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_REGION": "us-west-2",
+                "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "example"})
+    process = subprocess.Popen([podid_bin(), "agent", "--cluster-name", "c", "--bind-hosts", "127.0.0.1", "--port", "0",
+                                "--probe-port", "0", "--metrics-port", "0"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = re.search(r"serving (http://\S+)", process.stdout.readline()).group(1)
+        host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
+        header = pyjwt.encode({"sub": "system:serviceaccount:default:app", "exp": int(time.time()) + 600},
+                              rsa.generate_private_key(public_exponent=65537, key_size=2048), algorithm="RS256")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request("GET", "/v1/credentials", headers={"Authorization": header})
+        response = connection.getresponse()
+        body = response.read().decode()
+        assert response.status == 503, body
+        assert "https://eks-auth.us-west-2.api.aws/clusters/c/assume-role-for-pod-identity" in body
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

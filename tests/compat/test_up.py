@@ -59,3 +59,15 @@ def test_env_without_up_says_what_to_do(tmp_path):
     result = subprocess.run([podid_bin(), "env", "--data-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "run `podid up` first" in result.stderr
+
+
+def test_a_signal_during_start_up_stops_it_gracefully(tmp_path):
+    process = subprocess.Popen([podid_bin(), "up", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+                                "--agent-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # The server is listening; the cluster and the agent are not there yet.
+    while "listening on" not in process.stdout.readline():
+        assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    rest = process.stdout.read()
+    assert process.wait(timeout=30) == 0
+    assert "ready in" in rest

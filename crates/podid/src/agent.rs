@@ -17,9 +17,11 @@ pub(crate) struct AgentArgs {
     /// The cluster whose pods run on this node (EKS Auth is asked for this cluster's pods).
     #[arg(long, env = "PODID_CLUSTER_NAME")]
     cluster_name: String,
-    /// EKS Auth's URL (default: `AWS_ENDPOINT_URL_EKS_AUTH`, `AWS_ENDPOINT_URL`, then the
-    /// profile's `endpoint_url`, as the AWS CLI finds it). The node's credentials sign the
-    /// calls (`eks-auth:AssumeRoleForPodIdentity`).
+    /// EKS Auth's URL (default: `AWS_ENDPOINT_URL_EKS_AUTH`, `AWS_ENDPOINT_URL`, the
+    /// profile's `endpoint_url`, as the AWS CLI finds them; else AWS's own
+    /// `https://eks-auth.REGION.api.aws`). The node's credentials sign the calls
+    /// (`eks-auth:AssumeRoleForPodIdentity`). `--endpoint-url` is the same flag under the AWS
+    /// CLI's name.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
     /// The port pods call (0 picks a free one per address; they are printed).
@@ -62,6 +64,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let stop = crate::server::shutdown();
         let upstream = eks_auth(&args.client, args.endpoint.as_deref())?;
         let mut config = AgentConfig::new(&args.cluster_name);
         config.max_retention = args.max_credential_retention_before_renewal;
@@ -93,7 +96,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
         if let Some(metrics) = running.metrics {
             println!("metrics on http://{metrics}/metrics");
         }
-        crate::server::shutdown().await;
+        stop.await;
         Ok(Status::Success)
     })
 }
@@ -104,7 +107,11 @@ pub(crate) fn eks_auth(client: &ClientArgs, endpoint: Option<&str>) -> anyhow::R
     if let Some(endpoint) = endpoint {
         client.endpoint_url = Some(endpoint.to_owned());
     }
-    let client = Client::new(&client, "eks-auth")?;
+    let client = Client::with_default_endpoint(
+        &client,
+        "eks-auth",
+        Some(|region| format!("https://eks-auth.{region}.api.aws")),
+    )?;
     let (credentials, region, endpoint) = client.into_parts();
     Ok(EksAuth::new(
         &endpoint,

@@ -63,6 +63,16 @@ impl std::error::Error for ApiFailure {}
 impl Client {
     /// The client for `service` (`eks`, `sts`, `iam`) as the flags and environment say.
     pub(crate) fn new(args: &ClientArgs, service: &'static str) -> anyhow::Result<Self> {
+        Self::with_default_endpoint(args, service, None)
+    }
+
+    /// Like [`Client::new`]; when nothing names an endpoint, `default` makes one from the
+    /// region (AWS's own endpoint, for the agent).
+    pub(crate) fn with_default_endpoint(
+        args: &ClientArgs,
+        service: &'static str,
+        default: Option<fn(&str) -> String>,
+    ) -> anyhow::Result<Self> {
         let profile = args
             .profile
             .clone()
@@ -118,6 +128,7 @@ impl Client {
             .or_else(|| env(&service_env))
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .or_else(|| from_config.and_then(|s| s.get("endpoint_url")).cloned())
+            .or_else(|| default.map(|make| make(&region)))
             .with_context(|| {
                 format!(
                     "no endpoint: give --endpoint-url, set AWS_ENDPOINT_URL (or {service_env}), or add `endpoint_url` to the profile"

@@ -102,6 +102,7 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
+    let stop = shutdown();
     let started = start(&args).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "to use the AWS CLI or an SDK against it:")?;
@@ -120,7 +121,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
         "  aws sts get-caller-identity   # the first account; --profile ACCOUNT_ID for others"
     )?;
     drop(out);
-    started.serve(shutdown()).await?;
+    started.serve(stop).await?;
     Ok(Status::Success)
 }
 
@@ -267,26 +268,41 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     })
 }
 
-pub(crate) async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled, so a signal that arrives while the process is still
+/// starting stops it gracefully too. Call it inside the runtime, before starting anything.
+pub(crate) fn shutdown() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut interrupt, mut terminate) = signals;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt.take()) => {},
+                () = wait(terminate.take()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {

@@ -64,6 +64,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<Status> {
 }
 
 async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
+    let stop_signal = crate::server::shutdown();
     let data_dir = data_dir(args.data_dir.clone())?;
     let server_args = ServerArgs::local(
         args.listen,
@@ -166,7 +167,7 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
     out.flush()?;
     drop(out);
 
-    crate::server::shutdown().await;
+    stop_signal.await;
     let _ = stop.send(());
     server.await.context("the server task failed")??;
     Ok(Status::Success)
