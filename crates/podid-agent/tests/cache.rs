@@ -228,3 +228,21 @@ async fn caching_off_asks_every_time() {
     assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
     assert_eq!(agent.cached_pods(), 0);
 }
+
+#[tokio::test]
+async fn the_retention_caps_the_time_before_renewal() {
+    let (agent, eks, clock) = setup(3600, |c| c.max_retention = Duration::from_secs(600));
+    agent.credentials(&token("capped")).await.unwrap();
+    clock.advance_millis(599 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 1);
+    clock.advance_millis(2000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(
+        eks.calls.load(Ordering::SeqCst),
+        2,
+        "renewed after 10 minutes, not 30"
+    );
+}
