@@ -208,6 +208,18 @@ def test_a_token_of_an_unknown_signer_never_reaches_the_cache(pod_identity):
     assert agent.metric("pod_identity_cache_errors", type="NonRecoverable", code="InvalidTokenException") == 2
 
 
+def test_extreme_claims_get_an_answer(pod_identity):
+    """Times at the ends of the 64-bit range overflow nothing: the agent answers (EKS Auth
+    refuses the unknown signer), and keeps answering."""
+    server, cluster, _, agent = pod_identity
+    real = pyjwt.decode(token(server, cluster), options={"verify_signature": False})
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    extreme = pyjwt.encode({**real, "exp": 2**63 - 1, "nbf": -(2**63), "iat": -(2**63)}, key, algorithm="RS256")
+    status, _, body = agent.get(extreme)
+    assert status == 400 and "InvalidTokenException" in body, body
+    assert agent.credentials(token(server, cluster))["AccessKeyId"].startswith("ASIA")
+
+
 def test_wrong_host_is_refused_with_403(pod_identity):
     server, cluster, _, agent = pod_identity
     jwt = token(server, cluster)
@@ -393,12 +405,13 @@ def test_exec_runs_the_command_as_a_pod(server, unique, tmp_path):
              "'mode': oct(stat.S_IMODE(os.stat(f).st_mode)), 'token': open(f).read()}))")
     result = exec_pod(server, cluster, sys.executable, "-c", probe,
                       extra_env={**caller_credentials(server), "AWS_ROLE_ARN": "arn:aws:iam::1:role/x",
-                                 "AWS_WEB_IDENTITY_TOKEN_FILE": "/x"})
+                                 "AWS_WEB_IDENTITY_TOKEN_FILE": "/x", "AWS_ENDPOINT_URL_STS": "https://sts.amazonaws.com",
+                                 "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"})
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     env = seen["env"]
     for gone in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ROLE_ARN",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"]:
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL_STS", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]:
         assert gone not in env
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1/credentials", env["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
     assert env["AWS_ENDPOINT_URL"] == server.endpoint
@@ -437,3 +450,19 @@ def test_without_an_endpoint_the_agent_calls_aws_own_eks_auth(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_exec_passes_sigterm_on_and_cleans_up(server, unique, tmp_path):
+    cluster, _ = setup_pod_identity(server, unique, tmp_path)
+    script = ('echo "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"; trap \'echo got-term; exit 3\' TERM; '
+              'while true; do sleep 0.1; done')
+    process = subprocess.Popen([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default",
+                                "--service-account", "app", "--", "sh", "-c", script],
+                               env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    token_file = process.stdout.readline().strip()
+    assert os.path.exists(token_file)
+    process.send_signal(signal.SIGTERM)  # to podid alone, as `timeout` or a CI runner sends it
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 3, err
+    assert "got-term" in out
+    assert not os.path.exists(os.path.dirname(token_file))

@@ -14,7 +14,7 @@ use std::time::Duration;
 use podid_types::{Clock, Secret, Timestamp};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
 use crate::keys::Keys;
 use crate::metrics::Metrics;
@@ -92,7 +92,7 @@ struct Entry {
     subject: String,
     /// When the credentials were fetched (ms).
     fetched_at: i64,
-    /// When they are renewed (ms); moved forward while a renewal runs or after one failed.
+    /// When they are renewed (ms); moved forward after a renewal failed.
     refresh_at: AtomicI64,
     /// When a pod last asked (ms).
     last_used: AtomicI64,
@@ -163,7 +163,8 @@ fn min_remaining_ms() -> i64 {
     i64::try_from(MIN_REMAINING.as_millis()).unwrap_or(i64::MAX)
 }
 
-type Flight = Arc<OnceCell<Result<Arc<Entry>, UpstreamError>>>;
+/// A miss in flight: its answer, once the upstream call ends.
+type Flight = watch::Receiver<Option<Result<Arc<Entry>, UpstreamError>>>;
 
 /// The agent's state: the cache, the misses in flight, the issuers' key sets, the renewal
 /// budget and the metrics.
@@ -237,7 +238,10 @@ impl Agent {
     }
 
     /// The credentials for the pod whose service-account token is `token`.
-    pub async fn credentials(&self, token: &str) -> Result<ContainerCredentials, AgentError> {
+    pub async fn credentials(
+        self: &Arc<Self>,
+        token: &str,
+    ) -> Result<ContainerCredentials, AgentError> {
         let now = self.clock.now();
         let claims = check_token(token, now)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -269,8 +273,13 @@ impl Agent {
                 if !entry.servable(now) {
                     expired.push(key.clone());
                 } else if entry.refresh_at.load(Ordering::Relaxed) <= now
-                    && !entry.refreshing.load(Ordering::Relaxed)
                     && self.worth_renewing(entry, now)
+                    // Claimed under the lock, so a token replacing the entry meanwhile
+                    // (which takes the write lock) copies the claim.
+                    && entry
+                        .refreshing
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
                 {
                     due.push((key.clone(), entry.clone()));
                 }
@@ -284,9 +293,14 @@ impl Agent {
         due.sort_by_key(|(_, e)| e.refresh_at.load(Ordering::Relaxed));
         for (key, entry) in due {
             if !self.take_budget(now) {
-                break;
+                // Over budget: release the claim; the next tick tries again.
+                if let Ok(entries) = self.entries.read() {
+                    if let Some(current) = entries.get(&key) {
+                        current.refreshing.store(false, Ordering::Relaxed);
+                    }
+                }
+                continue;
             }
-            entry.refreshing.store(true, Ordering::Relaxed);
             let agent = self.clone();
             tokio::spawn(async move { agent.renew(key, entry).await });
         }
@@ -330,7 +344,8 @@ impl Agent {
             .await
     }
 
-    /// Puts `token` in place of the entry's token (renewals present the newest one).
+    /// Puts `token` in place of the entry's token (renewals present the newest one). The copy is
+    /// made under the write lock, so a renewal claimed meanwhile stays claimed.
     fn replace_token(
         &self,
         key: &str,
@@ -338,50 +353,83 @@ impl Agent {
         token: &str,
         hash: [u8; 32],
     ) -> Arc<Entry> {
-        let renewed = Arc::new(entry.with_token(token, hash));
-        if let Ok(mut entries) = self.entries.write() {
-            if entries.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+        let Ok(mut entries) = self.entries.write() else {
+            return entry.clone();
+        };
+        match entries.get(key) {
+            Some(current) if Arc::ptr_eq(current, entry) => {
+                let renewed = Arc::new(current.with_token(token, hash));
                 entries.insert(key.to_owned(), renewed.clone());
+                renewed
             }
+            // Renewed or replaced meanwhile: serve what is there now.
+            Some(current) => current.clone(),
+            None => entry.clone(),
         }
-        renewed
     }
 
     /// A miss: one upstream call per pod and token, however many requests wait for it.
     async fn fetch(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         token: &str,
         hash: [u8; 32],
         claims: &Map<String, Value>,
     ) -> Result<Arc<Entry>, AgentError> {
         let flight_key = (key.to_owned(), hash);
-        let flight = match self.in_flight.lock() {
-            Ok(mut map) => map.entry(flight_key.clone()).or_default().clone(),
-            Err(_) => Arc::new(OnceCell::new()),
-        };
-        let result = flight
-            .get_or_init(|| async {
-                let result = self.call_upstream(token).await;
-                match &result {
-                    Ok(credentials) => Ok(self.store(key, token, hash, claims, credentials)),
-                    Err(e) => {
-                        self.upstream_failed(key, &hash, e);
-                        Err(e.clone())
+        let mut flight = {
+            let Ok(mut map) = self.in_flight.lock() else {
+                return Err(AgentError::Upstream(UpstreamError::Unavailable(
+                    "the agent's state is broken: restart it".into(),
+                )));
+            };
+            match map.get(&flight_key) {
+                Some(flight) => flight.clone(),
+                None => {
+                    // The flight that just ended stored its answer before leaving the map.
+                    if let Some(entry) = self.entry(key) {
+                        if entry.token_hash == hash && entry.servable(self.clock.now().as_millis())
+                        {
+                            return Ok(entry);
+                        }
                     }
+                    let (sender, flight) = watch::channel(None);
+                    map.insert(flight_key.clone(), flight.clone());
+                    // The call runs in its own task: a pod that hangs up does not cancel it,
+                    // the others waiting still get its answer, and the map entry always goes.
+                    let agent = self.clone();
+                    let (key, token, claims) = (key.to_owned(), token.to_owned(), claims.clone());
+                    tokio::spawn(async move {
+                        let result = agent.call_upstream(&token).await;
+                        let outcome = match result {
+                            Ok(credentials) => {
+                                Ok(agent.store(&key, &token, hash, &claims, &credentials))
+                            }
+                            Err(e) => {
+                                agent.upstream_failed(&key, &hash, &e);
+                                Err(e)
+                            }
+                        };
+                        if let Ok(mut map) = agent.in_flight.lock() {
+                            map.remove(&flight_key);
+                        }
+                        let _ = sender.send(Some(outcome));
+                    });
+                    flight
                 }
-            })
-            .await
-            .clone();
-        if let Ok(mut map) = self.in_flight.lock() {
-            if map
-                .get(&flight_key)
-                .is_some_and(|f| Arc::ptr_eq(f, &flight))
-            {
-                map.remove(&flight_key);
             }
-        }
-        result.map_err(AgentError::Upstream)
+        };
+        let answer = match flight.wait_for(Option::is_some).await {
+            Ok(answer) => answer.clone(),
+            Err(_) => None,
+        };
+        answer
+            .unwrap_or_else(|| {
+                Err(UpstreamError::Unavailable(
+                    "the EKS Auth call stopped".into(),
+                ))
+            })
+            .map_err(AgentError::Upstream)
     }
 
     async fn call_upstream(&self, token: &str) -> Result<UpstreamCredentials, UpstreamError> {
@@ -577,7 +625,7 @@ fn check_token(token: &str, now: Timestamp) -> Result<Map<String, Value>, AgentE
     let now = now.as_secs();
     let number = |name: &str| claims.get(name).and_then(Value::as_i64);
     if let Some(exp) = number("exp") {
-        if now > exp + TOKEN_LEEWAY_SECONDS {
+        if now > exp.saturating_add(TOKEN_LEEWAY_SECONDS) {
             return Err(AgentError::BadToken(format!(
                 "the service account token expired at {}",
                 Timestamp::from_secs(exp).to_iso8601()
@@ -586,7 +634,7 @@ fn check_token(token: &str, now: Timestamp) -> Result<Map<String, Value>, AgentE
     }
     for name in ["nbf", "iat"] {
         if let Some(at) = number(name) {
-            if at > now + TOKEN_LEEWAY_SECONDS {
+            if at > now.saturating_add(TOKEN_LEEWAY_SECONDS) {
                 return Err(AgentError::BadToken(format!(
                     "the service account token is not valid before {}",
                     Timestamp::from_secs(at).to_iso8601()
@@ -605,7 +653,8 @@ fn pod_key(claims: &Map<String, Value>, hash: &[u8; 32]) -> String {
         .and_then(|p| p.get("uid"))
         .and_then(Value::as_str);
     match uid {
-        Some(uid) if !uid.is_empty() => format!("pod:{uid}"),
+        // Kubernetes uids are 36 characters; a longer claim is not a pod's.
+        Some(uid) if !uid.is_empty() && uid.len() <= 128 => format!("pod:{uid}"),
         _ => {
             let mut key = String::from("token:");
             for byte in hash {

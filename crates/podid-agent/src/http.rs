@@ -66,7 +66,7 @@ async fn credentials(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Res
     response
 }
 
-async fn answer(agent: &Agent, headers: &HeaderMap) -> Response {
+async fn answer(agent: &Arc<Agent>, headers: &HeaderMap) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -18,6 +18,10 @@ use crate::upstream::Upstream;
 /// The shortest time between two fetches of one issuer's key set (ms).
 const REFETCH_AFTER_MS: i64 = 60_000;
 
+/// How long a key set is trusted before it is fetched again (ms): a key the issuer removed
+/// stops verifying within the hour. A failed fetch keeps the set it had.
+const KEY_SET_MAX_AGE_MS: i64 = 3_600_000;
+
 pub(crate) struct Keys {
     upstream: Arc<dyn Upstream>,
     issuers: RwLock<HashMap<String, Issuer>>,
@@ -48,7 +52,7 @@ impl Keys {
     /// Remembers `issuer` (its token was accepted upstream); its key set is fetched when first
     /// needed.
     pub(crate) fn learn(&self, issuer: &str) {
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        if !fetchable(issuer) {
             return;
         }
         if let Ok(mut issuers) = self.issuers.write() {
@@ -90,13 +94,15 @@ impl Keys {
     }
 
     /// Fetches the key sets of issuers learned but not fetched yet, so that a rotated token is
-    /// verified even if EKS Auth and the issuer become unreachable later.
+    /// verified even if EKS Auth and the issuer become unreachable later; and fetches again
+    /// the sets older than an hour.
     pub(crate) async fn prefetch(&self, now: Timestamp) {
         let missing: Vec<String> = match self.issuers.read() {
             Ok(issuers) => issuers
                 .iter()
                 .filter(|(_, i)| {
-                    i.jwks.is_none() && now.as_millis() - i.fetched_at >= REFETCH_AFTER_MS
+                    let age = now.as_millis() - i.fetched_at;
+                    (i.jwks.is_none() && age >= REFETCH_AFTER_MS) || age >= KEY_SET_MAX_AGE_MS
                 })
                 .map(|(name, _)| name.clone())
                 .collect(),
@@ -125,7 +131,7 @@ impl Keys {
             .get("jwks_uri")?
             .as_str()?
             .to_owned();
-        if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+        if !fetchable(&jwks_uri) {
             return None;
         }
         let text = self.upstream.fetch(&jwks_uri).await.ok()?;
@@ -139,5 +145,43 @@ impl Keys {
             "fetched the issuer's key set"
         );
         Some(jwks)
+    }
+}
+
+/// Whether a key set may be fetched from `url`: over https, or over plain http from this
+/// machine only (a local podid server). A key set fetched over the network in the clear could
+/// be swapped on the way, and it decides which tokens are served from the cache.
+fn fetchable(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetchable;
+
+    #[test]
+    fn key_sets_come_over_https_or_from_this_machine() {
+        assert!(fetchable("https://oidc.eks.us-east-1.amazonaws.com/id/ABC"));
+        assert!(fetchable("http://127.0.0.1:4599/id/abc"));
+        assert!(fetchable("http://[::1]:4599/id/abc"));
+        assert!(fetchable("http://localhost:4599/id/abc"));
+        assert!(!fetchable("http://podid.internal:4599/id/abc"));
+        assert!(!fetchable("http://10.0.0.5/id/abc"));
+        assert!(!fetchable("http://127.0.0.1.evil.example/id/abc"));
+        assert!(!fetchable("file:///etc/passwd"));
     }
 }

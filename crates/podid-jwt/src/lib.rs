@@ -306,13 +306,13 @@ pub fn verify(
     let now = now.as_secs();
     let number = |name: &str| parsed.claims.get(name).and_then(Value::as_i64);
     if let Some(exp) = number("exp") {
-        if now > exp + leeway_secs {
+        if now > exp.saturating_add(leeway_secs) {
             return Err(JwtError::Expired(exp));
         }
     }
     for name in ["nbf", "iat"] {
         if let Some(at) = number(name) {
-            if at > now + leeway_secs {
+            if at > now.saturating_add(leeway_secs) {
                 return Err(JwtError::NotYetValid(at));
             }
         }

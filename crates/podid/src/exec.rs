@@ -107,15 +107,13 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
             format!("http://{address}/v1/credentials")
         }
     };
-    // Ctrl-C reaches the command (the terminal signals the whole process group); podid waits
-    // for it to end and cleans up rather than dying first.
-    runtime.spawn(async {
-        loop {
-            if tokio::signal::ctrl_c().await.is_err() {
-                break;
-            }
-        }
-    });
+    // Signals: Ctrl-C reaches the command from the terminal (it signals the whole process
+    // group); SIGTERM and SIGHUP, sent to podid alone, are passed on. Either way podid waits for
+    // the command to end and cleans up rather than dying first.
+    let signals = {
+        let _runtime = runtime.enter();
+        Signals::install()
+    };
 
     let (program, rest) = args
         .command
@@ -126,6 +124,14 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
     for name in REMOVED {
         command.env_remove(name);
     }
+    // Per-service endpoints would send the pod's credentials somewhere other than podid.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_ENDPOINT_URL_")
+            || name == "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+        {
+            command.env_remove(name);
+        }
+    }
     command
         .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent_url)
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
@@ -135,13 +141,21 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         .env("AWS_REGION", &region)
         .env("AWS_DEFAULT_REGION", &region)
         .env("AWS_EC2_METADATA_DISABLED", "true");
-    let status = command.status().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!("cannot run `{program}`: no such command (check its name and PATH)")
-        } else {
-            anyhow::anyhow!("cannot run `{program}`: {e}")
-        }
-    });
+    let status = command
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!("cannot run `{program}`: no such command (check its name and PATH)")
+            } else {
+                anyhow::anyhow!("cannot run `{program}`: {e}")
+            }
+        })
+        .and_then(|mut child| {
+            runtime.spawn(signals.forward_to(child.id()));
+            child
+                .wait()
+                .with_context(|| format!("cannot wait for `{program}`"))
+        });
     drop(dir);
     runtime.shutdown_background();
     let status = match status {
@@ -152,6 +166,71 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         }
     };
     Ok(Status::Exit(exit_code(&status)))
+}
+
+/// The signals podid passes on to the command, installed before it starts.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers; call it inside the runtime.
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+                hangup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Passes SIGTERM and SIGHUP on to process `pid` (with `kill`, which needs no unsafe code);
+    /// SIGINT is only absorbed: the terminal delivered it to the command already.
+    async fn forward_to(self, pid: u32) {
+        #[cfg(unix)]
+        {
+            let Self {
+                mut interrupt,
+                mut terminate,
+                mut hangup,
+            } = self;
+            loop {
+                let name = tokio::select! {
+                    () = next(&mut interrupt) => continue,
+                    () = next(&mut terminate) => "TERM",
+                    () = next(&mut hangup) => "HUP",
+                };
+                let _ = std::process::Command::new("kill")
+                    .args(["-s", name, &pid.to_string()])
+                    .status();
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = pid;
+    }
+}
+
+/// The next delivery of `signal`; never, if it could not be installed.
+#[cfg(unix)]
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// The command's exit status, as a shell reports it (128 + the signal that ended it).
