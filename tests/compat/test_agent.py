@@ -466,3 +466,14 @@ def test_exec_passes_sigterm_on_and_cleans_up(server, unique, tmp_path):
     assert process.returncode == 3, err
     assert "got-term" in out
     assert not os.path.exists(os.path.dirname(token_file))
+
+
+def test_exec_can_use_a_running_agent(pod_identity):
+    server, cluster, role, agent = pod_identity
+    aws = shutil.which("aws", path=os.path.dirname(sys.executable)) or shutil.which("aws")
+    result = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default", "--service-account", "app",
+                             "--agent-url", agent.url, "--", aws, "sts", "get-caller-identity", "--output", "json"],
+                            env=server.env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"assumed-role/{role}/" in json.loads(result.stdout)["Arn"]
+    assert agent.upstream_calls() == 1  # that agent, not one of exec's own, served the pod
