@@ -30,8 +30,8 @@ enum Command {
     /// Validate, lint and simulate IAM policies: the decisions AWS would make, and why.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Run the control plane: the IAM API over the AWS query protocol, with SigV4
-    /// authentication, on SQLite (default) or PostgreSQL.
+    /// Run the control plane: IAM, STS, EKS and EKS Auth, with SigV4 authentication, on
+    /// SQLite (default) or PostgreSQL
     ///
     /// At the first start it creates the accounts of --accounts, each with an IAM user `admin`
     /// (AdministratorAccess) and an access key, and writes DATA_DIR/aws/config and
@@ -54,10 +54,12 @@ enum Command {
     /// which association and roles answered, and why a refusal was a refusal. Needs
     /// `podid:ReadAudit`.
     Audit(cluster::AuditArgs),
-    /// The node agent, a drop-in for the EKS Pod Identity agent: pods' AWS SDKs call
-    /// `GET http://169.254.170.23/v1/credentials` with their service-account token
-    /// (AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) and get
-    /// the credentials EKS Auth issues for their association.
+    /// The node agent, a drop-in for the EKS Pod Identity agent
+    ///
+    /// Pods' AWS SDKs call `GET http://169.254.170.23/v1/credentials` with their
+    /// service-account token (AWS_CONTAINER_CREDENTIALS_FULL_URI,
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) and get the credentials EKS Auth issues for
+    /// their association.
     ///
     /// Better than the reference agent where its users suffer: concurrent first requests of a
     /// pod make one EKS Auth call; the cache is keyed by pod, and a rotated token of a cached
@@ -72,21 +74,26 @@ enum Command {
     ///       --probe-port 4701 --metrics-port 4702
     #[command(verbatim_doc_comment)]
     Agent(agent::AgentArgs),
-    /// Run a command as a pod of a local cluster runs: a fresh service-account token in a
-    /// private file (0600), AWS_CONTAINER_CREDENTIALS_FULL_URI and
-    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE pointing at an agent (one started for the
-    /// command, or --agent-url), AWS_ENDPOINT_URL at podid, and the caller's AWS credential
-    /// variables and profiles removed, so the command's SDK must use the agent. Exits with the
-    /// command's status (127 when it cannot run).
+    /// Run a command as a pod of a local cluster runs, with credentials from an agent
+    ///
+    /// The command gets a fresh service-account token in a private file (0600);
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE pointing
+    /// at an agent (one started for the command, or --agent-url); AWS_ENDPOINT_URL at podid;
+    /// and none of the caller's AWS credential variables, profiles or per-service endpoints,
+    /// so its SDK must use the agent. SIGTERM and SIGHUP are passed on to it. podid exits with
+    /// the command's status (128 + N after signal N; 127 when it cannot run).
     ///
     /// Example:
-    ///   podid exec --cluster local --namespace default --service-account app -- aws sts get-caller-identity
+    ///   podid exec --cluster local --namespace default --service-account app -- \
+    ///       aws sts get-caller-identity
     #[command(verbatim_doc_comment)]
     Exec(exec::ExecArgs),
-    /// podid on one machine, in one command: the server (IAM, STS, EKS, EKS Auth) on SQLite in
-    /// the data directory, the accounts with their `admin` users and AWS config files, a local
-    /// cluster (`local`) if it does not exist, and an agent for it on 127.0.0.1:4600. Prints the
-    /// endpoints and the `export` lines for the AWS CLI and SDKs; Ctrl-C stops it gracefully.
+    /// podid on one machine, in one command: server, local cluster and agent
+    ///
+    /// It runs the server (IAM, STS, EKS, EKS Auth) on SQLite in the data directory, the
+    /// accounts with their `admin` users and AWS config files, a local cluster (`local`) if it
+    /// does not exist, and an agent for it on 127.0.0.1:4600. It prints the endpoints and the
+    /// `export` lines for the AWS CLI and SDKs; Ctrl-C or SIGTERM stops it gracefully.
     ///
     /// Example:
     ///   podid up &
