@@ -477,3 +477,12 @@ def test_exec_can_use_a_running_agent(pod_identity):
     assert result.returncode == 0, result.stderr
     assert f"assumed-role/{role}/" in json.loads(result.stdout)["Arn"]
     assert agent.upstream_calls() == 1  # that agent, not one of exec's own, served the pod
+
+
+def test_exec_without_a_server_says_what_to_do(server, tmp_path):
+    env = {**server.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing listens there
+    result = subprocess.run([podid_bin(), "exec", "--cluster", "local", "--namespace", "default",
+                             "--service-account", "app", "--", "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cannot reach http://127.0.0.1:9" in result.stderr and "`podid up`" in result.stderr
+    assert "is it a local cluster" not in result.stderr

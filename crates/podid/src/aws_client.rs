@@ -107,7 +107,7 @@ impl Client {
                     session_token: lookup("aws_session_token").map(Secret::new),
                 },
                 _ => bail!(
-                    "no credentials for profile `{profile}`: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or point AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE at the files `podid server` wrote (DATA_DIR/aws/), or pick a profile with --profile"
+                    "no credentials for profile `{profile}`: with `podid up` running, run `eval \"$(podid env)\"`; otherwise set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or point AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE at the files `podid server` wrote (DATA_DIR/aws/), or pick a profile with --profile"
                 ),
             },
         };
@@ -231,7 +231,7 @@ impl Client {
                 .into())
             }
             Err(e) => Err(anyhow::anyhow!(
-                "cannot reach {}: {e} (is `podid server` running there?)",
+                "cannot reach {}: {e} (is `podid up` or `podid server` running there?)",
                 self.endpoint
             )),
         }

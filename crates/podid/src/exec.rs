@@ -13,7 +13,7 @@ use podid_core::{Ids as _, OsIds};
 use serde_json::{Value, json};
 
 use crate::Status;
-use crate::aws_client::{Client, ClientArgs};
+use crate::aws_client::{ApiFailure, Client, ClientArgs};
 
 /// Variables a pod's SDK could take credentials or a profile from instead of the agent.
 const REMOVED: &[&str] = &[
@@ -264,11 +264,17 @@ fn mint_token(
             "",
             Some(&body),
         )
-        .with_context(|| {
-            format!(
-                "cannot mint a service-account token in cluster `{}` (is it a local cluster? `podid cluster list` shows them)",
+        .map_err(|e| {
+            // The server answered: name the likely cause. It did not: its reason says it all.
+            let hint = if e.downcast_ref::<ApiFailure>().is_some() {
+                " (is it a local cluster? `podid cluster list` shows them)"
+            } else {
+                ""
+            };
+            e.context(format!(
+                "cannot mint a service-account token in cluster `{}`{hint}",
                 args.cluster
-            )
+            ))
         })?;
     answer
         .get("token")
