@@ -486,3 +486,36 @@ def test_exec_without_a_server_says_what_to_do(server, tmp_path):
     assert result.returncode == 2
     assert "cannot reach http://127.0.0.1:9" in result.stderr and "`podid up`" in result.stderr
     assert "is it a local cluster" not in result.stderr
+
+
+ROTATION_POD = """
+import json, os, sys, time
+import boto3
+path = os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+first = open(path).read()
+sts = boto3.session.Session().client("sts")
+before = sts.get_caller_identity()["Arn"]
+time.sleep(3)
+second = open(path).read()
+after = boto3.session.Session().client("sts").get_caller_identity()["Arn"]
+print(json.dumps({"first": first, "second": second, "before": before, "after": after}))
+"""
+
+
+def test_exec_rotates_the_token_like_kubelet(server, unique, tmp_path):
+    cluster, role = setup_pod_identity(server, unique, tmp_path)
+    script = tmp_path / "rotation.py"
+    script.write_text(ROTATION_POD)
+    result = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default", "--service-account", "app",
+                             "--token-expiration", "600", "--token-refresh-seconds", "1", "--", sys.executable, str(script)],
+                            env=server.env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["first"] != seen["second"]
+    first, second = (pyjwt.decode(seen[k], options={"verify_signature": False}) for k in ("first", "second"))
+    assert first["kubernetes.io"]["pod"] == second["kubernetes.io"]["pod"]
+    assert first["exp"] - first["iat"] == 600
+    assert seen["before"] == seen["after"] and f"assumed-role/{role}/" in seen["after"]
+    bad = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default", "--service-account", "app",
+                          "--token-expiration", "60", "--", "true"], env=server.env(), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "600..=172800" in bad.stderr

@@ -37,6 +37,7 @@ pub(crate) struct ClientArgs {
 }
 
 /// A signed-request client for one service.
+#[derive(Clone)]
 pub(crate) struct Client {
     credentials: Credentials,
     region: String,

@@ -51,6 +51,19 @@ pub(crate) struct ExecArgs {
     /// free loopback port for the command's lifetime. It must serve the same cluster.
     #[arg(long, value_name = "URL", env = "PODID_AGENT_URL")]
     agent_url: Option<String>,
+    /// The token's lifetime in seconds (600 to 172800), as a projected volume's
+    /// `expirationSeconds`. Like kubelet, podid exec writes a fresh token into the file when
+    /// 80 % of it has passed, so commands may run for days.
+    #[arg(
+        long,
+        default_value_t = 86_400,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u32).range(600..=172_800)
+    )]
+    token_expiration: u32,
+    /// Seconds between token rotations (default: 80 % of --token-expiration); for tests.
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    token_refresh_seconds: Option<u64>,
     #[command(flatten)]
     client: ClientArgs,
     /// The command and its arguments.
@@ -67,8 +80,15 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         .pod_name
         .clone()
         .unwrap_or_else(|| format!("{}-{}", args.service_account, ids.lower_alphanumeric(5)));
-    let pod_uid = ids.request_id().to_ascii_lowercase();
-    let token = mint_token(&eks, &args, &pod_name, &pod_uid)?;
+    let pod = Pod {
+        cluster: args.cluster.clone(),
+        namespace: args.namespace.clone(),
+        service_account: args.service_account.clone(),
+        name: pod_name,
+        uid: ids.request_id().to_ascii_lowercase(),
+        expiration: args.token_expiration,
+    };
+    let token = pod.mint_token(&eks)?;
     let dir = PrivateDir::create()?;
     let token_file = dir.path.join("eks-pod-identity-token");
     crate::server::write_private(&token_file, &token)?;
@@ -114,6 +134,10 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         let _runtime = runtime.enter();
         Signals::install()
     };
+    let every = args.token_refresh_seconds.unwrap_or(
+        u64::from(args.token_expiration) * 4 / 5, // kubelet's rule: at 80 % of the lifetime
+    );
+    runtime.spawn(rotate_token(eks, pod, token_file.clone(), every.max(1)));
 
     let (program, rest) = args
         .command
@@ -245,42 +269,75 @@ fn exit_code(status: &std::process::ExitStatus) -> u8 {
     1
 }
 
-fn mint_token(
-    eks: &Client,
-    args: &ExecArgs,
-    pod_name: &str,
-    pod_uid: &str,
-) -> anyhow::Result<String> {
-    let body = json!({
-        "namespace": args.namespace,
-        "serviceAccount": args.service_account,
-        "podName": pod_name,
-        "podUid": pod_uid,
-    });
-    let answer = eks
-        .json(
-            "POST",
-            &format!("/clusters/{}/podid/service-account-token", args.cluster),
-            "",
-            Some(&body),
-        )
-        .map_err(|e| {
-            // The server answered: name the likely cause. It did not: its reason says it all.
-            let hint = if e.downcast_ref::<ApiFailure>().is_some() {
-                " (is it a local cluster? `podid cluster list` shows them)"
-            } else {
-                ""
-            };
-            e.context(format!(
-                "cannot mint a service-account token in cluster `{}`{hint}",
-                args.cluster
-            ))
-        })?;
-    answer
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .context("the server answered without a token")
+/// The pod `podid exec` runs as.
+#[derive(Clone)]
+struct Pod {
+    cluster: String,
+    namespace: String,
+    service_account: String,
+    name: String,
+    uid: String,
+    expiration: u32,
+}
+
+impl Pod {
+    /// A service-account token for the pod, as kubelet gets one for a projected volume.
+    fn mint_token(&self, eks: &Client) -> anyhow::Result<String> {
+        let body = json!({
+            "namespace": self.namespace,
+            "serviceAccount": self.service_account,
+            "podName": self.name,
+            "podUid": self.uid,
+            "expirationSeconds": self.expiration,
+        });
+        let answer = eks
+            .json(
+                "POST",
+                &format!("/clusters/{}/podid/service-account-token", self.cluster),
+                "",
+                Some(&body),
+            )
+            .map_err(|e| {
+                // The server answered: name the likely cause. It did not: its reason says it all.
+                let hint = if e.downcast_ref::<ApiFailure>().is_some() {
+                    " (is it a local cluster? `podid cluster list` shows them)"
+                } else {
+                    ""
+                };
+                e.context(format!(
+                    "cannot mint a service-account token in cluster `{}`{hint}",
+                    self.cluster
+                ))
+            })?;
+        answer
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .context("the server answered without a token")
+    }
+}
+
+/// Writes a fresh token into `file` every `seconds`, as kubelet rotates projected tokens; a
+/// failure is logged and tried again in 10 s (the old token stays until it expires).
+async fn rotate_token(eks: Client, pod: Pod, file: PathBuf, seconds: u64) {
+    let mut wait = seconds;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        let (eks, pod, file) = (eks.clone(), pod.clone(), file.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let token = pod.mint_token(&eks)?;
+            crate::server::write_private(&file, &token)
+        })
+        .await;
+        wait = match written {
+            Ok(Ok(())) => seconds,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot rotate the pod's token; retrying in 10 s");
+                10
+            }
+            Err(_) => 10,
+        };
+    }
 }
 
 /// A directory only its owner can enter, removed when dropped.
