@@ -101,6 +101,20 @@ impl World {
         record.arn
     }
 
+    /// A role of account A that account A trusts, whose sessions may last `seconds`.
+    async fn account_role_lasting(&self, name: &str, seconds: u32) -> String {
+        self.role_with(
+            &self.admin_a,
+            CreateRole {
+                name: name.into(),
+                trust_policy: allow(r#"{"AWS":"111122223333"}"#, r#""sts:AssumeRole""#),
+                max_session_duration: Some(seconds),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     /// A user of `admin`'s account with the given inline identity policy (if any).
     async fn user(&self, admin: &Caller, name: &str, policy: Option<&str>) -> Caller {
         self.iam
@@ -380,28 +394,8 @@ async fn cross_account_needs_both_sides() {
 #[tokio::test]
 async fn durations_follow_max_session_duration_and_the_chaining_limit() {
     let w = world().await;
-    let first = w
-        .role_with(
-            &w.admin_a,
-            CreateRole {
-                name: "first".into(),
-                trust_policy: allow(r#"{"AWS":"111122223333"}"#, r#""sts:AssumeRole""#),
-                max_session_duration: Some(7200),
-                ..Default::default()
-            },
-        )
-        .await;
-    let second = w
-        .role_with(
-            &w.admin_a,
-            CreateRole {
-                name: "second".into(),
-                trust_policy: allow(r#"{"AWS":"111122223333"}"#, r#""sts:AssumeRole""#),
-                max_session_duration: Some(43_200),
-                ..Default::default()
-            },
-        )
-        .await;
+    let first = w.account_role_lasting("first", 7200).await;
+    let second = w.account_role_lasting("second", 43_200).await;
     let over = AssumeRole {
         duration_seconds: Some(7201),
         ..assume(&first, "s")
@@ -1019,17 +1013,7 @@ async fn session_tokens_are_checked() {
 #[tokio::test]
 async fn session_keys_rotate_and_old_tokens_open_until_they_expire() {
     let w = world().await;
-    let role = w
-        .role_with(
-            &w.admin_a,
-            CreateRole {
-                name: "r".into(),
-                trust_policy: allow(r#"{"AWS":"111122223333"}"#, r#""sts:AssumeRole""#),
-                max_session_duration: Some(43_200),
-                ..Default::default()
-            },
-        )
-        .await;
+    let role = w.account_role_lasting("r", 43_200).await;
     w.iam.rotate_session_keys().await.unwrap();
     assert_eq!(w.iam.session_key_count(), 1);
     let long = AssumeRole {

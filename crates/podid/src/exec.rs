@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use crate::Status;
 use crate::aws_client::{ApiFailure, Client, ClientArgs};
 
-/// Variables a pod's SDK could take credentials or a profile from instead of the agent.
+/// Variables a pod's SDK could take credentials or a profile from instead of the agent
+/// (`AWS_CONFIG_FILE` and `AWS_SHARED_CREDENTIALS_FILE` are replaced, not removed).
 const REMOVED: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -29,8 +30,6 @@ const REMOVED: &[&str] = &[
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
 ];
 
 #[derive(Debug, Args)]

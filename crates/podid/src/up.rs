@@ -14,7 +14,7 @@ use podid_sigv4::Credentials;
 
 use crate::Status;
 use crate::aws_client::{ApiFailure, Client};
-use crate::server::{ServerArgs, Started};
+use crate::server::ServerArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
@@ -73,15 +73,13 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
         args.region.clone(),
     );
     let started = crate::server::start(&server_args).await?;
-    let Started {
-        ref endpoint,
-        ref aws_dir,
-        ref admin_keys,
-        ref region,
-        ..
-    } = started;
-    let (endpoint, aws_dir, region) = (endpoint.clone(), aws_dir.clone(), region.clone());
-    let admin = admin_keys
+    let (endpoint, aws_dir, region) = (
+        started.endpoint.clone(),
+        started.aws_dir.clone(),
+        started.region.clone(),
+    );
+    let admin = started
+        .admin_keys
         .first()
         .map(|k| Credentials {
             access_key_id: k.access_key_id.clone(),
