@@ -12,12 +12,11 @@ use podid_core::{
     AssociationRecord, ClusterRecord, ClusterTokens, CreateAssociation, CreateCluster,
     ListAssociations, RequestInfo, ServiceAccountToken, UpdateAssociation,
 };
-use podid_protocol::form_params;
 use serde_json::{Map, Value, json};
 
+use crate::AppState;
 use crate::errors::ApiError;
-use crate::query::{authenticate, read_body};
-use crate::{AppState, MAX_BODY};
+use crate::query::{authenticate, capitalized, read_body};
 
 /// Every EKS request: authenticated with SigV4 (`eks`), routed by method and path.
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
@@ -30,11 +29,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         .map(|c| c.0.ip().to_string());
     let mut operation = "";
     let result = match read_body(body).await {
-        Err(()) => Err(ApiError::sender(
-            413,
-            "RequestEntityTooLarge",
-            format!("The request body is larger than the {MAX_BODY}-byte limit."),
-        )),
+        Err(e) => Err(e),
         Ok(bytes) => process(&state, &parts, &bytes, source_ip, &mut operation).await,
     };
     // EKS Auth's model answers AccessDeniedException with 400, not 403.
@@ -65,6 +60,23 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
     json_response(status, body, &request_id, code.as_deref())
 }
 
+/// The path's segments as the signature's canonical URI has them: empty and `.` segments
+/// dropped, `..` removing the one before. Routing on them means two paths that carry the same
+/// signature (`/clusters/./c`, `/clusters//c`, `/clusters/c`) name the same resource.
+fn path_segments(path: &str) -> Vec<&str> {
+    let mut segments = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    segments
+}
+
 async fn process(
     state: &AppState,
     parts: &axum::http::request::Parts,
@@ -74,7 +86,7 @@ async fn process(
 ) -> Result<Value, ApiError> {
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or_default();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments = path_segments(path);
     let method = &parts.method;
     *operation = match (method.clone(), segments.as_slice()) {
         (Method::POST, ["clusters"]) => "CreateCluster",
@@ -138,7 +150,9 @@ async fn process(
             }
         }
     };
-    let params = form_params(query);
+    let params = podid_sigv4::query_params(query).map_err(|e| {
+        ApiError::sender(400, "InvalidRequestException", capitalized(&e.to_string()))
+    })?;
     let cluster = segments.get(1).copied().unwrap_or_default();
     let id = segments.get(3).copied().unwrap_or_default();
     let iam = &*state.iam;

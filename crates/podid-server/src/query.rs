@@ -24,19 +24,12 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         .map(|c| c.0.ip().to_string());
     let mut service = scope_service(&parts).unwrap_or(Service::Iam);
     let (status, body, action, account) = match read_body(body).await {
-        Err(()) => {
-            let e = ApiError::sender(
-                413,
-                "RequestEntityTooLarge",
-                format!("The request body is larger than the {MAX_BODY}-byte limit."),
-            );
-            (
-                e.status,
-                render_error(service, &e, &request_id),
-                String::new(),
-                String::new(),
-            )
-        }
+        Err(e) => (
+            e.status,
+            render_error(service, &e, &request_id),
+            String::new(),
+            String::new(),
+        ),
         Ok(bytes) => {
             let mut context = Context {
                 action: String::new(),
@@ -83,23 +76,41 @@ struct Context {
 /// and reads the error instead of a reset connection.
 const MAX_DRAIN: usize = 64 * 1024 * 1024;
 
-/// The body, or `Err` if it is larger than [`MAX_BODY`].
-pub(crate) async fn read_body(mut body: Body) -> Result<Vec<u8>, ()> {
+/// The body, or the error to answer with: 413 beyond [`MAX_BODY`]; 400 when the body cannot
+/// be read in full (the client broke off, or stalled past the listener's body timeout).
+pub(crate) async fn read_body(mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::sender(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than the {MAX_BODY}-byte limit."),
+        )
+    };
     let mut bytes = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return Err(()) };
+        let frame = frame.map_err(|_| {
+            ApiError::sender(
+                400,
+                "IncompleteBody",
+                "The request body was not received in full: the client stopped sending it before its length was reached.",
+            )
+        })?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen > MAX_DRAIN {
-                return Err(());
+                return Err(too_large());
             }
             if seen <= MAX_BODY {
                 bytes.extend_from_slice(&data);
             }
         }
     }
-    if seen > MAX_BODY { Err(()) } else { Ok(bytes) }
+    if seen > MAX_BODY {
+        Err(too_large())
+    } else {
+        Ok(bytes)
+    }
 }
 
 async fn process(
@@ -118,7 +129,9 @@ async fn process(
         )
     })?;
     let query = parts.uri.query().unwrap_or_default();
-    let mut params = form_params(query);
+    // The URL's parameters as the signature reads them; the body's are covered byte for byte.
+    let mut params = podid_sigv4::query_params(query)
+        .map_err(|e| ApiError::sender(400, "MalformedQueryString", capitalized(&e.to_string())))?;
     if parts.method == Method::POST {
         params.extend(form_params(text));
     }
@@ -195,9 +208,9 @@ fn scope_service(parts: &axum::http::request::Parts) -> Option<Service> {
         .and_then(|v| v.split("Credential=").nth(1))
         .map(str::to_owned)
         .or_else(|| {
-            form_params(parts.uri.query().unwrap_or_default())
-                .get("X-Amz-Credential")
-                .cloned()
+            podid_sigv4::query_params(parts.uri.query().unwrap_or_default())
+                .ok()?
+                .remove("X-Amz-Credential")
         })?;
     match credential.split('/').nth(3) {
         Some("iam") => Some(Service::Iam),
@@ -250,6 +263,20 @@ pub(crate) async fn authenticate(
     }
     let region = signed.scope().region.clone();
     Ok((state.iam.caller(&key).await?, region))
+}
+
+/// `the query string ...` → `The query string ...`, with a full stop, as AWS's messages read.
+pub(crate) fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }
 
 pub(crate) async fn not_found(request: Request) -> Response {

@@ -561,3 +561,268 @@ async fn get_caller_identity_answers_under_an_explicit_deny() {
     assert_eq!(element(&xml, "Arn"), "arn:aws:iam::111122223333:user/admin");
     assert_eq!(element(&xml, "Account"), "111122223333");
 }
+
+/// A signed request as a client sends it, without its body: method, path, headers (signed
+/// ones first, then the signature's).
+struct Captured {
+    method: &'static str,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Harness {
+    /// Signs `body` for `service` at `path`, with `extra` headers signed too.
+    fn capture(
+        &self,
+        method: &'static str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        service: &str,
+        extra: &[(&str, &str)],
+    ) -> Captured {
+        let mut headers = vec![
+            ("host".to_owned(), "localhost".to_owned()),
+            ("content-type".to_owned(), content_type.to_owned()),
+        ];
+        headers.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+        let request = HttpRequest {
+            method,
+            path: path_only,
+            query,
+            headers: &pairs,
+            body,
+        };
+        let added = sign(
+            &request,
+            &self.credentials,
+            "us-east-1",
+            service,
+            self.clock.now(),
+        );
+        headers.extend(added);
+        Captured {
+            method,
+            path: path.to_owned(),
+            headers,
+        }
+    }
+
+    /// Replays `captured` with `body` instead, and `extra` headers added (unsigned).
+    async fn replay(
+        &self,
+        captured: &Captured,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let (status, text, _) = self.replay_typed(captured, body, extra).await;
+        (status, text)
+    }
+
+    /// [`Harness::replay`], with the rest-json error code (`x-amzn-errortype`).
+    async fn replay_typed(
+        &self,
+        captured: &Captured,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let mut builder = Request::builder()
+            .method(captured.method)
+            .uri(captured.path.as_str());
+        for (k, v) in &captured.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in extra {
+            builder = builder.header(*k, *v);
+        }
+        let response = app(self.state.clone())
+            .oneshot(builder.body(Body::from(body.to_vec())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (
+            status,
+            String::from_utf8(text.to_vec()).unwrap(),
+            error_type,
+        )
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+/// Issue 11: a captured signed request replayed with another body and an unsigned
+/// `x-amz-content-sha256` stating the original body's hash used to pass.
+#[tokio::test]
+async fn a_captured_query_request_cannot_carry_another_body() {
+    let h = harness().await;
+    let list = b"Action=ListRoles&Version=2010-05-08";
+    let captured = h.capture("POST", "/", FORM, list, "iam", &[]);
+    let original_hash = sha256_hex(list);
+    for evil in [
+        &b"Action=CreateAccessKey&Version=2010-05-08&UserName=admin"[..],
+        b"Action=CreateUser&Version=2010-05-08&UserName=intruder",
+        b"Action=AttachUserPolicy&Version=2010-05-08&UserName=admin&PolicyArn=arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2FAdministratorAccess",
+    ] {
+        let (status, xml) = h
+            .replay(&captured, evil, &[("x-amz-content-sha256", &original_hash)])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{xml}");
+        assert_eq!(code(&xml), "XAmzContentSHA256Mismatch");
+        assert_eq!(
+            message(&xml),
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        );
+        // Without the header the swap was always refused.
+        let (status, xml) = h.replay(&captured, evil, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{xml}");
+        assert_eq!(code(&xml), "SignatureDoesNotMatch");
+    }
+    // Nothing changed: one access key, no user `intruder`.
+    let (_, xml) = h
+        .call("Action=ListAccessKeys&Version=2010-05-08&UserName=admin")
+        .await;
+    assert_eq!(xml.matches("<AccessKeyId>").count(), 1, "{xml}");
+    let (status, xml) = h
+        .call("Action=GetUser&Version=2010-05-08&UserName=intruder")
+        .await;
+    assert_eq!(code(&xml), "NoSuchEntity", "{status} {xml}");
+    // The untouched request still works, with or without a header that states its hash.
+    let (status, xml) = h.replay(&captured, list, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    let (status, xml) = h
+        .replay(&captured, list, &[("x-amz-content-sha256", &original_hash)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    // A signed, matching header works; the same with a swapped body does not.
+    let who = b"Action=GetCallerIdentity&Version=2011-06-15";
+    let hash = sha256_hex(who);
+    let signed = h.capture(
+        "POST",
+        "/",
+        FORM,
+        who,
+        "sts",
+        &[("x-amz-content-sha256", &hash)],
+    );
+    let (status, xml) = h.replay(&signed, who, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    let assume = b"Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fx&RoleSessionName=s";
+    let (status, xml) = h.replay(&signed, assume, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{xml}");
+    assert_eq!(code(&xml), "XAmzContentSHA256Mismatch");
+    // UNSIGNED-PAYLOAD is S3's: refused here.
+    let unsigned = h.capture(
+        "POST",
+        "/",
+        FORM,
+        who,
+        "sts",
+        &[("x-amz-content-sha256", "UNSIGNED-PAYLOAD")],
+    );
+    let (status, xml) = h.replay(&unsigned, who, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{xml}");
+    assert_eq!(code(&xml), "XAmzContentSHA256Mismatch");
+}
+
+#[tokio::test]
+async fn a_captured_rest_json_request_cannot_carry_another_body() {
+    let h = harness().await;
+    let create = br#"{"name":"prod"}"#;
+    let captured = h.capture("POST", "/clusters", "application/json", create, "eks", &[]);
+    let evil = br#"{"name":"evil"}"#;
+    let (status, text, code) = h
+        .replay_typed(
+            &captured,
+            evil,
+            &[("x-amz-content-sha256", &sha256_hex(create))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(code, "XAmzContentSHA256Mismatch");
+    assert_eq!(
+        text,
+        r#"{"message":"The provided 'x-amz-content-sha256' header does not match what was computed."}"#
+    );
+    let (status, text, code) = h.replay_typed(&captured, evil, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert_eq!(code, "InvalidSignatureException");
+    let describe = h.capture("GET", "/clusters/evil", "application/json", b"", "eks", &[]);
+    let (status, text) = h.replay(&describe, b"", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    let (status, text) = h.replay(&captured, create, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+#[tokio::test]
+async fn handlers_read_the_query_and_path_the_signature_covers() {
+    let h = harness().await;
+    // Parameters given twice: sorting makes their order unsigned, so they are refused.
+    let list = h.capture(
+        "GET",
+        "/clusters?maxResults=1&maxResults=100",
+        "application/json",
+        b"",
+        "eks",
+        &[],
+    );
+    let (status, text) = h.replay(&list, b"", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("gives `maxResults` more than once"), "{text}");
+    // Paths with the same canonical form route to the same operation.
+    let (status, text) = h
+        .replay(
+            &h.capture(
+                "POST",
+                "/clusters",
+                "application/json",
+                br#"{"name":"c1"}"#,
+                "eks",
+                &[],
+            ),
+            br#"{"name":"c1"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let plain = h.capture("GET", "/clusters/c1", "application/json", b"", "eks", &[]);
+    // (`//clusters//c1` matches no route at all, which is as safe.)
+    for variant in [
+        "/clusters/./c1",
+        "/clusters//c1",
+        "/clusters/x/../c1",
+        "/clusters/c1/.",
+    ] {
+        let moved = Captured {
+            path: variant.into(),
+            ..h.capture("GET", "/clusters/c1", "application/json", b"", "eks", &[])
+        };
+        let (status, text) = h.replay(&moved, b"", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{variant}: {text}");
+        assert!(text.contains(r#""name":"c1""#), "{variant}: {text}");
+    }
+    let (status, _) = h.replay(&plain, b"", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}

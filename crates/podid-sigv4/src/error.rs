@@ -22,6 +22,8 @@ pub enum SigV4ErrorKind {
     Incomplete,
     /// The access key is unknown (decided by the caller, who looks the key up).
     UnknownKey,
+    /// An `x-amz-content-sha256` header that is not the SHA-256 of the body received.
+    ContentHash,
 }
 
 impl SigV4Error {
@@ -65,13 +67,14 @@ impl SigV4Error {
             SigV4ErrorKind::Missing => "MissingAuthenticationToken",
             SigV4ErrorKind::Incomplete => "IncompleteSignature",
             SigV4ErrorKind::UnknownKey => "InvalidClientTokenId",
+            SigV4ErrorKind::ContentHash => "XAmzContentSHA256Mismatch",
         }
     }
 
     /// The HTTP status AWS answers with.
     pub fn status(&self) -> u16 {
         match self.kind {
-            SigV4ErrorKind::Incomplete => 400,
+            SigV4ErrorKind::Incomplete | SigV4ErrorKind::ContentHash => 400,
             SigV4ErrorKind::Mismatch | SigV4ErrorKind::Missing | SigV4ErrorKind::UnknownKey => 403,
         }
     }
@@ -84,6 +87,7 @@ impl fmt::Display for SigV4ErrorKind {
             Self::Missing => "missing authentication",
             Self::Incomplete => "incomplete signature",
             Self::UnknownKey => "unknown access key",
+            Self::ContentHash => "payload hash mismatch",
         })
     }
 }

@@ -2,10 +2,12 @@
 
 mod canonical;
 mod error;
+mod query;
 mod sign;
 mod verify;
 
 pub use error::{SigV4Error, SigV4ErrorKind};
+pub use query::{QueryError, query_params};
 pub use sign::{Credentials, JsonRequest, presign, sign, sign_json};
 pub use verify::{Form, Scope, SignedRequest, parse};
 

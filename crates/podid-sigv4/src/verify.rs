@@ -52,16 +52,62 @@ pub struct SignedRequest {
     security_token: Option<String>,
 }
 
+/// Headers that must appear at most once: each decides how the request is verified.
+const SINGLE_HEADERS: [&str; 5] = [
+    "authorization",
+    "host",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+];
+
+/// The query parameters of a presigned request, each allowed once.
+const AUTH_PARAMS: [&str; 7] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-Security-Token",
+];
+
 /// Reads the signature of `request`, from its `Authorization` header or its presigned query.
 pub fn parse(request: &HttpRequest<'_>) -> Result<SignedRequest, SigV4Error> {
-    if let Some(header) = request.header("authorization") {
-        return parse_header(request, header);
+    // A header that steers verification is read once; two copies would let the signature cover
+    // one while the verifier or a handler reads the other.
+    for name in SINGLE_HEADERS {
+        let count = request.header_values(name).count();
+        if count > 1 {
+            return Err(SigV4Error::new(
+                SigV4ErrorKind::Incomplete,
+                format!("The request has {count} '{name}' headers; send it once."),
+            ));
+        }
     }
     let params = query_params(request.query);
-    if params
+    let presigned = params
         .iter()
-        .any(|(k, _)| k == "X-Amz-Algorithm" || k == "X-Amz-Signature" || k == "X-Amz-Credential")
-    {
+        .any(|(k, _)| AUTH_PARAMS.contains(&k.as_str()));
+    if let Some(header) = request.header("authorization") {
+        if presigned {
+            return Err(SigV4Error::new(
+                SigV4ErrorKind::Incomplete,
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+            ));
+        }
+        return parse_header(request, header);
+    }
+    if presigned {
+        for name in AUTH_PARAMS {
+            let count = params.iter().filter(|(k, _)| k == name).count();
+            if count > 1 {
+                return Err(SigV4Error::new(
+                    SigV4ErrorKind::Incomplete,
+                    format!("The query string has {count} '{name}' parameters; send it once."),
+                ));
+            }
+        }
         return parse_query(&params);
     }
     Err(SigV4Error::new(
@@ -299,13 +345,11 @@ impl SignedRequest {
         &self.signed_headers
     }
 
-    /// The canonical request the signature should cover.
+    /// The canonical request the signature should cover. Its payload hash is always the
+    /// SHA-256 of the body received, never a value the request states: an
+    /// `x-amz-content-sha256` header is checked against it by [`SignedRequest::verify`].
     pub fn canonical_request(&self, request: &HttpRequest<'_>) -> String {
-        let payload = match request.header("x-amz-content-sha256") {
-            Some(hash) => hash.to_owned(),
-            None if request.body.is_empty() => canonical::EMPTY_SHA256.to_owned(),
-            None => canonical::sha256_hex(request.body),
-        };
+        let payload = payload_hash(request.body);
         let exclude = (self.form == Form::Query).then_some("X-Amz-Signature");
         canonical::canonical_request(request, &self.signed_headers, &payload, exclude)
     }
@@ -319,15 +363,16 @@ impl SignedRequest {
         )
     }
 
-    /// Checks the signature against `secret` (compared in constant time), then the time: within
-    /// 15 minutes of `now` for the header form; before `X-Amz-Expires` has passed for the query
-    /// form.
+    /// Checks the `x-amz-content-sha256` header, if sent, against the body; then the signature
+    /// against `secret` (compared in constant time); then the time: within 15 minutes of `now`
+    /// for the header form; before `X-Amz-Expires` has passed for the query form.
     pub fn verify(
         &self,
         request: &HttpRequest<'_>,
         secret: &str,
         now: Timestamp,
     ) -> Result<(), SigV4Error> {
+        check_content_hash(request)?;
         let expected = canonical::signature(
             secret,
             &self.scope.date,
@@ -395,6 +440,39 @@ impl SignedRequest {
         }
         Ok(())
     }
+}
+
+/// The hex SHA-256 of a body.
+fn payload_hash(body: &[u8]) -> String {
+    if body.is_empty() {
+        canonical::EMPTY_SHA256.to_owned()
+    } else {
+        canonical::sha256_hex(body)
+    }
+}
+
+/// An `x-amz-content-sha256` header, signed or not, must be the SHA-256 of the body received:
+/// IAM, STS, EKS and EKS Auth take neither `UNSIGNED-PAYLOAD` nor streaming payloads (S3's).
+fn check_content_hash(request: &HttpRequest<'_>) -> Result<(), SigV4Error> {
+    let Some(stated) = request.header("x-amz-content-sha256") else {
+        return Ok(());
+    };
+    let stated = stated.trim();
+    if stated == "UNSIGNED-PAYLOAD" || stated.starts_with("STREAMING-") {
+        return Err(SigV4Error::new(
+            SigV4ErrorKind::ContentHash,
+            format!(
+                "x-amz-content-sha256 '{stated}' is not accepted by this service: sign the SHA-256 of the body (in hex) or leave the header out."
+            ),
+        ));
+    }
+    if stated != payload_hash(request.body) {
+        return Err(SigV4Error::new(
+            SigV4ErrorKind::ContentHash,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        ));
+    }
+    Ok(())
 }
 
 /// The query's parameters, percent-decoded (`+` kept as it is).

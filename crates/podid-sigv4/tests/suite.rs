@@ -20,6 +20,7 @@ use podid_types::{Secret, Timestamp};
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
+#[derive(Clone)]
 struct Wire {
     method: String,
     path: String,
@@ -488,4 +489,200 @@ fn json_requests_sign_with_the_endpoints_host() {
         ..request
     };
     assert!(parse(&moved).unwrap().verify(&moved, SECRET, now).is_err());
+}
+
+/// A request signed by podid's signer, as a client sends it, with `extra` headers added after
+/// signing (unsigned) or before (signed).
+fn signed_form_request(body: &str, signed_extra: &[(&str, &str)]) -> Wire {
+    let credentials = Credentials {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: Secret::new(SECRET.into()),
+        session_token: None,
+    };
+    let mut headers: Vec<(String, String)> = vec![
+        ("host".into(), "iam.amazonaws.com".into()),
+        (
+            "content-type".into(),
+            "application/x-www-form-urlencoded; charset=utf-8".into(),
+        ),
+    ];
+    headers.extend(
+        signed_extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let mut wire = Wire {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers,
+        body: body.as_bytes().to_vec(),
+    };
+    let added = wire.with(|request| sign(request, &credentials, "us-east-1", "iam", now()));
+    wire.headers.extend(added);
+    wire
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_secs(1_800_000_000)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+fn verify_wire(wire: &Wire) -> Result<(), podid_sigv4::SigV4Error> {
+    wire.with(|request| parse(request)?.verify(request, SECRET, now()))
+}
+
+#[test]
+fn the_payload_hash_is_the_bodys_whatever_a_header_says() {
+    const LIST: &str = "Action=ListRoles&Version=2010-05-08";
+    const ESCALATE: &str = "Action=CreateAccessKey&UserName=admin&Version=2010-05-08";
+    let original = signed_form_request(LIST, &[]);
+    verify_wire(&original).unwrap();
+
+    // The captured request with another body: refused without the header...
+    let mut swapped = Wire {
+        body: ESCALATE.as_bytes().to_vec(),
+        ..original.clone()
+    };
+    assert_eq!(
+        verify_wire(&swapped).unwrap_err().code(),
+        "SignatureDoesNotMatch"
+    );
+    // ...and with an unsigned header stating the original body's hash (the attack).
+    swapped
+        .headers
+        .push(("x-amz-content-sha256".into(), sha256_hex(LIST.as_bytes())));
+    let err = verify_wire(&swapped).unwrap_err();
+    assert_eq!(err.code(), "XAmzContentSHA256Mismatch");
+    assert_eq!(err.status(), 400);
+    assert_eq!(
+        err.message(),
+        "The provided 'x-amz-content-sha256' header does not match what was computed."
+    );
+    // Stating the new body's hash does not help: the signature covers the original body.
+    let last = swapped.headers.len() - 1;
+    swapped.headers[last].1 = sha256_hex(ESCALATE.as_bytes());
+    assert_eq!(
+        verify_wire(&swapped).unwrap_err().code(),
+        "SignatureDoesNotMatch"
+    );
+
+    // An unsigned header that states the real body's hash is harmless and accepted.
+    let mut honest = original.clone();
+    honest
+        .headers
+        .push(("X-Amz-Content-Sha256".into(), sha256_hex(LIST.as_bytes())));
+    verify_wire(&honest).unwrap();
+
+    // A signed, matching header works (S3-style clients send one).
+    let hash = sha256_hex(LIST.as_bytes());
+    let signed_hash = signed_form_request(LIST, &[("x-amz-content-sha256", &hash)]);
+    let signed_names = signed_hash.with(|r| parse(r).unwrap().signed_headers().to_vec());
+    assert!(signed_names.iter().any(|h| h == "x-amz-content-sha256"));
+    verify_wire(&signed_hash).unwrap();
+    // The same signed header with a swapped body is refused.
+    let swapped = Wire {
+        body: ESCALATE.as_bytes().to_vec(),
+        ..signed_hash
+    };
+    assert_eq!(
+        verify_wire(&swapped).unwrap_err().code(),
+        "XAmzContentSHA256Mismatch"
+    );
+
+    // UNSIGNED-PAYLOAD and streaming payloads are S3's; these services refuse them, even
+    // signed, with a message that says what to send.
+    for value in ["UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"] {
+        let wire = signed_form_request(LIST, &[("x-amz-content-sha256", value)]);
+        let err = verify_wire(&wire).unwrap_err();
+        assert_eq!(err.code(), "XAmzContentSHA256Mismatch", "{value}");
+        assert!(err.message().contains(value), "{}", err.message());
+        assert!(err.message().contains("sign the SHA-256 of the body"));
+    }
+    // Upper-case hex is not the hash the canonical request carries.
+    let upper = signed_form_request(LIST, &[("x-amz-content-sha256", &hash.to_uppercase())]);
+    assert_eq!(
+        verify_wire(&upper).unwrap_err().code(),
+        "XAmzContentSHA256Mismatch"
+    );
+}
+
+#[test]
+fn headers_that_steer_verification_come_once_and_one_auth_mechanism() {
+    let original = signed_form_request("Action=ListRoles&Version=2010-05-08", &[]);
+    for (name, value) in [
+        ("X-Amz-Date", "20270115T080000Z"),
+        ("Authorization", "AWS4-HMAC-SHA256 Credential=x"),
+        ("Host", "evil.example"),
+        ("X-Amz-Security-Token", "other"),
+        ("x-amz-content-sha256", "0"),
+    ] {
+        let mut twice = original.clone();
+        let existing = twice
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .cloned();
+        twice.headers.push((name.to_owned(), value.to_owned()));
+        if existing.is_none() {
+            twice.headers.push((name.to_owned(), value.to_owned()));
+        }
+        let err = twice.with(|r| parse(r).unwrap_err());
+        assert_eq!(err.code(), "IncompleteSignature", "{name}");
+        assert_eq!(
+            err.message(),
+            format!(
+                "The request has 2 '{}' headers; send it once.",
+                name.to_ascii_lowercase()
+            ),
+        );
+    }
+    // An Authorization header and a presigned query together.
+    let both = Wire {
+        query: "X-Amz-Algorithm=AWS4-HMAC-SHA256".into(),
+        ..original.clone()
+    };
+    let err = both.with(|r| parse(r).unwrap_err());
+    assert_eq!(err.code(), "IncompleteSignature");
+    assert!(err.message().starts_with("Only one auth mechanism allowed"));
+    // A presigned parameter given twice.
+    let credentials = Credentials {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: Secret::new(SECRET.into()),
+        session_token: None,
+    };
+    let bare = Wire {
+        method: "GET".into(),
+        path: "/".into(),
+        query: "Action=ListRoles&Version=2010-05-08".into(),
+        headers: vec![("host".into(), "iam.amazonaws.com".into())],
+        body: Vec::new(),
+    };
+    let query = bare.with(|r| presign(r, &credentials, "us-east-1", "iam", now(), 900));
+    let presigned = Wire {
+        query: query.clone(),
+        ..bare.clone()
+    };
+    verify_wire(&presigned).unwrap();
+    let doubled = Wire {
+        query: format!("{query}&X-Amz-Security-Token=a&X-Amz-Security-Token=b"),
+        ..bare
+    };
+    let err = doubled.with(|r| parse(r).unwrap_err());
+    assert_eq!(err.code(), "IncompleteSignature");
+    assert!(
+        err.message().contains("'X-Amz-Security-Token'"),
+        "{}",
+        err.message()
+    );
 }

@@ -1,0 +1,1 @@
+H45oKzmkJrVi4sFtv6fKfaVJon8tvBa7IfU8khXUATE
