@@ -541,8 +541,8 @@ impl Agent {
         let recently_used = now - entry.last_used.load(Ordering::Relaxed) <= lifetime;
         let token_alive = podid_jwt::decode_unverified(entry.token.expose())
             .ok()
-            .and_then(|t| t.claims.get("exp").and_then(Value::as_i64))
-            .is_none_or(|exp| exp.saturating_mul(1000) > now);
+            .and_then(|t| podid_jwt::expiry(&t.claims))
+            .is_some_and(|exp| exp.as_millis() > now);
         recently_used && token_alive
     }
 
@@ -622,26 +622,14 @@ fn check_token(token: &str, now: Timestamp) -> Result<Map<String, Value>, AgentE
         )
     })?;
     let claims = parsed.claims;
-    let now = now.as_secs();
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-    if let Some(exp) = number("exp") {
-        if now > exp.saturating_add(TOKEN_LEEWAY_SECONDS) {
-            return Err(AgentError::BadToken(format!(
-                "the service account token expired at {}",
-                Timestamp::from_secs(exp).to_iso8601()
-            )));
-        }
-    }
-    for name in ["nbf", "iat"] {
-        if let Some(at) = number(name) {
-            if at > now.saturating_add(TOKEN_LEEWAY_SECONDS) {
-                return Err(AgentError::BadToken(format!(
-                    "the service account token is not valid before {}",
-                    Timestamp::from_secs(at).to_iso8601()
-                )));
+    podid_jwt::check_times(&claims, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
+        AgentError::BadToken(match e {
+            podid_jwt::JwtError::Expired(at) => {
+                format!("the service account token expired at {}", at.to_iso8601())
             }
-        }
-    }
+            other => format!("the service account token is not valid: {other}"),
+        })
+    })?;
     Ok(claims)
 }
 

@@ -92,7 +92,7 @@ impl EksAuth {
             region: region.to_owned(),
             credentials,
             timeout,
-            http: ureq::AgentBuilder::new().timeout(timeout).build(),
+            http: http_agent(timeout, 0),
         }
     }
 
@@ -115,48 +115,79 @@ impl EksAuth {
         let mut call = self
             .http
             .post(&format!("{}{path}", self.endpoint))
-            .set("content-type", "application/json");
+            .header("content-type", "application/json");
         for (name, value) in &signed {
-            call = call.set(name, value);
+            call = call.header(name, value);
         }
-        match call.send_string(&body) {
-            Ok(response) => {
-                let text = response
-                    .into_string()
-                    .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-                parse_credentials(&text).ok_or_else(|| {
-                    UpstreamError::Unavailable("EKS Auth answered with no credentials".into())
-                })
-            }
-            Err(ureq::Error::Status(status, response)) => {
-                let request_id = response
-                    .header("x-amzn-requestid")
-                    .unwrap_or_default()
-                    .to_owned();
-                let code = response
-                    .header("x-amzn-errortype")
-                    .map(|c| c.split(':').next().unwrap_or(c).to_owned())
-                    .unwrap_or_else(|| "UnknownError".into());
-                let text = response.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or(text);
-                if status >= 500 {
-                    return Err(UpstreamError::Unavailable(format!(
-                        "{status} {code}: {message}"
-                    )));
-                }
-                Err(UpstreamError::Refused {
-                    status,
-                    code,
-                    message,
-                    request_id,
-                })
-            }
-            Err(e) => Err(UpstreamError::Unavailable(e.to_string())),
+        let mut response = call
+            .send(body.as_bytes())
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header("x-amzn-requestid").unwrap_or_default();
+        let code = header("x-amzn-errortype")
+            .map(|c| c.split(':').next().unwrap_or(&c).to_owned())
+            .unwrap_or_else(|| "UnknownError".into());
+        let text = read_limited(response.body_mut());
+        if status == 200 {
+            let text = text.map_err(UpstreamError::Unavailable)?;
+            return parse_credentials(&text).ok_or_else(|| {
+                UpstreamError::Unavailable("EKS Auth answered with no credentials".into())
+            });
         }
+        let text = text.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or(text);
+        if !(400..500).contains(&status) {
+            return Err(UpstreamError::Unavailable(format!(
+                "{status} {code}: {message}"
+            )));
+        }
+        Err(UpstreamError::Refused {
+            status,
+            code,
+            message,
+            request_id,
+        })
     }
+}
+
+/// The most of an answer read: EKS Auth's and the issuers' documents are a few KiB.
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// An answer's body as text, at most [`MAX_ANSWER`] bytes.
+fn read_limited(body: &mut ureq::Body) -> Result<String, String> {
+    body.with_config()
+        .limit(MAX_ANSWER)
+        .read_to_string()
+        .map_err(|e| e.to_string())
+}
+
+/// podid's HTTP(S) client: TLS by rustls on aws-lc-rs (the binary's one crypto provider) with
+/// the Mozilla roots, `timeout` for the whole call, at most `redirects` redirects, and every
+/// status returned as an answer (not an error) so that AWS's error bodies can be read.
+pub fn http_agent(timeout: Duration, redirects: u32) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .build();
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(redirects)
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 #[async_trait::async_trait]
@@ -207,18 +238,15 @@ pub fn document(url: &str, timeout: Duration) -> Result<String, String> {
     if !url.starts_with("https://") && !url.starts_with("http://") {
         return Err(format!("`{url}` is not an http(s) URL"));
     }
-    let agent = ureq::AgentBuilder::new()
-        .timeout(timeout)
-        .redirects(3)
-        .build();
-    let response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let mut body = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(response.into_reader(), 1 << 20),
-        &mut body,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(body)
+    let mut response = http_agent(timeout, 3)
+        .get(url)
+        .call()
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}"));
+    }
+    read_limited(response.body_mut())
 }
 
 /// The credentials of an AssumeRoleForPodIdentity answer.

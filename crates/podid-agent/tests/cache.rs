@@ -246,3 +246,91 @@ async fn the_retention_caps_the_time_before_renewal() {
         "renewed after 10 minutes, not 30"
     );
 }
+
+/// A token of pod `uid` whose time claims are exactly `times` (unsigned, as in `token`).
+fn token_with_times(uid: &str, times: serde_json::Value) -> String {
+    let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let mut claims = serde_json::json!({
+        "iss": "https://issuer.example", "sub": "system:serviceaccount:default:app",
+        "aud": ["pods.eks.amazonaws.com"],
+        "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "app", "uid": "sa"},
+                          "pod": {"name": uid, "uid": uid}}
+    });
+    if let (Some(claims), Some(times)) = (claims.as_object_mut(), times.as_object()) {
+        claims.extend(times.clone());
+    }
+    format!(
+        "{}.{}.{}",
+        part(serde_json::json!({"alg": "RS256", "kid": "k"})),
+        part(claims),
+        URL_SAFE_NO_PAD.encode(b"signature")
+    )
+}
+
+/// Issue 11: time claims of other shapes than JSON integers skipped the checks.
+#[tokio::test]
+async fn tokens_with_bad_time_claims_are_refused_before_any_call_and_touch_no_cache() {
+    let (agent, eks, _clock) = setup(3600, |_| {});
+    let cached = agent.credentials(&token("p1")).await.unwrap();
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 1);
+    let future = START + 3600;
+    let now = START as f64;
+    for (times, says) in [
+        (serde_json::json!({"iat": START}), "no `exp` claim"),
+        (serde_json::json!({"exp": null}), "`exp` claim is null"),
+        (
+            serde_json::json!({"exp": future.to_string()}),
+            "`exp` claim is a string",
+        ),
+        (serde_json::json!({"exp": true}), "`exp` claim is a boolean"),
+        (serde_json::json!({"exp": now - 60.5}), "expired at"),
+        (
+            serde_json::json!({"exp": 1e9}),
+            "expired at 2001-09-09T01:46:40Z",
+        ),
+        (
+            serde_json::json!({"exp": future, "nbf": now + 60.5}),
+            "`nbf` claim says",
+        ),
+        (
+            serde_json::json!({"exp": future, "iat": now + 61.25}),
+            "`iat` claim says",
+        ),
+        (
+            serde_json::json!({"exp": future, "nbf": "yesterday"}),
+            "`nbf` claim is a string",
+        ),
+        (
+            serde_json::json!({"exp": future, "iat": false}),
+            "`iat` claim is a boolean",
+        ),
+    ] {
+        // The same pod as the cached entry, and a new one.
+        for uid in ["p1", "p2"] {
+            match agent
+                .credentials(&token_with_times(uid, times.clone()))
+                .await
+            {
+                Err(AgentError::BadToken(message)) => {
+                    assert!(message.contains(says), "{times}: {message}");
+                }
+                Err(other) => panic!("{times}: {other}"),
+                Ok(_) => panic!("{times}: served"),
+            }
+        }
+    }
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 1, "no upstream call");
+    assert_eq!(agent.cached_pods(), 1);
+    let again = agent.credentials(&token("p1")).await.unwrap();
+    assert_eq!(
+        again.access_key_id, cached.access_key_id,
+        "the entry is untouched"
+    );
+    // Fractional claims inside the window are accepted.
+    let fractional = token_with_times(
+        "p3",
+        serde_json::json!({"exp": now + 3600.5, "nbf": now - 0.25, "iat": now + 59.5}),
+    );
+    agent.credentials(&fractional).await.unwrap();
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+}

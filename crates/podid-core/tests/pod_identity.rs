@@ -481,18 +481,13 @@ async fn a_deleted_association_stops_new_credentials_not_issued_ones() {
     assert_eq!(recent[0].outcome, "ResourceNotFoundException");
 }
 
-#[tokio::test]
-async fn external_clusters_es256_tokens() {
-    use p256::ecdsa::signature::Signer as _;
-    let w = world().await;
-    // A real cluster configured with an ECDSA service-account key: its JWKS, given inline.
-    let secret = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
-    let point = secret.verifying_key().to_encoded_point(false);
-    let jwks = serde_json::json!({"keys": [{
-        "kty": "EC", "use": "sig", "kid": "ec-key-1", "alg": "ES256", "crv": "P-256",
-        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
-        "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
-    }]});
+/// An external cluster `real` whose issuer signs with `key` (its JWKS given inline), and an
+/// association of `default/api` with the pod role; the issuer.
+async fn external_cluster(w: &World, key: &podid_jwt::SigningKey) -> &'static str {
+    let jwks = serde_json::to_value(podid_jwt::Jwks {
+        keys: vec![key.jwk()],
+    })
+    .unwrap();
     let issuer = "https://oidc.example.com/id/REAL";
     w.iam
         .create_cluster(
@@ -524,20 +519,39 @@ async fn external_clusters_es256_tokens() {
         )
         .await
         .unwrap();
-    let now = 1_700_862_734;
-    let claims = serde_json::json!({
-        "aud": ["pods.eks.amazonaws.com"], "exp": now + 3600, "iat": now, "iss": issuer,
+    issuer
+}
+
+/// A pod token's claims for `external_cluster`, with `times` (`exp`, `nbf`, `iat`) as given.
+fn pod_claims(
+    issuer: &str,
+    times: serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut claims = serde_json::json!({
+        "aud": ["pods.eks.amazonaws.com"], "iss": issuer,
         "kubernetes.io": {"namespace": "default", "pod": {"name": "p", "uid": "u"},
                           "serviceaccount": {"name": "api", "uid": "s"}},
-        "nbf": now, "sub": "system:serviceaccount:default:api",
+        "sub": "system:serviceaccount:default:api",
     });
-    let input = format!(
-        "{}.{}",
-        b64(r#"{"alg":"ES256","kid":"ec-key-1"}"#),
-        b64(&claims.to_string())
+    for (name, value) in times.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    claims.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn external_clusters_es256_tokens() {
+    let w = world().await;
+    // A real cluster configured with an ECDSA service-account key.
+    let key = podid_jwt::SigningKey::generate_es256().unwrap();
+    let issuer = external_cluster(&w, &key).await;
+    let now = 1_700_862_734;
+    let claims = pod_claims(
+        issuer,
+        serde_json::json!({"exp": now + 3600, "iat": now, "nbf": now}),
     );
-    let signature: p256::ecdsa::Signature = secret.sign(input.as_bytes());
-    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+    let token = key.sign(&claims).unwrap();
+    assert!(token.starts_with(&b64(&format!(r#"{{"alg":"ES256","kid":"{}"}}"#, key.kid()))));
     let creds = w
         .iam
         .assume_role_for_pod_identity(&w.a, REGION, "real", &token)
@@ -549,4 +563,77 @@ async fn external_clusters_es256_tokens() {
             .arn
             .starts_with("arn:aws:sts::111122223333:assumed-role/pod-role/eks-real-p-")
     );
+}
+
+/// Issue 11: time claims of any other shape than a JSON number used to skip the expiry check.
+#[tokio::test]
+async fn every_shape_of_time_claim_is_checked() {
+    let w = world().await;
+    let key = podid_jwt::SigningKey::generate().unwrap();
+    let issuer = external_cluster(&w, &key).await;
+    let now = 1_700_862_734_i64;
+    let future = now + 3600;
+    let assume = |times: serde_json::Value| {
+        let token = key.sign(&pod_claims(issuer, times)).unwrap();
+        let iam = &w.iam;
+        let a = &w.a;
+        async move {
+            iam.assume_role_for_pod_identity(a, REGION, "real", &token)
+                .await
+        }
+    };
+    // Refused as invalid, naming the claim.
+    for (times, claim) in [
+        (serde_json::json!({"iat": now}), "`exp`"),
+        (serde_json::json!({"exp": null}), "`exp` claim is null"),
+        (
+            serde_json::json!({"exp": future.to_string()}),
+            "`exp` claim is a string",
+        ),
+        (serde_json::json!({"exp": true}), "`exp` claim is a boolean"),
+        (
+            serde_json::json!({"exp": future, "nbf": "0"}),
+            "`nbf` claim is a string",
+        ),
+        (
+            serde_json::json!({"exp": future, "iat": null}),
+            "`iat` claim is null",
+        ),
+        (
+            serde_json::json!({"exp": future, "nbf": now as f64 + 120.5}),
+            "`nbf` claim says",
+        ),
+        (
+            serde_json::json!({"exp": future, "iat": now as f64 + 60.5}),
+            "`iat` claim says",
+        ),
+    ] {
+        match assume(times.clone()).await {
+            Err(IamError::InvalidToken(message)) => {
+                assert!(message.contains(claim), "{times}: {message}");
+            }
+            other => panic!("{times}: {other:?}"),
+        }
+    }
+    // Refused as expired: a fractional `exp` just past the leeway, and `1e9` (2001).
+    for times in [
+        serde_json::json!({"exp": now as f64 - 60.5}),
+        serde_json::json!({"exp": 1e9}),
+    ] {
+        assert!(
+            matches!(
+                assume(times.clone()).await,
+                Err(IamError::ExpiredServiceAccountToken(_))
+            ),
+            "{times}"
+        );
+    }
+    // Accepted: integers, and fractions inside the window.
+    for times in [
+        serde_json::json!({"exp": future, "nbf": now, "iat": now}),
+        serde_json::json!({"exp": future as f64 + 0.25, "nbf": now as f64 - 0.5, "iat": now as f64 + 59.5}),
+        serde_json::json!({"exp": now as f64 - 59.5}),
+    ] {
+        assert!(assume(times.clone()).await.is_ok(), "{times}");
+    }
 }

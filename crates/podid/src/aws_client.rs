@@ -200,42 +200,53 @@ impl Client {
         } else {
             format!("{}{path}?{query}", self.endpoint)
         };
-        let mut call = ureq::request(method, &url).set("content-type", "application/json");
+        let agent = podid_agent::http_agent(std::time::Duration::from_secs(60), 0);
+        let mut call = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json");
         for (name, value) in &signed {
-            call = call.set(name, value);
+            call = call.header(name.as_str(), value.as_str());
         }
-        let response = if body.is_some() {
-            call.send_string(&body_text)
+        let sent = if body.is_some() {
+            call.body(body_text.clone().into_bytes())
+                .map(|r| agent.run(r))
         } else {
-            call.call()
+            call.body(()).map(|r| agent.run(r))
         };
-        match response {
-            Ok(r) => {
-                let text = r.into_string().context("cannot read the server's answer")?;
-                Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-            }
-            Err(ureq::Error::Status(status, r)) => {
-                let code = r
-                    .header("x-amzn-errortype")
-                    .map(|c| c.split(':').next().unwrap_or(c).to_owned())
-                    .unwrap_or_else(|| "UnknownError".into());
-                let text = r.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or(text);
-                Err(ApiFailure {
-                    status,
-                    code,
-                    message,
-                }
-                .into())
-            }
-            Err(e) => Err(anyhow::anyhow!(
+        let sent = sent.with_context(|| format!("cannot build a request to `{url}`"))?;
+        let mut response = sent.map_err(|e| {
+            anyhow::anyhow!(
                 "cannot reach {}: {e} (is `podid up` or `podid server` running there?)",
                 self.endpoint
-            )),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let code = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|c| c.to_str().ok())
+            .map(|c| c.split(':').next().unwrap_or(c).to_owned())
+            .unwrap_or_else(|| "UnknownError".into());
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .context("cannot read the server's answer")?;
+        if (200..300).contains(&status) {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
         }
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or(text);
+        Err(ApiFailure {
+            status,
+            code,
+            message,
+        }
+        .into())
     }
 }
 

@@ -426,7 +426,8 @@ impl Iam {
             )
             .into(),
         );
-        Ok(key.sign(&claims))
+        key.sign(&claims)
+            .map_err(|e| IamError::ServiceFailure(e.to_string()))
     }
 
     /// Makes a new signing key for a local cluster and retires the current one (it stays in
@@ -568,9 +569,7 @@ impl Iam {
     }
 
     fn new_signing_key(&self, now: i64) -> Result<SigningKeyRecord, IamError> {
-        let ids = self.ids.clone();
-        let key = SigningKey::generate(&mut |buf: &mut [u8]| ids.fill(buf))
-            .map_err(|e| IamError::ServiceFailure(e.to_string()))?;
+        let key = SigningKey::generate().map_err(|e| IamError::ServiceFailure(e.to_string()))?;
         let der = key
             .to_pkcs8_der()
             .map_err(|e| IamError::ServiceFailure(e.to_string()))?;

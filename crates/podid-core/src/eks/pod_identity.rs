@@ -311,8 +311,9 @@ impl Iam {
         let claims = podid_jwt::verify(token, &jwks, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
             match e {
                 podid_jwt::JwtError::Expired(at) => IamError::ExpiredServiceAccountToken(format!(
-                    "The service account token expired at {} (epoch {at}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
-                    podid_types::Timestamp::from_secs(at).to_iso8601()
+                    "The service account token expired at {} (epoch {}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
+                    at.to_iso8601(),
+                    at.as_secs()
                 )),
                 podid_jwt::JwtError::UnknownKey(kid) => IamError::InvalidToken(format!(
                     "The service account token is signed with key `{kid}`, which is not a key of cluster {}'s issuer: was it issued by another cluster?",
