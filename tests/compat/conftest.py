@@ -55,8 +55,9 @@ def drop_postgres_schema(schema):
 class Server:
     """A podid server process."""
 
-    def __init__(self, data_dir, database_url=None, master_key_file=None, accounts=ACCOUNTS):
+    def __init__(self, data_dir, database_url=None, master_key_file=None, accounts=ACCOUNTS, extra_args=()):
         self.data_dir = pathlib.Path(data_dir)
+        self.extra_args = list(extra_args)
         self.database_url = database_url
         self.master_key_file = master_key_file
         self.accounts = accounts
@@ -71,6 +72,7 @@ class Server:
             args += ["--database-url", self.database_url]
         if self.master_key_file:
             args += ["--master-key-file", str(self.master_key_file)]
+        args += self.extra_args
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env={**os.environ, "RUST_LOG": "warn"})
         deadline = time.time() + 60

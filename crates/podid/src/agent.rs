@@ -11,6 +11,7 @@ use podid_agent::{Agent, AgentConfig, EksAuth};
 
 use crate::Status;
 use crate::aws_client::{Client, ClientArgs};
+use crate::listen::{Limits, ListenArgs, parse_duration, serve};
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
@@ -56,6 +57,8 @@ pub(crate) struct AgentArgs {
     max_service_qps: u32,
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    limits: ListenArgs,
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
@@ -78,6 +81,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
             args.port,
             Some(args.probe_port),
             Some(args.metrics_port),
+            args.limits.limits(),
         )
         .await?;
         println!(
@@ -136,6 +140,7 @@ pub(crate) async fn start(
     port: u16,
     probe_port: Option<u16>,
     metrics_port: Option<u16>,
+    limits: Limits,
 ) -> anyhow::Result<Running> {
     let ready = Arc::new(AtomicBool::new(false));
     let mut addresses = Vec::new();
@@ -145,11 +150,7 @@ pub(crate) async fn start(
             Ok(listener) => {
                 addresses.push(listener.local_addr().unwrap_or(address));
                 let router = podid_agent::credentials_router(agent.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, router).await {
-                        tracing::error!(error = %e, "the credentials listener stopped");
-                    }
-                });
+                tokio::spawn(serve(listener, router, limits, std::future::pending()));
             }
             Err(e) => {
                 let family = if host.is_ipv6() { "IPv6" } else { "IPv4" };
@@ -177,6 +178,7 @@ pub(crate) async fn start(
                 "probe",
                 SocketAddr::from(([127, 0, 0, 1], port)),
                 podid_agent::probe_router(ready.clone()),
+                limits,
             )
             .await?,
         ),
@@ -188,6 +190,7 @@ pub(crate) async fn start(
                 "metrics",
                 SocketAddr::from(([0, 0, 0, 0], port)),
                 podid_agent::metrics_router(agent.clone(), ready.clone()),
+                limits,
             )
             .await?,
         ),
@@ -207,6 +210,7 @@ async fn serve_side(
     what: &str,
     address: SocketAddr,
     router: axum::Router,
+    limits: Limits,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -214,61 +218,6 @@ async fn serve_side(
             format!("cannot listen on {address} for the {what} endpoint: choose another port")
         })?;
     let bound = listener.local_addr().unwrap_or(address);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    tokio::spawn(serve(listener, router, limits, std::future::pending()));
     Ok(bound)
-}
-
-/// `3h`, `45m`, `90s`, `1h30m`, `0`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut seconds = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => {
-                return Err(format!(
-                    "`{text}`: use hours, minutes and seconds, e.g. `3h`, `45m`, `1h30m`"
-                ));
-            }
-        };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("`{text}`: a number must come before `{c}`"))?;
-        seconds = seconds.saturating_add(n.saturating_mul(unit));
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(format!(
-            "`{text}`: give a unit (`h`, `m` or `s`) after `{number}`"
-        ));
-    }
-    Ok(Duration::from_secs(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(10800)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("3").is_err());
-        assert!(parse_duration("3d").is_err());
-        assert!(parse_duration("h").is_err());
-    }
 }

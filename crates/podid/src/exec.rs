@@ -118,6 +118,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
                 0,
                 None,
                 None,
+                crate::listen::Limits::default(),
             ))?;
             let address = running
                 .addresses

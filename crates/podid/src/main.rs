@@ -5,6 +5,7 @@ mod agent;
 mod aws_client;
 mod cluster;
 mod exec;
+mod listen;
 mod policy;
 mod server;
 mod up;

@@ -12,6 +12,7 @@ use podid_store::Store;
 use podid_types::{AccountId, SystemClock};
 
 use crate::Status;
+use crate::listen::{Limits, ListenArgs};
 
 /// The address `podid server` listens on unless told otherwise.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:4599";
@@ -68,6 +69,8 @@ pub(crate) struct ServerArgs {
     /// cache off. SQLite needs none: its reads are local.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     read_cache_ms: u64,
+    #[command(flatten)]
+    limits: ListenArgs,
 }
 
 impl ServerArgs {
@@ -77,6 +80,7 @@ impl ServerArgs {
         data_dir: PathBuf,
         accounts: Vec<String>,
         region: String,
+        limits: ListenArgs,
     ) -> Self {
         Self {
             listen,
@@ -89,6 +93,7 @@ impl ServerArgs {
             database_pool: 16,
             association_quota: 1000,
             read_cache_ms: 1000,
+            limits,
         }
     }
 }
@@ -138,6 +143,7 @@ pub(crate) struct Started {
     pub(crate) region: String,
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    limits: Limits,
 }
 
 impl Started {
@@ -146,13 +152,7 @@ impl Started {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(
-            self.listener,
-            self.app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        .context("the server stopped with an error")?;
+        crate::listen::serve(self.listener, self.app, self.limits, stop).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -265,6 +265,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
         region: args.region.clone(),
         listener,
         app,
+        limits: args.limits.limits(),
     })
 }
 

@@ -14,6 +14,7 @@ use podid_sigv4::Credentials;
 
 use crate::Status;
 use crate::aws_client::{ApiFailure, Client};
+use crate::listen::ListenArgs;
 use crate::server::ServerArgs;
 
 #[derive(Debug, Args)]
@@ -45,6 +46,8 @@ pub(crate) struct UpArgs {
     /// The region of the AWS config file.
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    #[command(flatten)]
+    limits: ListenArgs,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +74,7 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
         data_dir.clone(),
         args.accounts.clone(),
         args.region.clone(),
+        args.limits.clone(),
     );
     let started = crate::server::start(&server_args).await?;
     let (endpoint, aws_dir, region) = (
@@ -108,6 +112,7 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
         args.agent_port,
         None,
         None,
+        args.limits.limits(),
     )
     .await
     .with_context(|| {
