@@ -112,16 +112,17 @@ impl EksAuth {
             "eks-auth",
             SystemClock.now(),
         );
+        let url = format!("{}{path}", self.endpoint);
         let mut call = self
             .http
-            .post(&format!("{}{path}", self.endpoint))
+            .post(&url)
             .header("content-type", "application/json");
         for (name, value) in &signed {
             call = call.header(name, value);
         }
         let mut response = call
             .send(body.as_bytes())
-            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+            .map_err(|e| UpstreamError::Unavailable(format!("{url}: {e}")))?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
