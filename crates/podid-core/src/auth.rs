@@ -7,10 +7,10 @@ use podid_policy::{
 };
 use podid_types::{AccountId, Arn, Secret, Timestamp};
 
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::{entity_key, policy_arn_parts};
 use crate::records::{AccessKeyRecord, PolicyHolder, PolicyRecord, UserRecord, ns};
-use crate::{Iam, catalogue};
+use crate::{Core, catalogue};
 
 /// What the caller authenticated as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,12 +161,12 @@ impl Caller {
     }
 }
 
-impl Iam {
+impl Core {
     /// The active access key `id` and its secret, if there is one.
     pub async fn access_key(
         &self,
         id: &str,
-    ) -> Result<Option<(AccessKeyRecord, Secret<String>)>, IamError> {
+    ) -> Result<Option<(AccessKeyRecord, Secret<String>)>, Error> {
         let Some((record, _)) = self.load::<AccessKeyRecord>(ns::ACCESS_KEY, id).await? else {
             return Ok(None);
         };
@@ -175,28 +175,28 @@ impl Iam {
         }
         let secret = self.master.open(&record.sealed_secret).map_err(|e| {
             tracing::error!(error = %e, key = %id, "cannot open an access key's secret");
-            IamError::ServiceFailure(e.to_string())
+            Error::ServiceFailure(e.to_string())
         })?;
         let secret = String::from_utf8(secret.expose().clone()).unwrap_or_default();
         Ok(Some((record, Secret::new(secret))))
     }
 
     /// The caller that an access key authenticates: its user, with the user's policies.
-    pub async fn caller(&self, key: &AccessKeyRecord) -> Result<Caller, IamError> {
+    pub async fn caller(&self, key: &AccessKeyRecord) -> Result<Caller, Error> {
         let account: AccountId = key.account.parse().map_err(|_| {
-            IamError::ServiceFailure(format!("access key {} has a malformed account", key.id))
+            Error::ServiceFailure(format!("access key {} has a malformed account", key.id))
         })?;
         let (user, _) = self
             .load::<UserRecord>(ns::USER, &entity_key(&key.account, &key.user))
             .await?
             .ok_or_else(|| {
                 // The user is gone (a session of a deleted user, say).
-                IamError::InvalidClientTokenId(
+                Error::InvalidClientTokenId(
                     "The security token included in the request is invalid.".into(),
                 )
             })?;
         let principal = Principal::user(&user.arn, &user.id)
-            .map_err(|e| IamError::ServiceFailure(e.to_string()))?;
+            .map_err(|e| Error::ServiceFailure(e.to_string()))?;
         let policies = self.policy_set(&key.account, &user.policies).await?;
         Ok(Caller::from_parts(
             account,
@@ -219,7 +219,7 @@ impl Iam {
         &self,
         account: &str,
         holder: &PolicyHolder,
-    ) -> Result<PolicySet, IamError> {
+    ) -> Result<PolicySet, Error> {
         let mut set = PolicySet::new();
         let identity = ParseOptions::simulation(PolicyKind::Identity);
         for (name, document) in &holder.inline {
@@ -251,7 +251,7 @@ impl Iam {
         &self,
         account: &str,
         arn: &str,
-    ) -> Result<Option<String>, IamError> {
+    ) -> Result<Option<String>, Error> {
         let Some((owner, _, name)) = policy_arn_parts(arn) else {
             return Ok(None);
         };
@@ -309,7 +309,7 @@ impl Iam {
         action: &str,
         resource: &str,
         extra: &[(String, ContextValue)],
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let resource_account = resource
             .parse::<Arn>()
             .ok()
@@ -319,7 +319,7 @@ impl Iam {
             return if resource_account.is_none_or(|a| a == caller.account) {
                 Ok(())
             } else {
-                Err(IamError::AccessDenied(format!(
+                Err(Error::AccessDenied(format!(
                     "User: {} is not authorized to perform: {action} on resource: {resource}",
                     caller.arn
                 )))
@@ -344,7 +344,7 @@ impl Iam {
                         caller.arn
                     )
                 });
-            Err(IamError::AccessDenied(message))
+            Err(Error::AccessDenied(message))
         }
     }
 }

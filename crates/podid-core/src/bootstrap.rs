@@ -3,11 +3,11 @@
 use podid_store::Op;
 use podid_types::{AccountId, Secret};
 
-use crate::error::IamError;
+use crate::error::Error;
 use crate::iam::is_conflict;
 use crate::names::{arn, entity_key};
 use crate::records::{AccessKeyRecord, AccountRecord, PolicyHolder, UserRecord, ns};
-use crate::{Iam, encode};
+use crate::{Core, encode};
 
 /// An administrator's access key made by the bootstrap.
 #[derive(Clone, Debug)]
@@ -32,13 +32,13 @@ pub struct Bootstrapped {
 /// The name of the administrator each bootstrapped account gets.
 pub const ADMIN_USER: &str = "admin";
 
-impl Iam {
+impl Core {
     /// With an empty store, creates each account with an `admin` user that has
     /// `AdministratorAccess`, and an access key for it, all in one transaction: a crash leaves
     /// either every account or none. With accounts already there (or when another replica
     /// bootstraps the same database first), does nothing: a restart never re-bootstraps or
     /// rotates keys.
-    pub async fn bootstrap(&self, accounts: &[AccountId]) -> Result<Bootstrapped, IamError> {
+    pub async fn bootstrap(&self, accounts: &[AccountId]) -> Result<Bootstrapped, Error> {
         if !self.store.scan(ns::ACCOUNT, "", None, 1).await?.is_empty() {
             return Ok(Bootstrapped { keys: Vec::new() });
         }
@@ -103,7 +103,7 @@ impl Iam {
 
     /// For each account, the first active access key of its `admin` user, with the secret: what
     /// the AWS config files hold. Accounts whose `admin` user or keys were deleted are left out.
-    pub async fn admin_keys(&self) -> Result<Vec<BootstrapKey>, IamError> {
+    pub async fn admin_keys(&self) -> Result<Vec<BootstrapKey>, Error> {
         let mut keys = Vec::new();
         for account in self.accounts().await? {
             let Ok(account_id) = account.parse::<AccountId>() else {
@@ -131,7 +131,7 @@ impl Iam {
     }
 
     /// The accounts this podid hosts.
-    pub async fn accounts(&self) -> Result<Vec<String>, IamError> {
+    pub async fn accounts(&self) -> Result<Vec<String>, Error> {
         Ok(self
             .store
             .scan(ns::ACCOUNT, "", None, 10_000)

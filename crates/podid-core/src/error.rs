@@ -1,11 +1,13 @@
-//! The domain's errors, each with IAM's message; the server maps each to its AWS code and status.
+//! The domain's one error, for every service; the server maps each variant to its AWS code and
+//! status.
 
-/// Why an IAM operation failed. Messages are AWS's own texts (see `/work/notes`-derived docs in
-/// `docs/iam-api.md`).
+/// Why an operation of IAM, STS, EKS or EKS Auth failed. Each variant is one AWS error code of
+/// one or more of those services; messages are AWS's own texts (`docs/iam-api.md`,
+/// `docs/sts-api.md`, `docs/eks-api.md`, `docs/eks-auth.md`).
 /// Not `#[non_exhaustive]`: the server maps every variant to its AWS code in one exhaustive
 /// `match`, which must fail to compile when a variant is added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IamError {
+pub enum Error {
     /// `AccessDenied` (403).
     #[error("{0}")]
     AccessDenied(String),
@@ -81,7 +83,7 @@ pub enum IamError {
     Validation(String),
 }
 
-impl IamError {
+impl Error {
     pub(crate) fn policy(errors: &podid_policy::PolicyErrors) -> Self {
         let first = errors.first();
         Self::MalformedPolicy {
@@ -92,7 +94,7 @@ impl IamError {
     }
 }
 
-impl From<podid_store::StoreError> for IamError {
+impl From<podid_store::StoreError> for Error {
     fn from(e: podid_store::StoreError) -> Self {
         tracing::error!(error = %e, "storage failed");
         Self::ServiceFailure(

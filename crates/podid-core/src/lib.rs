@@ -4,7 +4,7 @@ mod auth;
 mod bootstrap;
 mod catalogue;
 mod crypto;
-mod eks;
+pub mod eks;
 mod error;
 mod iam;
 mod ids;
@@ -25,49 +25,46 @@ pub use auth::{Caller, Identity, RequestInfo, SessionInfo};
 pub use bootstrap::{ADMIN_USER, BootstrapKey, Bootstrapped};
 pub use catalogue::AwsManagedPolicy;
 pub use crypto::{KeyError, MasterKey};
-pub use eks::{
-    AssociationSummary, ClusterTokens, CreateAssociation, CreateCluster, EksPage, Fetcher,
-    ListAssociations, PODS_SERVICE, PodCredentials, PodIdentityDecision, ServiceAccountToken,
-    TOKEN_LEEWAY_SECONDS, UpdateAssociation,
-};
-pub use error::IamError;
+pub use error::Error;
 pub use iam::{
     AttachedPolicy, CreateOidcProvider, CreatePolicy, CreateRole, CreateUser, Entity,
-    EvaluationResult, ListPolicies, MatchedStatement, NewAccessKey, Page, PageRequest, PolicyView,
-    SimulateInput, SimulationPolicy,
+    EvaluationResult, Iam, ListPolicies, MatchedStatement, NewAccessKey, Page, PageRequest,
+    PolicyView, SimulateInput, SimulationPolicy,
 };
 pub use ids::{Ids, OsIds, SeqIds};
 pub use records::{
-    AccessKeyRecord, AccountRecord, AssociationRecord, ClusterRecord, OidcRecord, PolicyHolder,
-    PolicyRecord, PolicyVersionRecord, RoleRecord, SigningKeyRecord, Tag, TokenSource, UserRecord,
+    AccessKeyRecord, AccountRecord, OidcRecord, PolicyHolder, PolicyRecord, PolicyVersionRecord,
+    RoleRecord, Tag, UserRecord,
 };
 pub use sts::{
-    AssumeRole, AssumedRole, Assumer, CallerIdentity, OpenedSession, SessionCredentials,
+    AssumeRole, AssumedRole, Assumer, CallerIdentity, OpenedSession, SessionCredentials, Sts,
 };
 
-/// The embedded IAM: every operation, authorized by the policy engine.
-pub struct Iam {
+/// The state every service shares (the store, the clock, the source of ids, the master key, the
+/// parsed-policy cache, the session keys and each service's settings), with one view per
+/// service: [`Core::iam`], [`Core::sts`], [`Core::eks`] and [`Core::eks_auth`]. Authentication
+/// (access keys and session tokens to a [`Caller`]) and authorization are the core's own, used by
+/// every view alike.
+pub struct Core {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn Ids>,
     master: MasterKey,
     cache: PolicyCache,
     keyring: sts::Keyring,
-    association_quota: u32,
-    fetcher: Option<Arc<dyn eks::Fetcher>>,
-    audit: eks::AuditLog,
+    eks: eks::State,
 }
 
-impl std::fmt::Debug for Iam {
+impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Iam")
+        f.debug_struct("Core")
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
-impl Iam {
-    /// The IAM of `store`, with the given clock, randomness and master key.
+impl Core {
+    /// The core over `store`, with the given clock, randomness and master key.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -81,24 +78,29 @@ impl Iam {
             master,
             cache: PolicyCache::default(),
             keyring: sts::Keyring::default(),
-            association_quota: eks::DEFAULT_ASSOCIATION_QUOTA,
-            fetcher: None,
-            audit: eks::AuditLog::default(),
+            eks: eks::State::default(),
         }
     }
 
-    /// Lets the domain fetch external issuers' discovery documents and key sets.
-    #[must_use]
-    pub fn with_fetcher(mut self, fetcher: Arc<dyn eks::Fetcher>) -> Self {
-        self.fetcher = Some(fetcher);
-        self
+    /// IAM: users and access keys, roles, managed and inline policies, OIDC providers, the
+    /// simulator.
+    pub fn iam(&self) -> Iam<'_> {
+        Iam { core: self }
     }
 
-    /// Sets the most Pod Identity associations a cluster may have (default 1,000).
-    #[must_use]
-    pub fn with_association_quota(mut self, quota: u32) -> Self {
-        self.association_quota = quota;
-        self
+    /// STS: AssumeRole (the one assume core), GetSessionToken, GetCallerIdentity, session keys.
+    pub fn sts(&self) -> Sts<'_> {
+        Sts { core: self }
+    }
+
+    /// EKS: clusters, their issuers and service-account tokens, Pod Identity associations.
+    pub fn eks(&self) -> eks::Eks<'_> {
+        eks::Eks { core: self }
+    }
+
+    /// EKS Auth: AssumeRoleForPodIdentity and its audit.
+    pub fn eks_auth(&self) -> eks::EksAuth<'_> {
+        eks::EksAuth { core: self }
     }
 
     /// The store.
@@ -124,7 +126,7 @@ impl Iam {
         &self,
         ns: &'static str,
         key: &str,
-    ) -> Result<Option<(T, u64)>, IamError> {
+    ) -> Result<Option<(T, u64)>, Error> {
         match self.store.get(ns, key).await? {
             Some(item) => Ok(Some((decode(&item)?, item.version))),
             None => Ok(None),
@@ -137,9 +139,9 @@ impl Iam {
     }
 }
 
-fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, IamError> {
+fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, Error> {
     serde_json::from_str(&item.value).map_err(|e| {
-        IamError::from(StoreError::Unusable(format!(
+        Error::from(StoreError::Unusable(format!(
             "record `{}` cannot be read: {e}",
             item.key
         )))

@@ -1,6 +1,6 @@
 //! Names, paths, ARNs and store keys.
 
-use crate::error::IamError;
+use crate::error::Error;
 
 /// The store key of a named entity: names are unique case-insensitively within an account.
 pub(crate) fn entity_key(account: &str, name: &str) -> String {
@@ -32,8 +32,8 @@ pub(crate) fn policy_arn_parts(arn: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Checks an ARN parameter that must name a managed policy.
-pub(crate) fn parse_policy_arn(arn: &str) -> Result<(&str, &str, &str), IamError> {
-    policy_arn_parts(arn).ok_or_else(|| IamError::InvalidInput(format!("ARN {arn} is not valid.")))
+pub(crate) fn parse_policy_arn(arn: &str) -> Result<(&str, &str, &str), Error> {
+    policy_arn_parts(arn).ok_or_else(|| Error::InvalidInput(format!("ARN {arn} is not valid.")))
 }
 
 #[cfg(test)]

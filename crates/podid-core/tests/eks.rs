@@ -7,12 +7,15 @@
     reason = "tests fail loudly"
 )]
 
+mod common;
+
 use std::sync::Arc;
 
-use podid_core::{
-    Caller, ClusterTokens, CreateAssociation, CreateCluster, CreateRole, Entity, Iam, IamError,
-    ListAssociations, MasterKey, SeqIds, ServiceAccountToken, UpdateAssociation,
+use podid_core::eks::{
+    ClusterTokens, CreateAssociation, CreateCluster, ListAssociations, ServiceAccountToken,
+    UpdateAssociation,
 };
+use podid_core::{Caller, Core, Entity, Error, MasterKey, SeqIds};
 use podid_store::MemoryStore;
 use podid_types::{FixedClock, Timestamp};
 
@@ -20,7 +23,7 @@ const REGION: &str = "us-west-2";
 const POD_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowEksAuthToAssumeRoleForPodIdentity","Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#;
 
 struct World {
-    iam: Iam,
+    core: Core,
     admin: Caller,
     clock: Arc<FixedClock>,
 }
@@ -28,26 +31,26 @@ struct World {
 async fn world(quota: u32) -> World {
     let ids = Arc::new(SeqIds::new(11));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
-    let iam = Iam::new(
+    let core = Core::new(
         Arc::new(MemoryStore::new()),
         clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
     )
     .with_association_quota(quota);
-    let boot = iam
+    let boot = core
         .bootstrap(&[
             "111122223333".parse().unwrap(),
             "444455556666".parse().unwrap(),
         ])
         .await
         .unwrap();
-    let (record, _) = iam
+    let (record, _) = core
         .access_key(&boot.keys[0].access_key_id)
         .await
         .unwrap()
         .unwrap();
-    let admin = iam.caller(&record).await.unwrap();
+    let admin = core.caller(&record).await.unwrap();
     for (name, trust) in [
         ("my-role", POD_TRUST),
         (
@@ -59,32 +62,24 @@ async fn world(quota: u32) -> World {
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
         ),
     ] {
-        iam.create_role(
+        common::create_role(&core, &admin, name, trust).await;
+    }
+    core.eks()
+        .create_cluster(
             &admin,
-            CreateRole {
-                name: name.into(),
-                trust_policy: trust.into(),
+            CreateCluster {
+                name: "my-cluster".into(),
+                region: REGION.into(),
+                role_arn: Some("arn:aws:iam::111122223333:role/my-role".into()),
+                tokens: ClusterTokens::Local {
+                    base_url: "http://127.0.0.1:4599".into(),
+                },
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    }
-    iam.create_cluster(
-        &admin,
-        CreateCluster {
-            name: "my-cluster".into(),
-            region: REGION.into(),
-            role_arn: Some("arn:aws:iam::111122223333:role/my-role".into()),
-            tokens: ClusterTokens::Local {
-                base_url: "http://127.0.0.1:4599".into(),
-            },
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    World { iam, admin, clock }
+    World { core, admin, clock }
 }
 
 fn association(namespace: &str, sa: &str) -> CreateAssociation {
@@ -96,9 +91,9 @@ fn association(namespace: &str, sa: &str) -> CreateAssociation {
     }
 }
 
-fn invalid_parameter(e: IamError) -> String {
+fn invalid_parameter(e: Error) -> String {
     match e {
-        IamError::InvalidParameter(m) => m,
+        Error::InvalidParameter(m) => m,
         other => panic!("expected InvalidParameter, got {other:?}"),
     }
 }
@@ -107,7 +102,8 @@ fn invalid_parameter(e: IamError) -> String {
 async fn clusters_have_arns_issuers_and_unique_names() {
     let w = world(1000).await;
     let cluster = w
-        .iam
+        .core
+        .eks()
         .describe_cluster(&w.admin, REGION, "my-cluster")
         .await
         .unwrap();
@@ -122,14 +118,16 @@ async fn clusters_have_arns_issuers_and_unique_names() {
     );
     // Another region does not see it.
     assert_eq!(
-        w.iam
+        w.core
+            .eks()
             .describe_cluster(&w.admin, "eu-west-1", "my-cluster")
             .await
             .unwrap_err(),
-        IamError::ResourceNotFound("No cluster found for name: my-cluster.".into())
+        Error::ResourceNotFound("No cluster found for name: my-cluster.".into())
     );
     let again = w
-        .iam
+        .core
+        .eks()
         .create_cluster(
             &w.admin,
             CreateCluster {
@@ -143,16 +141,18 @@ async fn clusters_have_arns_issuers_and_unique_names() {
         .unwrap_err();
     assert_eq!(
         again,
-        IamError::ResourceInUse("Cluster already exists with name: my-cluster".into())
+        Error::ResourceInUse("Cluster already exists with name: my-cluster".into())
     );
     let page = w
-        .iam
+        .core
+        .eks()
         .list_clusters(&w.admin, REGION, None, None)
         .await
         .unwrap();
     assert_eq!(page.items, ["my-cluster"]);
     assert_eq!(
-        w.iam
+        w.core
+            .eks()
             .cluster_by_id(&cluster.id)
             .await
             .unwrap()
@@ -166,7 +166,8 @@ async fn clusters_have_arns_issuers_and_unique_names() {
 async fn associations_follow_the_aws_contract() {
     let w = world(1000).await;
     let created = w
-        .iam
+        .core
+        .eks()
         .create_association(
             &w.admin,
             REGION,
@@ -194,7 +195,8 @@ async fn associations_follow_the_aws_contract() {
     assert_eq!(created.external_id, None);
     // One association per service account.
     assert_eq!(
-        w.iam
+        w.core
+            .eks()
             .create_association(
                 &w.admin,
                 REGION,
@@ -203,18 +205,20 @@ async fn associations_follow_the_aws_contract() {
             )
             .await
             .unwrap_err(),
-        IamError::ResourceInUse(format!("Association already exists: {}", created.id))
+        Error::ResourceInUse(format!("Association already exists: {}", created.id))
     );
     // Describe, update, delete.
     let described = w
-        .iam
+        .core
+        .eks()
         .describe_association(&w.admin, REGION, "my-cluster", &created.id)
         .await
         .unwrap();
     assert_eq!(described, created);
     w.clock.advance_millis(5000);
     let updated = w
-        .iam
+        .core
+        .eks()
         .update_association(
             &w.admin,
             REGION,
@@ -233,7 +237,8 @@ async fn associations_follow_the_aws_contract() {
     );
     assert_eq!(updated.modified, created.modified + 5000);
     assert!(matches!(
-        w.iam
+        w.core
+            .eks()
             .update_association(
                 &w.admin,
                 REGION,
@@ -242,26 +247,29 @@ async fn associations_follow_the_aws_contract() {
                 UpdateAssociation::default()
             )
             .await,
-        Err(IamError::InvalidParameter(_))
+        Err(Error::InvalidParameter(_))
     ));
     let deleted = w
-        .iam
+        .core
+        .eks()
         .delete_association(&w.admin, REGION, "my-cluster", &created.id)
         .await
         .unwrap();
     assert_eq!(deleted.id, created.id);
     assert_eq!(
-        w.iam
+        w.core
+            .eks()
             .describe_association(&w.admin, REGION, "my-cluster", &created.id)
             .await
             .unwrap_err(),
-        IamError::ResourceNotFound(format!(
+        Error::ResourceNotFound(format!(
             "No Pod Identity association found for id: {}.",
             created.id
         ))
     );
     // The service account is free again.
-    w.iam
+    w.core
+        .eks()
         .create_association(
             &w.admin,
             REGION,
@@ -305,7 +313,8 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
         let mut out = Vec::new();
         for input in cases {
             out.push(invalid_parameter(
-                w.iam
+                w.core
+                    .eks()
                     .create_association(&w.admin, REGION, "my-cluster", input)
                     .await
                     .unwrap_err(),
@@ -329,7 +338,8 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
     assert!(messages[7].contains("targetRoleArn"));
     // A role of another account, an unknown cluster.
     assert_eq!(
-        w.iam
+        w.core
+            .eks()
             .create_association(
                 &w.admin,
                 REGION,
@@ -341,18 +351,19 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
             )
             .await
             .unwrap_err(),
-        IamError::AccessDenied("Cross-account pass role is not allowed.".into())
+        Error::AccessDenied("Cross-account pass role is not allowed.".into())
     );
     assert_eq!(
-        w.iam
+        w.core
+            .eks()
             .create_association(&w.admin, REGION, "nope", association("default", "sa"))
             .await
             .unwrap_err(),
-        IamError::ResourceNotFound("No cluster found for name: nope.".into())
+        Error::ResourceNotFound("No cluster found for name: nope.".into())
     );
     // A session policy with tags disabled is fine; without tags, a trust without TagSession too.
-    w.iam
-        .create_association(
+    w.core
+        .eks().create_association(
             &w.admin,
             REGION,
             "my-cluster",
@@ -367,7 +378,8 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
         .unwrap();
     for (max, token) in [(Some(0), None), (Some(101), None), (None, Some("garbage"))] {
         let e = w
-            .iam
+            .core
+            .eks()
             .list_associations(
                 &w.admin,
                 REGION,
@@ -380,11 +392,12 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
             )
             .await
             .unwrap_err();
-        assert!(matches!(e, IamError::InvalidParameter(_)), "{e:?}");
+        assert!(matches!(e, Error::InvalidParameter(_)), "{e:?}");
     }
     assert_eq!(
         invalid_parameter(
-            w.iam
+            w.core
+                .eks()
                 .describe_association(&w.admin, REGION, "my-cluster", "a-short")
                 .await
                 .unwrap_err()
@@ -392,7 +405,8 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
         "The parameter associationId should be 19 characters long."
     );
     let all = w
-        .iam
+        .core
+        .eks()
         .list_associations(&w.admin, REGION, "my-cluster", &ListAssociations::default())
         .await
         .unwrap();
@@ -403,7 +417,8 @@ async fn bad_input_gets_eks_errors_and_changes_nothing() {
 async fn pages_return_each_association_once_even_while_others_are_created() {
     let w = world(1000).await;
     for i in 0..250 {
-        w.iam
+        w.core
+            .eks()
             .create_association(
                 &w.admin,
                 REGION,
@@ -418,7 +433,8 @@ async fn pages_return_each_association_once_even_while_others_are_created() {
     let mut pages = 0;
     loop {
         let page = w
-            .iam
+            .core
+            .eks()
             .list_associations(
                 &w.admin,
                 REGION,
@@ -434,7 +450,8 @@ async fn pages_return_each_association_once_even_while_others_are_created() {
         pages += 1;
         seen.extend(page.items.iter().map(|s| s.id.clone()));
         // Creates during the listing.
-        w.iam
+        w.core
+            .eks()
             .create_association(
                 &w.admin,
                 REGION,
@@ -459,7 +476,8 @@ async fn pages_return_each_association_once_even_while_others_are_created() {
     );
     // Filters.
     let ns3 = w
-        .iam
+        .core
+        .eks()
         .list_associations(
             &w.admin,
             REGION,
@@ -474,7 +492,8 @@ async fn pages_return_each_association_once_even_while_others_are_created() {
     assert_eq!(ns3.items.len(), 36);
     assert!(ns3.items.iter().all(|s| s.namespace == "ns-3"));
     let one = w
-        .iam
+        .core
+        .eks()
         .list_associations(
             &w.admin,
             REGION,
@@ -498,12 +517,14 @@ async fn client_request_tokens_make_creates_idempotent() {
         ..association("default", sa)
     };
     let first = w
-        .iam
+        .core
+        .eks()
         .create_association(&w.admin, REGION, "my-cluster", with("sa", "t-1"))
         .await
         .unwrap();
     let again = w
-        .iam
+        .core
+        .eks()
         .create_association(&w.admin, REGION, "my-cluster", with("sa", "t-1"))
         .await
         .unwrap();
@@ -512,11 +533,12 @@ async fn client_request_tokens_make_creates_idempotent() {
         "same token, same request: the same association"
     );
     assert!(matches!(
-        w.iam
+        w.core
+            .eks()
             .create_association(&w.admin, REGION, "my-cluster", with("other", "t-1"))
             .await
             .unwrap_err(),
-        IamError::InvalidRequest(_)
+        Error::InvalidRequest(_)
     ));
 }
 
@@ -524,7 +546,8 @@ async fn client_request_tokens_make_creates_idempotent() {
 async fn the_quota_is_per_cluster() {
     let w = world(3).await;
     for i in 0..3 {
-        w.iam
+        w.core
+            .eks()
             .create_association(
                 &w.admin,
                 REGION,
@@ -535,7 +558,8 @@ async fn the_quota_is_per_cluster() {
             .unwrap();
     }
     assert!(matches!(
-        w.iam
+        w.core
+            .eks()
             .create_association(
                 &w.admin,
                 REGION,
@@ -544,18 +568,21 @@ async fn the_quota_is_per_cluster() {
             )
             .await
             .unwrap_err(),
-        IamError::ResourceLimitExceeded(_)
+        Error::ResourceLimitExceeded(_)
     ));
     let page = w
-        .iam
+        .core
+        .eks()
         .list_associations(&w.admin, REGION, "my-cluster", &ListAssociations::default())
         .await
         .unwrap();
-    w.iam
+    w.core
+        .eks()
         .delete_association(&w.admin, REGION, "my-cluster", &page.items[0].id)
         .await
         .unwrap();
-    w.iam
+    w.core
+        .eks()
         .create_association(
             &w.admin,
             REGION,
@@ -569,7 +596,8 @@ async fn the_quota_is_per_cluster() {
 #[tokio::test]
 async fn pass_role_is_required() {
     let w = world(1000).await;
-    w.iam
+    w.core
+        .iam()
         .create_user(
             &w.admin,
             podid_core::CreateUser {
@@ -579,8 +607,8 @@ async fn pass_role_is_required() {
         )
         .await
         .unwrap();
-    w.iam
-        .put_entity_policy(
+    w.core
+        .iam().put_entity_policy(
             &w.admin,
             Entity::User,
             "dev",
@@ -590,19 +618,21 @@ async fn pass_role_is_required() {
         .await
         .unwrap();
     let key = w
-        .iam
+        .core
+        .iam()
         .create_access_key(&w.admin, Some("dev"))
         .await
         .unwrap();
-    let dev = w.iam.caller(&key.record).await.unwrap();
+    let dev = w.core.caller(&key.record).await.unwrap();
     let e = w
-        .iam
+        .core
+        .eks()
         .create_association(&dev, REGION, "my-cluster", association("default", "sa"))
         .await
         .unwrap_err();
     assert_eq!(
         e,
-        IamError::AccessDenied("User: arn:aws:iam::111122223333:user/dev is not authorized to perform: iam:PassRole on resource: arn:aws:iam::111122223333:role/my-role because no identity-based policy allows the iam:PassRole action".into())
+        Error::AccessDenied("User: arn:aws:iam::111122223333:user/dev is not authorized to perform: iam:PassRole on resource: arn:aws:iam::111122223333:role/my-role because no identity-based policy allows the iam:PassRole action".into())
     );
 }
 
@@ -610,7 +640,8 @@ async fn pass_role_is_required() {
 async fn service_account_tokens_verify_against_the_cluster_keys() {
     let w = world(1000).await;
     let token = w
-        .iam
+        .core
+        .eks()
         .create_service_account_token(
             &w.admin,
             REGION,
@@ -625,11 +656,12 @@ async fn service_account_tokens_verify_against_the_cluster_keys() {
         .await
         .unwrap();
     let cluster = w
-        .iam
+        .core
+        .eks()
         .describe_cluster(&w.admin, REGION, "my-cluster")
         .await
         .unwrap();
-    let jwks = w.iam.cluster_jwks(&cluster).unwrap();
+    let jwks = w.core.eks().cluster_jwks(&cluster).unwrap();
     let claims = podid_jwt::verify(&token, &jwks, Timestamp::from_secs(1_700_862_800), 0).unwrap();
     assert_eq!(
         claims["sub"],
@@ -648,16 +680,18 @@ async fn service_account_tokens_verify_against_the_cluster_keys() {
         "my-service-account"
     );
     // After a rotation the old key still verifies its tokens; new tokens use the new key.
-    w.iam
+    w.core
+        .eks()
         .rotate_cluster_keys(&w.admin, REGION, "my-cluster")
         .await
         .unwrap();
     let cluster = w
-        .iam
+        .core
+        .eks()
         .describe_cluster(&w.admin, REGION, "my-cluster")
         .await
         .unwrap();
-    let jwks = w.iam.cluster_jwks(&cluster).unwrap();
+    let jwks = w.core.eks().cluster_jwks(&cluster).unwrap();
     assert_eq!(jwks.keys.len(), 2);
     podid_jwt::verify(&token, &jwks, Timestamp::from_secs(1_700_862_800), 0).unwrap();
 }
@@ -669,7 +703,7 @@ struct Documents {
 }
 
 #[async_trait::async_trait]
-impl podid_core::Fetcher for Documents {
+impl podid_core::eks::Fetcher for Documents {
     async fn get(&self, url: &str) -> Result<String, String> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -684,11 +718,12 @@ impl podid_core::Fetcher for Documents {
 async fn external_issuers_key_sets_are_fetched_and_refreshed() {
     let source = world(1000).await;
     let local = source
-        .iam
+        .core
+        .eks()
         .describe_cluster(&source.admin, REGION, "my-cluster")
         .await
         .unwrap();
-    let jwks = serde_json::to_string(&source.iam.cluster_jwks(&local).unwrap()).unwrap();
+    let jwks = serde_json::to_string(&source.core.eks().cluster_jwks(&local).unwrap()).unwrap();
     let issuer = "https://kubernetes.example.com".to_owned();
     let documents = Arc::new(Documents {
         pages: [
@@ -704,23 +739,23 @@ async fn external_issuers_key_sets_are_fetched_and_refreshed() {
     });
     let ids = Arc::new(SeqIds::new(5));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
-    let iam = Iam::new(
+    let core = Core::new(
         Arc::new(MemoryStore::new()),
         clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
     )
     .with_fetcher(documents.clone());
-    let boot = iam
+    let boot = core
         .bootstrap(&["111122223333".parse().unwrap()])
         .await
         .unwrap();
-    let (record, _) = iam
+    let (record, _) = core
         .access_key(&boot.keys[0].access_key_id)
         .await
         .unwrap()
         .unwrap();
-    let admin = iam.caller(&record).await.unwrap();
+    let admin = core.caller(&record).await.unwrap();
     let external = |name: &str, issuer: &str| CreateCluster {
         name: name.into(),
         region: REGION.into(),
@@ -732,7 +767,8 @@ async fn external_issuers_key_sets_are_fetched_and_refreshed() {
         ..Default::default()
     };
     // Discovery, then the key set.
-    let cluster = iam
+    let cluster = core
+        .eks()
         .create_cluster(&admin, external("ext", &issuer))
         .await
         .unwrap();
@@ -740,33 +776,47 @@ async fn external_issuers_key_sets_are_fetched_and_refreshed() {
         documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
         2
     );
-    assert_eq!(iam.cluster_jwks(&cluster).unwrap().keys.len(), 1);
+    assert_eq!(core.eks().cluster_jwks(&cluster).unwrap().keys.len(), 1);
     // A fresh key set is not fetched again; an hour later it is.
-    iam.refresh_cluster_jwks(&cluster, false).await.unwrap();
+    core.eks()
+        .refresh_cluster_jwks(&cluster, false)
+        .await
+        .unwrap();
     assert_eq!(
         documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
         2
     );
     clock.advance_millis(3600 * 1000);
-    iam.refresh_cluster_jwks(&cluster, false).await.unwrap();
+    core.eks()
+        .refresh_cluster_jwks(&cluster, false)
+        .await
+        .unwrap();
     assert_eq!(
         documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
         3
     );
     // Forced refreshes are limited to one a minute.
-    let cluster = iam.describe_cluster(&admin, REGION, "ext").await.unwrap();
-    iam.refresh_cluster_jwks(&cluster, true).await.unwrap();
+    let cluster = core
+        .eks()
+        .describe_cluster(&admin, REGION, "ext")
+        .await
+        .unwrap();
+    core.eks()
+        .refresh_cluster_jwks(&cluster, true)
+        .await
+        .unwrap();
     assert_eq!(
         documents.fetches.load(std::sync::atomic::Ordering::SeqCst),
         3
     );
     // An issuer that serves nothing.
-    let e = iam
+    let e = core
+        .eks()
         .create_cluster(&admin, external("broken", "https://nowhere.example.com"))
         .await
         .unwrap_err();
     assert!(
-        matches!(e, IamError::InvalidParameter(ref m) if m.contains("Cannot fetch https://nowhere.example.com/.well-known/openid-configuration")),
+        matches!(e, Error::InvalidParameter(ref m) if m.contains("Cannot fetch https://nowhere.example.com/.well-known/openid-configuration")),
         "{e:?}"
     );
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use podid_core::{
-    Caller, CreatePolicy, CreateRole, CreateUser, Entity, Iam, IamError, ListPolicies, MasterKey,
+    Caller, Core, CreatePolicy, CreateRole, CreateUser, Entity, Error, ListPolicies, MasterKey,
     PageRequest, SeqIds, SimulateInput, Tag,
 };
 use podid_store::MemoryStore;
@@ -20,16 +20,16 @@ const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","P
 const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
 const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 
-async fn iam() -> (Iam, Caller) {
+async fn core() -> (Core, Caller) {
     let ids = Arc::new(SeqIds::new(42));
     let master = MasterKey::generate(&*ids);
-    let iam = Iam::new(
+    let core = Core::new(
         Arc::new(MemoryStore::new()),
         Arc::new(FixedClock::new(Timestamp::from_secs(1_763_800_000))),
         ids,
         master,
     );
-    let boot = iam
+    let boot = core
         .bootstrap(&[
             "111122223333".parse().unwrap(),
             "444455556666".parse().unwrap(),
@@ -37,14 +37,14 @@ async fn iam() -> (Iam, Caller) {
         .await
         .unwrap();
     assert_eq!(boot.keys.len(), 2);
-    let (record, secret) = iam
+    let (record, secret) = core
         .access_key(&boot.keys[0].access_key_id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(secret.expose(), boot.keys[0].secret_access_key.expose());
-    let admin = iam.caller(&record).await.unwrap();
-    (iam, admin)
+    let admin = core.caller(&record).await.unwrap();
+    (core, admin)
 }
 
 fn role(name: &str) -> CreateRole {
@@ -57,14 +57,14 @@ fn role(name: &str) -> CreateRole {
 
 #[tokio::test]
 async fn bootstrap_runs_once() {
-    let (iam, _) = iam().await;
-    let again = iam
+    let (core, _) = core().await;
+    let again = core
         .bootstrap(&["111122223333".parse().unwrap()])
         .await
         .unwrap();
     assert!(again.keys.is_empty(), "a second bootstrap does nothing");
     assert_eq!(
-        iam.accounts().await.unwrap(),
+        core.accounts().await.unwrap(),
         ["111122223333", "444455556666"]
     );
 }
@@ -114,7 +114,7 @@ async fn replicas_racing_to_bootstrap_one_store_make_one_set_of_accounts() {
     let master = MasterKey::generate(&*ids);
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_763_800_000)));
     let replica = |seed| {
-        Iam::new(
+        Core::new(
             store.clone(),
             clock.clone(),
             Arc::new(SeqIds::new(seed)),
@@ -130,8 +130,8 @@ async fn replicas_racing_to_bootstrap_one_store_make_one_set_of_accounts() {
         .collect();
     assert_eq!(made.len(), 1, "exactly one replica bootstraps");
     // Both replicas read back the key that won, with its secret.
-    for iam in [&one, &two] {
-        let keys = iam.admin_keys().await.unwrap();
+    for core in [&one, &two] {
+        let keys = core.admin_keys().await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].access_key_id, made[0].access_key_id);
         assert_eq!(
@@ -154,21 +154,23 @@ async fn replicas_racing_to_bootstrap_one_store_make_one_set_of_accounts() {
 
 #[tokio::test]
 async fn admin_keys_leave_out_accounts_whose_admin_has_no_key() {
-    let (iam, admin) = iam().await;
-    let keys = iam.admin_keys().await.unwrap();
+    let (core, admin) = core().await;
+    let keys = core.admin_keys().await.unwrap();
     assert_eq!(keys.len(), 2);
-    iam.delete_access_key(&admin, None, &keys[0].access_key_id)
+    core.iam()
+        .delete_access_key(&admin, None, &keys[0].access_key_id)
         .await
         .unwrap();
-    let left = iam.admin_keys().await.unwrap();
+    let left = core.admin_keys().await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].account.to_string(), "444455556666");
 }
 
 #[tokio::test]
 async fn role_lifecycle_and_texts() {
-    let (iam, admin) = iam().await;
-    let created = iam
+    let (core, admin) = core().await;
+    let created = core
+        .iam()
         .create_role(
             &admin,
             CreateRole {
@@ -186,92 +188,110 @@ async fn role_lifecycle_and_texts() {
     assert!(created.id.starts_with("AROA") && created.id.len() == 21);
     assert_eq!(created.max_session_duration, 3600);
     // Names are unique case-insensitively.
-    let dup = iam.create_role(&admin, role("app")).await.unwrap_err();
+    let dup = core
+        .iam()
+        .create_role(&admin, role("app"))
+        .await
+        .unwrap_err();
     assert_eq!(
         dup,
-        IamError::EntityAlreadyExists("Role with name app already exists.".into())
+        Error::EntityAlreadyExists("Role with name app already exists.".into())
     );
-    assert_eq!(iam.get_role(&admin, "APP").await.unwrap().name, "App");
     assert_eq!(
-        iam.get_role(&admin, "nope").await.unwrap_err(),
-        IamError::NoSuchEntity("The role with name nope cannot be found.".into())
+        core.iam().get_role(&admin, "APP").await.unwrap().name,
+        "App"
+    );
+    assert_eq!(
+        core.iam().get_role(&admin, "nope").await.unwrap_err(),
+        Error::NoSuchEntity("The role with name nope cannot be found.".into())
     );
     // Inline and attached policies block deletion.
-    iam.put_entity_policy(&admin, Entity::Role, "App", "read", S3_READ.into())
+    core.iam()
+        .put_entity_policy(&admin, Entity::Role, "App", "read", S3_READ.into())
         .await
         .unwrap();
-    iam.attach_entity_policy(&admin, Entity::Role, "App", ADMIN)
+    core.iam()
+        .attach_entity_policy(&admin, Entity::Role, "App", ADMIN)
         .await
         .unwrap();
-    iam.attach_entity_policy(&admin, Entity::Role, "App", ADMIN)
+    core.iam()
+        .attach_entity_policy(&admin, Entity::Role, "App", ADMIN)
         .await
         .unwrap();
-    let attached = iam
+    let attached = core
+        .iam()
         .list_attached_entity_policies(&admin, Entity::Role, "App", None, &PageRequest::default())
         .await
         .unwrap();
     assert_eq!(attached.items.len(), 1, "attaching twice is once");
     assert_eq!(
-        iam.delete_role(&admin, "App").await.unwrap_err(),
-        IamError::DeleteConflict("Cannot delete entity, must detach all policies first.".into())
+        core.iam().delete_role(&admin, "App").await.unwrap_err(),
+        Error::DeleteConflict("Cannot delete entity, must detach all policies first.".into())
     );
-    iam.detach_entity_policy(&admin, Entity::Role, "App", ADMIN)
+    core.iam()
+        .detach_entity_policy(&admin, Entity::Role, "App", ADMIN)
         .await
         .unwrap();
     assert_eq!(
-        iam.detach_entity_policy(&admin, Entity::Role, "App", ADMIN)
+        core.iam()
+            .detach_entity_policy(&admin, Entity::Role, "App", ADMIN)
             .await
             .unwrap_err(),
-        IamError::NoSuchEntity(format!("Policy {ADMIN} was not found."))
+        Error::NoSuchEntity(format!("Policy {ADMIN} was not found."))
     );
     assert_eq!(
-        iam.delete_role(&admin, "App").await.unwrap_err(),
-        IamError::DeleteConflict("Cannot delete entity, must delete policies first.".into())
+        core.iam().delete_role(&admin, "App").await.unwrap_err(),
+        Error::DeleteConflict("Cannot delete entity, must delete policies first.".into())
     );
     assert_eq!(
-        iam.get_entity_policy(&admin, Entity::Role, "App", "read")
+        core.iam()
+            .get_entity_policy(&admin, Entity::Role, "App", "read")
             .await
             .unwrap(),
         S3_READ
     );
-    iam.delete_entity_policy(&admin, Entity::Role, "App", "read")
+    core.iam()
+        .delete_entity_policy(&admin, Entity::Role, "App", "read")
         .await
         .unwrap();
     assert_eq!(
-        iam.get_entity_policy(&admin, Entity::Role, "App", "read")
+        core.iam()
+            .get_entity_policy(&admin, Entity::Role, "App", "read")
             .await
             .unwrap_err(),
-        IamError::NoSuchEntity("The role policy with name read cannot be found.".into())
+        Error::NoSuchEntity("The role policy with name read cannot be found.".into())
     );
-    iam.delete_role(&admin, "App").await.unwrap();
-    assert!(iam.get_role(&admin, "App").await.is_err());
+    core.iam().delete_role(&admin, "App").await.unwrap();
+    assert!(core.iam().get_role(&admin, "App").await.is_err());
 }
 
 #[tokio::test]
 async fn documents_are_validated_with_aws_texts() {
-    let (iam, admin) = iam().await;
-    let err = iam
-        .create_role(&admin, CreateRole { trust_policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole","Resource":"*"}]}"#.into(), ..role("r") })
+    let (core, admin) = core().await;
+    let err = core
+        .iam().create_role(&admin, CreateRole { trust_policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole","Resource":"*"}]}"#.into(), ..role("r") })
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, IamError::MalformedPolicy { code: "MalformedPolicyDocument", message, .. } if message == "Has prohibited field Resource"),
+        matches!(&err, Error::MalformedPolicy { code: "MalformedPolicyDocument", message, .. } if message == "Has prohibited field Resource"),
         "{err:?}"
     );
-    iam.create_role(&admin, role("r")).await.unwrap();
-    let err = iam
+    core.iam().create_role(&admin, role("r")).await.unwrap();
+    let err = core
+        .iam()
         .put_entity_policy(&admin, Entity::Role, "r", "p", "{}".into())
         .await
         .unwrap_err();
-    assert!(matches!(err, IamError::MalformedPolicy { .. }));
+    assert!(matches!(err, Error::MalformedPolicy { .. }));
     // PutRolePolicy on a missing role: the role error comes first.
-    let err = iam
+    let err = core
+        .iam()
         .put_entity_policy(&admin, Entity::Role, "missing", "p", "{}".into())
         .await
         .unwrap_err();
     assert_eq!(
         err,
-        IamError::NoSuchEntity("The role with name missing cannot be found.".into())
+        Error::NoSuchEntity("The role with name missing cannot be found.".into())
     );
     // The aggregate inline size of a role is 10,240.
     let statement = r#"{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::a-bucket-with-a-rather-long-name-for-size/*"}"#;
@@ -279,29 +299,36 @@ async fn documents_are_validated_with_aws_texts() {
         r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
         vec![statement; 50].join(",")
     );
-    iam.put_entity_policy(&admin, Entity::Role, "r", "one", big.clone())
+    core.iam()
+        .put_entity_policy(&admin, Entity::Role, "r", "one", big.clone())
         .await
         .unwrap();
-    let err = iam
+    let err = core
+        .iam()
         .put_entity_policy(&admin, Entity::Role, "r", "two", big)
         .await
         .unwrap_err();
     assert_eq!(
         err,
-        IamError::LimitExceeded("Maximum policy size of 10240 bytes exceeded for role r".into())
+        Error::LimitExceeded("Maximum policy size of 10240 bytes exceeded for role r".into())
     );
 }
 
 #[tokio::test]
 async fn trust_principals_are_bound_to_unique_ids() {
-    let (iam, admin) = iam().await;
-    let deployer = iam.create_role(&admin, role("deployer")).await.unwrap();
+    let (core, admin) = core().await;
+    let deployer = core
+        .iam()
+        .create_role(&admin, role("deployer"))
+        .await
+        .unwrap();
     let trust = |arn: &str| {
         format!(
             r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{arn}"}},"Action":"sts:AssumeRole"}}]}}"#
         )
     };
-    let target = iam
+    let target = core
+        .iam()
         .create_role(
             &admin,
             CreateRole {
@@ -313,7 +340,8 @@ async fn trust_principals_are_bound_to_unique_ids() {
         .unwrap();
     assert_eq!(target.trust_bindings.get(&deployer.arn), Some(&deployer.id));
     // A principal in a hosted account must exist.
-    let err = iam
+    let err = core
+        .iam()
         .create_role(
             &admin,
             CreateRole {
@@ -324,11 +352,12 @@ async fn trust_principals_are_bound_to_unique_ids() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, IamError::MalformedPolicy { message, .. } if message == r#"Invalid principal in policy: "AWS":"arn:aws:iam::111122223333:role/ghost""#),
+        matches!(&err, Error::MalformedPolicy { message, .. } if message == r#"Invalid principal in policy: "AWS":"arn:aws:iam::111122223333:role/ghost""#),
         "{err:?}"
     );
     // One in an account podid does not host is kept as an ARN.
-    let outside = iam
+    let outside = core
+        .iam()
         .create_role(
             &admin,
             CreateRole {
@@ -343,8 +372,9 @@ async fn trust_principals_are_bound_to_unique_ids() {
 
 #[tokio::test]
 async fn managed_policies_versions_and_deletion() {
-    let (iam, admin) = iam().await;
-    let policy = iam
+    let (core, admin) = core().await;
+    let policy = core
+        .iam()
         .create_policy(
             &admin,
             CreatePolicy {
@@ -357,7 +387,8 @@ async fn managed_policies_versions_and_deletion() {
         .unwrap();
     assert_eq!(policy.arn, "arn:aws:iam::111122223333:policy/read");
     assert_eq!(policy.default_version, "v1");
-    let dup = iam
+    let dup = core
+        .iam()
         .create_policy(
             &admin,
             CreatePolicy {
@@ -370,36 +401,41 @@ async fn managed_policies_versions_and_deletion() {
         .unwrap_err();
     assert_eq!(
         dup,
-        IamError::EntityAlreadyExists(
+        Error::EntityAlreadyExists(
             "A policy called READ already exists. Duplicate names are not allowed.".into()
         )
     );
     for _ in 0..4 {
-        iam.create_policy_version(&admin, &policy.arn, S3_READ.into(), true)
+        core.iam()
+            .create_policy_version(&admin, &policy.arn, S3_READ.into(), true)
             .await
             .unwrap();
     }
-    let sixth = iam
+    let sixth = core
+        .iam()
         .create_policy_version(&admin, &policy.arn, S3_READ.into(), false)
         .await
         .unwrap_err();
     assert!(
-        matches!(sixth, IamError::LimitExceeded(m) if m.starts_with("A managed policy can have up to 5 versions."))
+        matches!(sixth, Error::LimitExceeded(m) if m.starts_with("A managed policy can have up to 5 versions."))
     );
     assert_eq!(
-        iam.get_policy(&admin, &policy.arn)
+        core.iam()
+            .get_policy(&admin, &policy.arn)
             .await
             .unwrap()
             .default_version,
         "v5"
     );
     assert_eq!(
-        iam.delete_policy_version(&admin, &policy.arn, "v5")
+        core.iam()
+            .delete_policy_version(&admin, &policy.arn, "v5")
             .await
             .unwrap_err(),
-        IamError::DeleteConflict("Cannot delete the default version of a policy.".into())
+        Error::DeleteConflict("Cannot delete the default version of a policy.".into())
     );
-    let versions = iam
+    let versions = core
+        .iam()
         .list_policy_versions(&admin, &policy.arn, &PageRequest::default())
         .await
         .unwrap();
@@ -412,43 +448,55 @@ async fn managed_policies_versions_and_deletion() {
         ["v5", "v4", "v3", "v2", "v1"]
     );
     assert!(
-        matches!(iam.delete_policy(&admin, &policy.arn).await.unwrap_err(), IamError::DeleteConflict(m) if m.starts_with("This policy has more than one version."))
+        matches!(core.iam().delete_policy(&admin, &policy.arn).await.unwrap_err(), Error::DeleteConflict(m) if m.starts_with("This policy has more than one version."))
     );
     for v in ["v1", "v2", "v3", "v4"] {
-        iam.delete_policy_version(&admin, &policy.arn, v)
+        core.iam()
+            .delete_policy_version(&admin, &policy.arn, v)
             .await
             .unwrap();
     }
-    iam.create_role(&admin, role("holder")).await.unwrap();
-    iam.attach_entity_policy(&admin, Entity::Role, "holder", &policy.arn)
+    core.iam()
+        .create_role(&admin, role("holder"))
+        .await
+        .unwrap();
+    core.iam()
+        .attach_entity_policy(&admin, Entity::Role, "holder", &policy.arn)
         .await
         .unwrap();
     assert_eq!(
-        iam.get_policy(&admin, &policy.arn)
+        core.iam()
+            .get_policy(&admin, &policy.arn)
             .await
             .unwrap()
             .attachment_count,
         1
     );
     assert_eq!(
-        iam.delete_policy(&admin, &policy.arn).await.unwrap_err(),
-        IamError::DeleteConflict("Cannot delete a policy attached to entities.".into())
-    );
-    iam.detach_entity_policy(&admin, Entity::Role, "holder", &policy.arn)
-        .await
-        .unwrap();
-    iam.delete_policy(&admin, &policy.arn).await.unwrap();
-    assert_eq!(
-        iam.attach_entity_policy(&admin, Entity::Role, "holder", &policy.arn)
+        core.iam()
+            .delete_policy(&admin, &policy.arn)
             .await
             .unwrap_err(),
-        IamError::NoSuchEntity(format!(
+        Error::DeleteConflict("Cannot delete a policy attached to entities.".into())
+    );
+    core.iam()
+        .detach_entity_policy(&admin, Entity::Role, "holder", &policy.arn)
+        .await
+        .unwrap();
+    core.iam().delete_policy(&admin, &policy.arn).await.unwrap();
+    assert_eq!(
+        core.iam()
+            .attach_entity_policy(&admin, Entity::Role, "holder", &policy.arn)
+            .await
+            .unwrap_err(),
+        Error::NoSuchEntity(format!(
             "Policy {} does not exist or is not attachable.",
             policy.arn
         ))
     );
     // AWS policies are listed, and cannot be changed.
-    let all = iam
+    let all = core
+        .iam()
         .list_policies(
             &admin,
             &ListPolicies {
@@ -460,7 +508,8 @@ async fn managed_policies_versions_and_deletion() {
         .unwrap();
     assert!(all.items.iter().any(|p| p.arn == ADMIN));
     assert!(
-        iam.create_policy_version(&admin, ADMIN, S3_READ.into(), true)
+        core.iam()
+            .create_policy_version(&admin, ADMIN, S3_READ.into(), true)
             .await
             .is_err()
     );
@@ -468,67 +517,84 @@ async fn managed_policies_versions_and_deletion() {
 
 #[tokio::test]
 async fn every_call_is_authorized_with_aws_texts() {
-    let (iam, admin) = iam().await;
-    iam.create_user(
-        &admin,
-        CreateUser {
-            name: "dev".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let key = iam.create_access_key(&admin, Some("dev")).await.unwrap();
-    let dev = iam.caller(&key.record).await.unwrap();
-    let err = iam.create_role(&dev, role("x")).await.unwrap_err();
+    let (core, admin) = core().await;
+    core.iam()
+        .create_user(
+            &admin,
+            CreateUser {
+                name: "dev".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let key = core
+        .iam()
+        .create_access_key(&admin, Some("dev"))
+        .await
+        .unwrap();
+    let dev = core.caller(&key.record).await.unwrap();
+    let err = core.iam().create_role(&dev, role("x")).await.unwrap_err();
     assert_eq!(
         err,
-        IamError::AccessDenied(
+        Error::AccessDenied(
             "User: arn:aws:iam::111122223333:user/dev is not authorized to perform: iam:CreateRole on resource: arn:aws:iam::111122223333:role/x because no identity-based policy allows the iam:CreateRole action".into()
         )
     );
-    iam.put_entity_policy(&admin, Entity::User, "dev", "roles", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*Role*","Resource":"arn:aws:iam::111122223333:role/dev-*"}]}"#.into())
+    core.iam().put_entity_policy(&admin, Entity::User, "dev", "roles", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*Role*","Resource":"arn:aws:iam::111122223333:role/dev-*"}]}"#.into())
         .await
         .unwrap();
-    let dev = iam.caller(&key.record).await.unwrap();
-    iam.create_role(&dev, role("dev-app")).await.unwrap();
+    let dev = core.caller(&key.record).await.unwrap();
+    core.iam().create_role(&dev, role("dev-app")).await.unwrap();
     assert!(matches!(
-        iam.create_role(&dev, role("prod-app")).await.unwrap_err(),
-        IamError::AccessDenied(_)
+        core.iam()
+            .create_role(&dev, role("prod-app"))
+            .await
+            .unwrap_err(),
+        Error::AccessDenied(_)
     ));
     // The root user may do anything in its account and nothing in another.
     let root = Caller::root("111122223333".parse().unwrap());
-    iam.create_role(&root, role("by-root")).await.unwrap();
+    core.iam()
+        .create_role(&root, role("by-root"))
+        .await
+        .unwrap();
     // Users see their own keys without naming themselves.
-    assert_eq!(iam.get_user(&dev, None).await.unwrap_err(), IamError::AccessDenied("User: arn:aws:iam::111122223333:user/dev is not authorized to perform: iam:GetUser on resource: arn:aws:iam::111122223333:user/dev because no identity-based policy allows the iam:GetUser action".into()));
+    assert_eq!(core.iam().get_user(&dev, None).await.unwrap_err(), Error::AccessDenied("User: arn:aws:iam::111122223333:user/dev is not authorized to perform: iam:GetUser on resource: arn:aws:iam::111122223333:user/dev because no identity-based policy allows the iam:GetUser action".into()));
     assert_eq!(
-        iam.list_access_keys(&admin, Some("dev"), &PageRequest::default())
+        core.iam()
+            .list_access_keys(&admin, Some("dev"), &PageRequest::default())
             .await
             .unwrap()
             .items
             .len(),
         1
     );
-    iam.create_access_key(&admin, Some("dev")).await.unwrap();
+    core.iam()
+        .create_access_key(&admin, Some("dev"))
+        .await
+        .unwrap();
     assert_eq!(
-        iam.create_access_key(&admin, Some("dev"))
+        core.iam()
+            .create_access_key(&admin, Some("dev"))
             .await
             .unwrap_err(),
-        IamError::LimitExceeded("Cannot exceed quota for AccessKeysPerUser: 2".into())
+        Error::LimitExceeded("Cannot exceed quota for AccessKeysPerUser: 2".into())
     );
     assert_eq!(
-        iam.delete_user(&admin, "dev").await.unwrap_err(),
-        IamError::DeleteConflict("Cannot delete entity, must delete access keys first.".into())
+        core.iam().delete_user(&admin, "dev").await.unwrap_err(),
+        Error::DeleteConflict("Cannot delete entity, must delete access keys first.".into())
     );
 }
 
 #[tokio::test]
 async fn accounts_are_separate() {
-    let (iam, admin) = iam().await;
-    iam.create_role(&admin, role("mine")).await.unwrap();
-    let other = iam
+    let (core, admin) = core().await;
+    core.iam().create_role(&admin, role("mine")).await.unwrap();
+    let other = core
         .caller(
-            &iam.access_key(&iam_key(&iam, "444455556666").await)
+            &core
+                .access_key(&iam_key(&core, "444455556666").await)
                 .await
                 .unwrap()
                 .unwrap()
@@ -537,15 +603,16 @@ async fn accounts_are_separate() {
         .await
         .unwrap();
     assert!(
-        iam.get_role(&other, "mine").await.is_err(),
+        core.iam().get_role(&other, "mine").await.is_err(),
         "another account's role is not visible"
     );
-    iam.create_role(&other, role("mine")).await.unwrap();
+    core.iam().create_role(&other, role("mine")).await.unwrap();
 }
 
-async fn iam_key(iam: &Iam, account: &str) -> String {
+async fn iam_key(core: &Core, account: &str) -> String {
     let root = Caller::root(account.parse().unwrap());
-    iam.list_access_keys(&root, Some("admin"), &PageRequest::default())
+    core.iam()
+        .list_access_keys(&root, Some("admin"), &PageRequest::default())
         .await
         .unwrap()
         .items[0]
@@ -555,21 +622,22 @@ async fn iam_key(iam: &Iam, account: &str) -> String {
 
 #[tokio::test]
 async fn lists_page_with_markers() {
-    let (iam, admin) = iam().await;
+    let (core, admin) = core().await;
     for i in 0..25 {
-        iam.create_role(
-            &admin,
-            CreateRole {
-                path: Some(if i % 2 == 0 {
-                    "/even/".into()
-                } else {
-                    "/".into()
-                }),
-                ..role(&format!("role-{i:02}"))
-            },
-        )
-        .await
-        .unwrap();
+        core.iam()
+            .create_role(
+                &admin,
+                CreateRole {
+                    path: Some(if i % 2 == 0 {
+                        "/even/".into()
+                    } else {
+                        "/".into()
+                    }),
+                    ..role(&format!("role-{i:02}"))
+                },
+            )
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut page = PageRequest {
@@ -577,7 +645,7 @@ async fn lists_page_with_markers() {
         max_items: Some(7),
     };
     loop {
-        let result = iam.list_roles(&admin, None, &page).await.unwrap();
+        let result = core.iam().list_roles(&admin, None, &page).await.unwrap();
         assert!(result.items.len() <= 7);
         seen.extend(result.items.into_iter().map(|r| r.name));
         match result.marker {
@@ -586,29 +654,32 @@ async fn lists_page_with_markers() {
         }
     }
     assert_eq!(seen.len(), 25);
-    let even = iam
+    let even = core
+        .iam()
         .list_roles(&admin, Some("/even/"), &PageRequest::default())
         .await
         .unwrap();
     assert_eq!(even.items.len(), 13);
     assert!(
-        iam.list_roles(
-            &admin,
-            None,
-            &PageRequest {
-                marker: Some("!!".into()),
-                max_items: None
-            }
-        )
-        .await
-        .is_err()
+        core.iam()
+            .list_roles(
+                &admin,
+                None,
+                &PageRequest {
+                    marker: Some("!!".into()),
+                    max_items: None
+                }
+            )
+            .await
+            .is_err()
     );
 }
 
 #[tokio::test]
 async fn simulation_reports_decisions_and_statements() {
-    let (iam, admin) = iam().await;
-    let results = iam
+    let (core, admin) = core().await;
+    let results = core
+        .iam()
         .simulate(
             &admin,
             SimulateInput {
@@ -623,7 +694,8 @@ async fn simulation_reports_decisions_and_statements() {
     assert_eq!(results[0].matched[0].source_policy_id, "PolicyInputList.1");
     assert_eq!(results[0].matched[0].start.0, 1);
     assert_eq!(results[1].decision, "implicitDeny");
-    let principal = iam
+    let principal = core
+        .iam()
         .simulate(
             &admin,
             SimulateInput {

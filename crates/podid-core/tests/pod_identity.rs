@@ -8,13 +8,15 @@
     reason = "tests fail loudly"
 )]
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podid_core::eks::{ClusterTokens, CreateAssociation, CreateCluster, ServiceAccountToken};
 use podid_core::{
-    Caller, ClusterTokens, CreateAssociation, CreateCluster, CreateRole, CreateUser, Entity, Iam,
-    IamError, MasterKey, PageRequest, SeqIds, ServiceAccountToken,
+    Caller, Core, CreateRole, CreateUser, Entity, Error, MasterKey, PageRequest, SeqIds,
 };
 use podid_store::MemoryStore;
 use podid_types::{FixedClock, Timestamp};
@@ -26,7 +28,7 @@ const POD_ROLE: &str = "arn:aws:iam::111122223333:role/pod-role";
 const TARGET: &str = "arn:aws:iam::444455556666:role/target";
 
 struct World {
-    iam: Iam,
+    core: Core,
     clock: Arc<FixedClock>,
     a: Caller,
     b: Caller,
@@ -35,13 +37,13 @@ struct World {
 async fn world() -> World {
     let ids = Arc::new(SeqIds::new(21));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
-    let iam = Iam::new(
+    let core = Core::new(
         Arc::new(MemoryStore::new()),
         clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
     );
-    let boot = iam
+    let boot = core
         .bootstrap(&[
             "111122223333".parse().unwrap(),
             "444455556666".parse().unwrap(),
@@ -50,25 +52,16 @@ async fn world() -> World {
         .unwrap();
     let mut admins = Vec::new();
     for key in &boot.keys {
-        let (record, _) = iam.access_key(&key.access_key_id).await.unwrap().unwrap();
-        admins.push(iam.caller(&record).await.unwrap());
+        let (record, _) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
+        admins.push(core.caller(&record).await.unwrap());
     }
     let b = admins.pop().unwrap();
     let a = admins.pop().unwrap();
     for (name, trust) in [("pod-role", POD_TRUST), ("other-role", POD_TRUST)] {
-        iam.create_role(
-            &a,
-            CreateRole {
-                name: name.into(),
-                trust_policy: trust.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        common::create_role(&core, &a, name, trust).await;
     }
     // The pod role may assume the target role (and tag the session).
-    iam.put_entity_policy(
+    core.iam().put_entity_policy(
         &a,
         Entity::Role,
         "pod-role",
@@ -78,26 +71,28 @@ async fn world() -> World {
     .await
     .unwrap();
     for name in ["my-cluster", "other-cluster"] {
-        iam.create_cluster(
-            &a,
-            CreateCluster {
-                name: name.into(),
-                region: REGION.into(),
-                tokens: ClusterTokens::Local {
-                    base_url: "http://127.0.0.1:4599".into(),
+        core.eks()
+            .create_cluster(
+                &a,
+                CreateCluster {
+                    name: name.into(),
+                    region: REGION.into(),
+                    tokens: ClusterTokens::Local {
+                        base_url: "http://127.0.0.1:4599".into(),
+                    },
+                    ..Default::default()
                 },
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+            )
+            .await
+            .unwrap();
     }
-    World { iam, clock, a, b }
+    World { core, clock, a, b }
 }
 
 impl World {
     async fn token(&self, cluster: &str, sa: &str, audiences: Vec<String>) -> String {
-        self.iam
+        self.core
+            .eks()
             .create_service_account_token(
                 &self.a,
                 REGION,
@@ -117,8 +112,13 @@ impl World {
             .unwrap()
     }
 
-    async fn associate(&self, sa: &str, target: Option<&str>) -> podid_core::AssociationRecord {
-        self.iam
+    async fn associate(
+        &self,
+        sa: &str,
+        target: Option<&str>,
+    ) -> podid_core::eks::AssociationRecord {
+        self.core
+            .eks()
             .create_association(
                 &self.a,
                 REGION,
@@ -140,7 +140,8 @@ impl World {
         let trust = format!(
             r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{POD_ROLE}"}},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{{"StringEquals":{{"sts:ExternalId":"{external_id}"}}}}}}]}}"#
         );
-        self.iam
+        self.core
+            .iam()
             .create_role(
                 &self.b,
                 CreateRole {
@@ -152,8 +153,8 @@ impl World {
             .await
             .unwrap();
         // Namespace `default` may list roles and may not read one.
-        self.iam
-            .put_entity_policy(
+        self.core
+            .iam().put_entity_policy(
                 &self.b,
                 Entity::Role,
                 "target",
@@ -167,20 +168,21 @@ impl World {
             .unwrap();
     }
 
-    async fn call(&self, token: &str) -> Result<podid_core::PodCredentials, IamError> {
-        self.iam
+    async fn call(&self, token: &str) -> Result<podid_core::eks::PodCredentials, Error> {
+        self.core
+            .eks_auth()
             .assume_role_for_pod_identity(&self.a, REGION, "my-cluster", token)
             .await
     }
 
-    async fn session(&self, creds: &podid_core::PodCredentials) -> Caller {
+    async fn session(&self, creds: &podid_core::eks::PodCredentials) -> Caller {
         let c = &creds.assumed.credentials;
         let opened = self
-            .iam
+            .core
             .open_session(c.session_token.expose(), &c.access_key_id)
             .await
             .unwrap();
-        self.iam.session_caller(&opened).await.unwrap()
+        self.core.session_caller(&opened).await.unwrap()
     }
 }
 
@@ -234,7 +236,11 @@ async fn one_hop_with_the_six_transitive_session_tags() {
         "all transitive"
     );
     // The audit keeps the decision.
-    let recent = w.iam.recent_pod_identity_decisions(&w.a, 10).unwrap();
+    let recent = w
+        .core
+        .eks_auth()
+        .recent_pod_identity_decisions(&w.a, 10)
+        .unwrap();
     let last = recent.last().unwrap();
     assert_eq!(last.outcome, "allowed");
     assert_eq!(last.roles, [POD_ROLE]);
@@ -271,16 +277,21 @@ async fn seed_000_target_role_in_another_account() {
     let session = w.session(&creds).await;
     assert_eq!(session.account().to_string(), "444455556666");
     // aws:PrincipalTag/kubernetes-namespace is in effect in account B.
-    w.iam
+    w.core
+        .iam()
         .list_roles(&session, None, &PageRequest::default())
         .await
         .unwrap();
-    let denied = w.iam.get_role(&session, "target").await.unwrap_err();
+    let denied = w.core.iam().get_role(&session, "target").await.unwrap_err();
     assert!(
-        matches!(&denied, IamError::AccessDenied(m) if m.contains("with an explicit deny")),
+        matches!(&denied, Error::AccessDenied(m) if m.contains("with an explicit deny")),
         "{denied:?}"
     );
-    let recent = w.iam.recent_pod_identity_decisions(&w.a, 1).unwrap();
+    let recent = w
+        .core
+        .eks_auth()
+        .recent_pod_identity_decisions(&w.a, 1)
+        .unwrap();
     assert_eq!(recent[0].roles, [POD_ROLE, TARGET]);
 }
 
@@ -312,15 +323,15 @@ async fn the_negative_matrix() {
     let w = world().await;
     w.associate("api", None).await;
     let token = w.token("my-cluster", "api", vec![]).await;
-    let invalid = |r: Result<podid_core::PodCredentials, IamError>| match r {
-        Err(IamError::InvalidToken(m)) => m,
+    let invalid = |r: Result<podid_core::eks::PodCredentials, Error>| match r {
+        Err(Error::InvalidToken(m)) => m,
         other => panic!("expected InvalidToken, got {other:?}"),
     };
     // No association.
     let unassociated = w.token("my-cluster", "nobody", vec![]).await;
     assert!(matches!(
         w.call(&unassociated).await,
-        Err(IamError::ResourceNotFound(_))
+        Err(Error::ResourceNotFound(_))
     ));
     // A token of another cluster: signed by a key this cluster does not have.
     let foreign = w.token("other-cluster", "api", vec![]).await;
@@ -347,11 +358,12 @@ async fn the_negative_matrix() {
     let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), parts[1]);
     assert!(invalid(w.call(&none).await).contains("`none`"));
     let cluster = w
-        .iam
+        .core
+        .eks()
         .describe_cluster(&w.a, REGION, "my-cluster")
         .await
         .unwrap();
-    let public = serde_json::to_string(&w.iam.cluster_jwks(&cluster).unwrap()).unwrap();
+    let public = serde_json::to_string(&w.core.eks().cluster_jwks(&cluster).unwrap()).unwrap();
     let signed = format!(
         "{}.{}",
         b64(&format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#)),
@@ -367,7 +379,7 @@ async fn the_negative_matrix() {
     w.clock.advance_millis((86_400 + 61) * 1000);
     assert!(matches!(
         w.call(&token).await,
-        Err(IamError::ExpiredServiceAccountToken(_))
+        Err(Error::ExpiredServiceAccountToken(_))
     ));
 }
 
@@ -375,7 +387,8 @@ async fn the_negative_matrix() {
 async fn refusals_name_the_hop_and_the_reason() {
     let w = world().await;
     // A caller (node) without eks-auth:AssumeRoleForPodIdentity.
-    w.iam
+    w.core
+        .iam()
         .create_user(
             &w.a,
             CreateUser {
@@ -385,22 +398,28 @@ async fn refusals_name_the_hop_and_the_reason() {
         )
         .await
         .unwrap();
-    let key = w.iam.create_access_key(&w.a, Some("node")).await.unwrap();
-    let node = w.iam.caller(&key.record).await.unwrap();
+    let key = w
+        .core
+        .iam()
+        .create_access_key(&w.a, Some("node"))
+        .await
+        .unwrap();
+    let node = w.core.caller(&key.record).await.unwrap();
     w.associate("api", None).await;
     let token = w.token("my-cluster", "api", vec![]).await;
     let e = w
-        .iam
+        .core
+        .eks_auth()
         .assume_role_for_pod_identity(&node, REGION, "my-cluster", &token)
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, IamError::AccessDenied(m) if m.contains("eks-auth:AssumeRoleForPodIdentity")),
+        matches!(&e, Error::AccessDenied(m) if m.contains("eks-auth:AssumeRoleForPodIdentity")),
         "{e:?}"
     );
     // The role's trust no longer names pods.eks.amazonaws.com (changed after the association).
-    w.iam
-        .update_assume_role_policy(
+    w.core
+        .iam().update_assume_role_policy(
             &w.a,
             "pod-role",
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#.into(),
@@ -409,12 +428,12 @@ async fn refusals_name_the_hop_and_the_reason() {
         .unwrap();
     let e = w.call(&token).await.unwrap_err();
     assert!(
-        matches!(&e, IamError::AccessDenied(m) if m.starts_with("EKS Pod Identity could not assume the association role arn:aws:iam::111122223333:role/pod-role: User: pods.eks.amazonaws.com is not authorized to perform: sts:AssumeRole")),
+        matches!(&e, Error::AccessDenied(m) if m.starts_with("EKS Pod Identity could not assume the association role arn:aws:iam::111122223333:role/pod-role: User: pods.eks.amazonaws.com is not authorized to perform: sts:AssumeRole")),
         "{e:?}"
     );
     // Trust without sts:TagSession while tags are on.
-    w.iam
-        .update_assume_role_policy(
+    w.core
+        .iam().update_assume_role_policy(
             &w.a,
             "pod-role",
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#.into(),
@@ -423,10 +442,11 @@ async fn refusals_name_the_hop_and_the_reason() {
         .unwrap();
     let e = w.call(&token).await.unwrap_err();
     assert!(
-        matches!(&e, IamError::AccessDenied(m) if m.contains("sts:TagSession")),
+        matches!(&e, Error::AccessDenied(m) if m.contains("sts:TagSession")),
         "{e:?}"
     );
-    w.iam
+    w.core
+        .iam()
         .update_assume_role_policy(&w.a, "pod-role", POD_TRUST.into())
         .await
         .unwrap();
@@ -436,12 +456,12 @@ async fn refusals_name_the_hop_and_the_reason() {
     let xtoken = w.token("my-cluster", "xacct", vec![]).await;
     let e = w.call(&xtoken).await.unwrap_err();
     assert!(
-        matches!(&e, IamError::AccessDenied(m) if m.starts_with(&format!("EKS Pod Identity could not assume the target role {TARGET}: User: arn:aws:sts::111122223333:assumed-role/pod-role/eks-my-cluster-"))),
+        matches!(&e, Error::AccessDenied(m) if m.starts_with(&format!("EKS Pod Identity could not assume the target role {TARGET}: User: arn:aws:sts::111122223333:assumed-role/pod-role/eks-my-cluster-"))),
         "{e:?}"
     );
     // The pod role lacking sts:AssumeRole on the target.
-    w.iam
-        .update_assume_role_policy(
+    w.core
+        .iam().update_assume_role_policy(
             &w.b,
             "target",
             format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{POD_ROLE}"}},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{{"StringEquals":{{"sts:ExternalId":"{}"}}}}}}]}}"#, association.external_id.clone().unwrap()),
@@ -449,13 +469,14 @@ async fn refusals_name_the_hop_and_the_reason() {
         .await
         .unwrap();
     w.call(&xtoken).await.unwrap();
-    w.iam
+    w.core
+        .iam()
         .delete_entity_policy(&w.a, Entity::Role, "pod-role", "to-target")
         .await
         .unwrap();
     let e = w.call(&xtoken).await.unwrap_err();
     assert!(
-        matches!(&e, IamError::AccessDenied(m) if m.contains("target role")),
+        matches!(&e, Error::AccessDenied(m) if m.contains("target role")),
         "{e:?}"
     );
 }
@@ -466,18 +487,23 @@ async fn a_deleted_association_stops_new_credentials_not_issued_ones() {
     let association = w.associate("api", None).await;
     let token = w.token("my-cluster", "api", vec![]).await;
     let creds = w.call(&token).await.unwrap();
-    w.iam
+    w.core
+        .eks()
         .delete_association(&w.a, REGION, "my-cluster", &association.id)
         .await
         .unwrap();
     assert!(matches!(
         w.call(&token).await,
-        Err(IamError::ResourceNotFound(_))
+        Err(Error::ResourceNotFound(_))
     ));
     // The credentials already issued stay valid until they expire.
     let session = w.session(&creds).await;
     assert!(session.session().is_some());
-    let recent = w.iam.recent_pod_identity_decisions(&w.a, 1).unwrap();
+    let recent = w
+        .core
+        .eks_auth()
+        .recent_pod_identity_decisions(&w.a, 1)
+        .unwrap();
     assert_eq!(recent[0].outcome, "ResourceNotFoundException");
 }
 
@@ -489,7 +515,8 @@ async fn external_cluster(w: &World, key: &podid_jwt::SigningKey) -> &'static st
     })
     .unwrap();
     let issuer = "https://oidc.example.com/id/REAL";
-    w.iam
+    w.core
+        .eks()
         .create_cluster(
             &w.a,
             CreateCluster {
@@ -505,7 +532,8 @@ async fn external_cluster(w: &World, key: &podid_jwt::SigningKey) -> &'static st
         )
         .await
         .unwrap();
-    w.iam
+    w.core
+        .eks()
         .create_association(
             &w.a,
             REGION,
@@ -553,7 +581,8 @@ async fn external_clusters_es256_tokens() {
     let token = key.sign(&claims).unwrap();
     assert!(token.starts_with(&b64(&format!(r#"{{"alg":"ES256","kid":"{}"}}"#, key.kid()))));
     let creds = w
-        .iam
+        .core
+        .eks_auth()
         .assume_role_for_pod_identity(&w.a, REGION, "real", &token)
         .await
         .unwrap();
@@ -575,10 +604,11 @@ async fn every_shape_of_time_claim_is_checked() {
     let future = now + 3600;
     let assume = |times: serde_json::Value| {
         let token = key.sign(&pod_claims(issuer, times)).unwrap();
-        let iam = &w.iam;
+        let core = &w.core;
         let a = &w.a;
         async move {
-            iam.assume_role_for_pod_identity(a, REGION, "real", &token)
+            core.eks_auth()
+                .assume_role_for_pod_identity(a, REGION, "real", &token)
                 .await
         }
     };
@@ -609,7 +639,7 @@ async fn every_shape_of_time_claim_is_checked() {
         ),
     ] {
         match assume(times.clone()).await {
-            Err(IamError::InvalidToken(message)) => {
+            Err(Error::InvalidToken(message)) => {
                 assert!(message.contains(claim), "{times}: {message}");
             }
             other => panic!("{times}: {other:?}"),
@@ -623,7 +653,7 @@ async fn every_shape_of_time_claim_is_checked() {
         assert!(
             matches!(
                 assume(times.clone()).await,
-                Err(IamError::ExpiredServiceAccountToken(_))
+                Err(Error::ExpiredServiceAccountToken(_))
             ),
             "{times}"
         );

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use podid_core::{
-    AssumeRole, AssumedRole, Assumer, Caller, CreateRole, CreateUser, Entity, Iam, IamError,
+    AssumeRole, AssumedRole, Assumer, Caller, Core, CreateRole, CreateUser, Entity, Error,
     MasterKey, PageRequest, SeqIds, Tag,
 };
 use podid_store::MemoryStore;
@@ -22,7 +22,7 @@ const B: &str = "444455556666";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
 struct World {
-    iam: Iam,
+    core: Core,
     clock: Arc<FixedClock>,
     admin_a: Caller,
     admin_b: Caller,
@@ -37,25 +37,25 @@ async fn world() -> World {
 async fn world_on(store: Arc<MemoryStore>, seed: u64, master: MasterKey) -> World {
     let ids = Arc::new(SeqIds::new(seed));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_763_800_000)));
-    let iam = Iam::new(store, clock.clone(), ids.clone(), master);
-    let boot = iam
+    let core = Core::new(store, clock.clone(), ids.clone(), master);
+    let boot = core
         .bootstrap(&[A.parse().unwrap(), B.parse().unwrap()])
         .await
         .unwrap();
     let keys = if boot.keys.is_empty() {
-        iam.admin_keys().await.unwrap()
+        core.admin_keys().await.unwrap()
     } else {
         boot.keys
     };
     let mut admins = Vec::new();
     for key in &keys {
-        let (record, _) = iam.access_key(&key.access_key_id).await.unwrap().unwrap();
-        admins.push(iam.caller(&record).await.unwrap());
+        let (record, _) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
+        admins.push(core.caller(&record).await.unwrap());
     }
     let admin_b = admins.pop().unwrap();
     let admin_a = admins.pop().unwrap();
     World {
-        iam,
+        core,
         clock,
         admin_a,
         admin_b,
@@ -88,13 +88,15 @@ impl World {
 
     async fn role_with(&self, admin: &Caller, role: CreateRole) -> String {
         let name = role.name.clone();
-        let record = self.iam.create_role(admin, role).await.unwrap();
-        self.iam
+        let record = self.core.iam().create_role(admin, role).await.unwrap();
+        self.core
+            .iam()
             .attach_entity_policy(admin, Entity::Role, &name, READ_ONLY)
             .await
             .unwrap();
         // Sessions of every test role may assume roles (role chaining needs both sides too).
-        self.iam
+        self.core
+            .iam()
             .put_entity_policy(admin, Entity::Role, &name, "assume", ASSUME_ANY.into())
             .await
             .unwrap();
@@ -117,7 +119,8 @@ impl World {
 
     /// A user of `admin`'s account with the given inline identity policy (if any).
     async fn user(&self, admin: &Caller, name: &str, policy: Option<&str>) -> Caller {
-        self.iam
+        self.core
+            .iam()
             .create_user(
                 admin,
                 CreateUser {
@@ -128,26 +131,32 @@ impl World {
             .await
             .unwrap();
         if let Some(policy) = policy {
-            self.iam
+            self.core
+                .iam()
                 .put_entity_policy(admin, Entity::User, name, "p", policy.into())
                 .await
                 .unwrap();
         }
-        let key = self.iam.create_access_key(admin, Some(name)).await.unwrap();
-        self.iam.caller(&key.record).await.unwrap()
+        let key = self
+            .core
+            .iam()
+            .create_access_key(admin, Some(name))
+            .await
+            .unwrap();
+        self.core.caller(&key.record).await.unwrap()
     }
 
     /// The caller that the credentials of `assumed` authenticate.
     async fn session(&self, assumed: &AssumedRole) -> Caller {
         let opened = self
-            .iam
+            .core
             .open_session(
                 assumed.credentials.session_token.expose(),
                 &assumed.credentials.access_key_id,
             )
             .await
             .unwrap();
-        self.iam.session_caller(&opened).await.unwrap()
+        self.core.session_caller(&opened).await.unwrap()
     }
 }
 
@@ -169,9 +178,9 @@ fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
         .collect()
 }
 
-fn denied(e: IamError) -> String {
+fn denied(e: Error) -> String {
     match e {
-        IamError::AccessDenied(message) => message,
+        Error::AccessDenied(message) => message,
         other => panic!("expected AccessDenied, got {other:?}"),
     }
 }
@@ -192,9 +201,10 @@ async fn assume_role_outputs_follow_aws() {
         )
         .await;
     assert_eq!(arn, "arn:aws:iam::111122223333:role/team/app");
-    let role = w.iam.get_role(&w.admin_a, "app").await.unwrap();
+    let role = w.core.iam().get_role(&w.admin_a, "app").await.unwrap();
     let out = w
-        .iam
+        .core
+        .sts()
         .assume_role(&w.admin_a, assume(&arn, "s-1"))
         .await
         .unwrap();
@@ -213,16 +223,17 @@ async fn assume_role_outputs_follow_aws() {
         "nothing packed, nothing reported"
     );
     let session = w.session(&out).await;
-    let identity = w.iam.caller_identity(&session);
+    let identity = w.core.sts().caller_identity(&session);
     assert_eq!(identity.arn, out.arn);
     assert_eq!(identity.user_id, out.assumed_role_id);
     assert_eq!(identity.account, A);
     // The session has the role's permissions (ReadOnlyAccess), under the session's ARN.
-    w.iam
+    w.core
+        .iam()
         .list_roles(&session, None, &PageRequest::default())
         .await
         .unwrap();
-    let message = denied(w.iam.delete_role(&session, "app").await.unwrap_err());
+    let message = denied(w.core.iam().delete_role(&session, "app").await.unwrap_err());
     assert_eq!(
         message,
         "User: arn:aws:sts::111122223333:assumed-role/app/s-1 is not authorized to perform: iam:DeleteRole on resource: arn:aws:iam::111122223333:role/team/app because no identity-based policy allows the iam:DeleteRole action"
@@ -244,7 +255,8 @@ async fn trust_and_identity_decide_as_aws_does() {
     let bare = w.user(&w.admin_a, "bare", None).await;
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&bare, assume(&account_trust, "s"))
                 .await
                 .unwrap_err()
@@ -252,7 +264,8 @@ async fn trust_and_identity_decide_as_aws_does() {
         "User: arn:aws:iam::111122223333:user/bare is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::111122223333:role/by-account"
     );
     let allowed = w.user(&w.admin_a, "allowed", Some(ASSUME_ANY)).await;
-    w.iam
+    w.core
+        .sts()
         .assume_role(&allowed, assume(&account_trust, "s"))
         .await
         .unwrap();
@@ -268,7 +281,8 @@ async fn trust_and_identity_decide_as_aws_does() {
             ),
         )
         .await;
-    w.iam
+    w.core
+        .sts()
         .assume_role(&bare, assume(&direct, "s"))
         .await
         .unwrap();
@@ -283,7 +297,8 @@ async fn trust_and_identity_decide_as_aws_does() {
         .await;
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&allowed, assume(&other, "s"))
                 .await
                 .unwrap_err()
@@ -293,7 +308,8 @@ async fn trust_and_identity_decide_as_aws_does() {
     // A role that does not exist is denied in the same words: existence is not revealed.
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&allowed, assume("arn:aws:iam::111122223333:role/nope", "s"))
                 .await
                 .unwrap_err()
@@ -302,18 +318,20 @@ async fn trust_and_identity_decide_as_aws_does() {
     );
     // The path is part of the ARN.
     assert!(matches!(
-        w.iam
+        w.core
+            .sts()
             .assume_role(
                 &allowed,
                 assume("arn:aws:iam::111122223333:role/x/by-account", "s")
             )
             .await,
-        Err(IamError::AccessDenied(_))
+        Err(Error::AccessDenied(_))
     ));
     // Root never assumes roles.
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(
                     &Caller::root(A.parse().unwrap()),
                     assume(&account_trust, "s")
@@ -341,7 +359,8 @@ async fn cross_account_needs_both_sides() {
         .await;
     // Account A's admin has AdministratorAccess: both sides allow.
     let out = w
-        .iam
+        .core
+        .sts()
         .assume_role(&w.admin_a, assume(&target, "x"))
         .await
         .unwrap();
@@ -350,7 +369,8 @@ async fn cross_account_needs_both_sides() {
     let bare = w.user(&w.admin_a, "bare", None).await;
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&bare, assume(&target, "x"))
                 .await
                 .unwrap_err()
@@ -369,15 +389,23 @@ async fn cross_account_needs_both_sides() {
             ),
         )
         .await;
-    assert!(w.iam.assume_role(&bare, assume(&named, "x")).await.is_err());
+    assert!(
+        w.core
+            .sts()
+            .assume_role(&bare, assume(&named, "x"))
+            .await
+            .is_err()
+    );
     // A's session reads A's IAM, not B's.
     let session = w.session(&out).await;
     assert_eq!(session.account().to_string(), B);
     let message = denied(
-        w.iam
+        w.core
+            .iam()
             .get_policy(
                 &w.session(
-                    &w.iam
+                    &w.core
+                        .sts()
                         .assume_role(&w.admin_a, assume(&target, "y"))
                         .await
                         .unwrap(),
@@ -401,8 +429,12 @@ async fn durations_follow_max_session_duration_and_the_chaining_limit() {
         ..assume(&first, "s")
     };
     assert_eq!(
-        w.iam.assume_role(&w.admin_a, over).await.unwrap_err(),
-        IamError::Validation(
+        w.core
+            .sts()
+            .assume_role(&w.admin_a, over)
+            .await
+            .unwrap_err(),
+        Error::Validation(
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                 .into()
         )
@@ -411,7 +443,12 @@ async fn durations_follow_max_session_duration_and_the_chaining_limit() {
         duration_seconds: Some(7200),
         ..assume(&first, "s")
     };
-    let out = w.iam.assume_role(&w.admin_a, two_hours).await.unwrap();
+    let out = w
+        .core
+        .sts()
+        .assume_role(&w.admin_a, two_hours)
+        .await
+        .unwrap();
     assert_eq!(
         out.credentials.expiration,
         Timestamp::from_secs(1_763_800_000 + 7200)
@@ -423,8 +460,8 @@ async fn durations_follow_max_session_duration_and_the_chaining_limit() {
         ..assume(&second, "c")
     };
     assert_eq!(
-        w.iam.assume_role(&session, chained).await.unwrap_err(),
-        IamError::Validation(
+        w.core.sts().assume_role(&session, chained).await.unwrap_err(),
+        Error::Validation(
             "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.".into()
         )
     );
@@ -442,8 +479,12 @@ async fn durations_follow_max_session_duration_and_the_chaining_limit() {
         ..assume(&third, "c")
     };
     assert_eq!(
-        w.iam.assume_role(&session, over_both).await.unwrap_err(),
-        IamError::Validation(
+        w.core
+            .sts()
+            .assume_role(&session, over_both)
+            .await
+            .unwrap_err(),
+        Error::Validation(
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                 .into()
         )
@@ -452,7 +493,7 @@ async fn durations_follow_max_session_duration_and_the_chaining_limit() {
         duration_seconds: Some(3600),
         ..assume(&second, "c")
     };
-    let chained = w.iam.assume_role(&session, hour).await.unwrap();
+    let chained = w.core.sts().assume_role(&session, hour).await.unwrap();
     assert_eq!(w.session(&chained).await.session().unwrap().depth, 1);
 }
 
@@ -472,7 +513,13 @@ async fn session_tags_need_tag_session_and_follow_the_rules() {
         ..assume(&no_tag_session, "s")
     };
     assert_eq!(
-        denied(w.iam.assume_role(&w.admin_a, tagged).await.unwrap_err()),
+        denied(
+            w.core
+                .sts()
+                .assume_role(&w.admin_a, tagged)
+                .await
+                .unwrap_err()
+        ),
         "User: arn:aws:iam::111122223333:user/admin is not authorized to perform: sts:TagSession on resource: arn:aws:iam::111122223333:role/plain"
     );
     let role = w
@@ -513,12 +560,17 @@ async fn session_tags_need_tag_session_and_follow_the_rules() {
         ),
     ] {
         assert_eq!(
-            w.iam.assume_role(&w.admin_a, input).await.unwrap_err(),
-            IamError::InvalidParameterValue(message.into())
+            w.core
+                .sts()
+                .assume_role(&w.admin_a, input)
+                .await
+                .unwrap_err(),
+            Error::InvalidParameterValue(message.into())
         );
     }
     let out = w
-        .iam
+        .core
+        .sts()
         .assume_role(
             &w.admin_a,
             bad(tags(&[("team", "blue"), ("cost", "42")]), &["TEAM"]),
@@ -559,8 +611,8 @@ async fn session_tags_need_tag_session_and_follow_the_rules() {
         ..assume(&next, "c")
     };
     assert_eq!(
-        w.iam.assume_role(&session, again).await.unwrap_err(),
-        IamError::InvalidParameterValue(
+        w.core.sts().assume_role(&session, again).await.unwrap_err(),
+        Error::InvalidParameterValue(
             "One of the specified transitive tag keys can't be set because it conflicts with a transitive tag key from the calling session.".into()
         )
     );
@@ -575,7 +627,8 @@ async fn session_tags_need_tag_session_and_follow_the_rules() {
         .await;
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&session, assume(&untaggable, "c"))
                 .await
                 .unwrap_err()
@@ -583,7 +636,8 @@ async fn session_tags_need_tag_session_and_follow_the_rules() {
         "User: arn:aws:sts::111122223333:assumed-role/tagging/s is not authorized to perform: sts:TagSession on resource: arn:aws:iam::111122223333:role/untaggable"
     );
     let chained = w
-        .iam
+        .core
+        .sts()
         .assume_role(&session, assume(&next, "c"))
         .await
         .unwrap();
@@ -611,8 +665,8 @@ async fn principal_tags_reach_policies_of_later_calls() {
         )
         .await;
     // The role may list roles only when its session is tagged team=blue.
-    w.iam
-        .put_entity_policy(
+    w.core
+        .iam().put_entity_policy(
             &w.admin_a,
             Entity::Role,
             "abac",
@@ -626,22 +680,25 @@ async fn principal_tags_reach_policies_of_later_calls() {
         ..assume(&role, "s")
     };
     let blue = w
-        .session(&w.iam.assume_role(&w.admin_a, blue).await.unwrap())
+        .session(&w.core.sts().assume_role(&w.admin_a, blue).await.unwrap())
         .await;
-    w.iam
+    w.core
+        .iam()
         .list_roles(&blue, None, &PageRequest::default())
         .await
         .unwrap();
     let untagged = w
         .session(
-            &w.iam
+            &w.core
+                .sts()
                 .assume_role(&w.admin_a, assume(&role, "t"))
                 .await
                 .unwrap(),
         )
         .await;
     let message = denied(
-        w.iam
+        w.core
+            .iam()
             .list_roles(&untagged, None, &PageRequest::default())
             .await
             .unwrap_err(),
@@ -668,14 +725,18 @@ async fn external_id_must_match_exactly() {
         ..assume(&role, "s")
     };
     assert!(matches!(
-        w.iam.assume_role(&w.admin_a, with(None)).await,
-        Err(IamError::AccessDenied(_))
+        w.core.sts().assume_role(&w.admin_a, with(None)).await,
+        Err(Error::AccessDenied(_))
     ));
     assert!(matches!(
-        w.iam.assume_role(&w.admin_a, with(Some("unique-42"))).await,
-        Err(IamError::AccessDenied(_))
+        w.core
+            .sts()
+            .assume_role(&w.admin_a, with(Some("unique-42")))
+            .await,
+        Err(Error::AccessDenied(_))
     ));
-    w.iam
+    w.core
+        .sts()
         .assume_role(&w.admin_a, with(Some("Unique-42")))
         .await
         .unwrap();
@@ -698,7 +759,8 @@ async fn source_identity_needs_its_action_and_is_set_once() {
     };
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&w.admin_a, set(&without, "alice"))
                 .await
                 .unwrap_err()
@@ -717,13 +779,14 @@ async fn source_identity_needs_its_action_and_is_set_once() {
         )
         .await;
     assert_eq!(
-        w.iam.assume_role(&w.admin_a, set(&with, "aws:alice")).await.unwrap_err(),
-        IamError::Validation(
+        w.core.sts().assume_role(&w.admin_a, set(&with, "aws:alice")).await.unwrap_err(),
+        Error::Validation(
             r"1 validation error detected: Value 'aws:alice' at 'sourceIdentity' failed to satisfy constraint: Member must satisfy regular expression pattern: [\w+=,.@-]*".into()
         )
     );
     let out = w
-        .iam
+        .core
+        .sts()
         .assume_role(&w.admin_a, set(&with, "alice"))
         .await
         .unwrap();
@@ -732,7 +795,8 @@ async fn source_identity_needs_its_action_and_is_set_once() {
     // Inherited down the chain, where the next trust must allow setting it.
     assert_eq!(
         denied(
-            w.iam
+            w.core
+                .sts()
                 .assume_role(&session, assume(&without, "c"))
                 .await
                 .unwrap_err()
@@ -740,7 +804,8 @@ async fn source_identity_needs_its_action_and_is_set_once() {
         "User: arn:aws:sts::111122223333:assumed-role/with/s is not authorized to perform: sts:SetSourceIdentity on resource: arn:aws:iam::111122223333:role/without"
     );
     let chained = w
-        .iam
+        .core
+        .sts()
         .assume_role(&session, assume(&with, "c"))
         .await
         .unwrap();
@@ -755,18 +820,18 @@ async fn source_identity_needs_its_action_and_is_set_once() {
         Some("alice")
     );
     // Passing the same value again is fine; another value is not.
-    w.iam
+    w.core
+        .sts()
         .assume_role(&session, set(&with, "alice"))
         .await
         .unwrap();
     assert_eq!(
-        w.iam
+        w.core
+            .sts()
             .assume_role(&session, set(&with, "bob"))
             .await
             .unwrap_err(),
-        IamError::Validation(
-            "The source identity is already set for this assume role session".into()
-        )
+        Error::Validation("The source identity is already set for this assume role session".into())
     );
 }
 
@@ -785,12 +850,13 @@ async fn session_policies_narrow_the_session() {
         policy: Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:GetRole","Resource":"*"}]}"#.into()),
         ..assume(&role, "s")
     };
-    let out = w.iam.assume_role(&w.admin_a, narrow).await.unwrap();
+    let out = w.core.sts().assume_role(&w.admin_a, narrow).await.unwrap();
     assert!(out.packed_policy_size.unwrap() > 0);
     let session = w.session(&out).await;
-    w.iam.get_role(&session, "wide").await.unwrap();
+    w.core.iam().get_role(&session, "wide").await.unwrap();
     let message = denied(
-        w.iam
+        w.core
+            .iam()
             .list_roles(&session, None, &PageRequest::default())
             .await
             .unwrap_err(),
@@ -805,9 +871,10 @@ async fn session_policies_narrow_the_session() {
         ..assume(&role, "m")
     };
     let session = w
-        .session(&w.iam.assume_role(&w.admin_a, managed).await.unwrap())
+        .session(&w.core.sts().assume_role(&w.admin_a, managed).await.unwrap())
         .await;
-    w.iam
+    w.core
+        .iam()
         .list_roles(&session, None, &PageRequest::default())
         .await
         .unwrap();
@@ -817,8 +884,12 @@ async fn session_policies_narrow_the_session() {
         ..assume(&role, "s")
     };
     assert!(matches!(
-        w.iam.assume_role(&w.admin_a, malformed).await.unwrap_err(),
-        IamError::MalformedPolicy { .. }
+        w.core
+            .sts()
+            .assume_role(&w.admin_a, malformed)
+            .await
+            .unwrap_err(),
+        Error::MalformedPolicy { .. }
     ));
     let statements: Vec<String> = (0..40)
         .map(|i| format!(r#"{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::bucket-{i:03}/*"}}"#))
@@ -831,8 +902,12 @@ async fn session_policies_narrow_the_session() {
         ..assume(&role, "s")
     };
     assert!(matches!(
-        w.iam.assume_role(&w.admin_a, large).await.unwrap_err(),
-        IamError::PackedPolicyTooLarge(_) | IamError::MalformedPolicy { .. }
+        w.core
+            .sts()
+            .assume_role(&w.admin_a, large)
+            .await
+            .unwrap_err(),
+        Error::PackedPolicyTooLarge(_) | Error::MalformedPolicy { .. }
     ));
 }
 
@@ -848,24 +923,28 @@ async fn a_deleted_role_invalidates_its_sessions() {
         )
         .await;
     let out = w
-        .iam
+        .core
+        .sts()
         .assume_role(&w.admin_a, assume(&role, "s"))
         .await
         .unwrap();
     let session = w.session(&out).await;
-    w.iam
+    w.core
+        .iam()
         .list_roles(&session, None, &PageRequest::default())
         .await
         .unwrap();
-    w.iam
+    w.core
+        .iam()
         .detach_entity_policy(&w.admin_a, Entity::Role, "gone", READ_ONLY)
         .await
         .unwrap();
-    w.iam
+    w.core
+        .iam()
         .delete_entity_policy(&w.admin_a, Entity::Role, "gone", "assume")
         .await
         .unwrap();
-    w.iam.delete_role(&w.admin_a, "gone").await.unwrap();
+    w.core.iam().delete_role(&w.admin_a, "gone").await.unwrap();
     // Re-created with the same name, it is another role: the old session's token is invalid.
     w.role(
         &w.admin_a,
@@ -875,7 +954,7 @@ async fn a_deleted_role_invalidates_its_sessions() {
     )
     .await;
     let opened = w
-        .iam
+        .core
         .open_session(
             out.credentials.session_token.expose(),
             &out.credentials.access_key_id,
@@ -883,8 +962,8 @@ async fn a_deleted_role_invalidates_its_sessions() {
         .await
         .unwrap();
     assert_eq!(
-        w.iam.session_caller(&opened).await.unwrap_err(),
-        IamError::InvalidClientTokenId(
+        w.core.session_caller(&opened).await.unwrap_err(),
+        Error::InvalidClientTokenId(
             "The security token included in the request is invalid.".into()
         )
     );
@@ -916,14 +995,16 @@ async fn service_principals_assume_by_trust_alone() {
         ..assume(&role, "eks-c1-api-1234")
     };
     let out = w
-        .iam
+        .core
+        .sts()
         .assume(Assumer::Service("pods.eks.amazonaws.com"), pod)
         .await
         .unwrap();
     let session = w.session(&out).await;
     assert_eq!(session.session().unwrap().transitive_tags.len(), 2);
     assert!(
-        w.iam
+        w.core
+            .sts()
             .assume(Assumer::Service("ec2.amazonaws.com"), assume(&role, "x"))
             .await
             .is_err()
@@ -942,13 +1023,14 @@ async fn session_tokens_are_checked() {
         )
         .await;
     let out = w
-        .iam
+        .core
+        .sts()
         .assume_role(&w.admin_a, assume(&role, "s"))
         .await
         .unwrap();
     let token = out.credentials.session_token.expose().clone();
     let key = out.credentials.access_key_id.clone();
-    let invalid = IamError::InvalidClientTokenId(
+    let invalid = Error::InvalidClientTokenId(
         "The security token included in the request is invalid.".into(),
     );
     // Tampered: flip one character in the middle.
@@ -957,15 +1039,15 @@ async fn session_tokens_are_checked() {
     bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
     assert_eq!(
-        w.iam.open_session(&tampered, &key).await.unwrap_err(),
+        w.core.open_session(&tampered, &key).await.unwrap_err(),
         invalid
     );
     assert_eq!(
-        w.iam.open_session("garbage", &key).await.unwrap_err(),
+        w.core.open_session("garbage", &key).await.unwrap_err(),
         invalid
     );
     assert_eq!(
-        w.iam
+        w.core
             .open_session(&token, "ASIAOTHERKEY00000000")
             .await
             .unwrap_err(),
@@ -987,12 +1069,13 @@ async fn session_tokens_are_checked() {
         )
         .await;
     let foreign = other
-        .iam
+        .core
+        .sts()
         .assume_role(&other.admin_a, assume(&role_b, "s"))
         .await
         .unwrap();
     assert_eq!(
-        w.iam
+        w.core
             .open_session(
                 foreign.credentials.session_token.expose(),
                 &foreign.credentials.access_key_id
@@ -1002,11 +1085,11 @@ async fn session_tokens_are_checked() {
         invalid
     );
     // Expired, by the injected clock.
-    w.iam.open_session(&token, &key).await.unwrap();
+    w.core.open_session(&token, &key).await.unwrap();
     w.clock.advance_millis(3600 * 1000);
     assert_eq!(
-        w.iam.open_session(&token, &key).await.unwrap_err(),
-        IamError::ExpiredToken("The security token included in the request is expired".into())
+        w.core.open_session(&token, &key).await.unwrap_err(),
+        Error::ExpiredToken("The security token included in the request is expired".into())
     );
 }
 
@@ -1014,27 +1097,32 @@ async fn session_tokens_are_checked() {
 async fn session_keys_rotate_and_old_tokens_open_until_they_expire() {
     let w = world().await;
     let role = w.account_role_lasting("r", 43_200).await;
-    w.iam.rotate_session_keys().await.unwrap();
-    assert_eq!(w.iam.session_key_count(), 1);
+    w.core.sts().rotate_session_keys().await.unwrap();
+    assert_eq!(w.core.sts().session_key_count(), 1);
     let long = AssumeRole {
         duration_seconds: Some(43_200),
         ..assume(&role, "s")
     };
-    let old = w.iam.assume_role(&w.admin_a, long.clone()).await.unwrap();
+    let old = w
+        .core
+        .sts()
+        .assume_role(&w.admin_a, long.clone())
+        .await
+        .unwrap();
     // A day later a new key seals; the old one still opens.
     w.clock.advance_millis(24 * 3600 * 1000 - 1000);
-    w.iam.rotate_session_keys().await.unwrap();
-    assert_eq!(w.iam.session_key_count(), 1, "not yet a day old");
+    w.core.sts().rotate_session_keys().await.unwrap();
+    assert_eq!(w.core.sts().session_key_count(), 1, "not yet a day old");
     w.clock.advance_millis(1000);
-    w.iam.rotate_session_keys().await.unwrap();
-    assert_eq!(w.iam.session_key_count(), 2);
-    let new = w.iam.assume_role(&w.admin_a, long).await.unwrap();
+    w.core.sts().rotate_session_keys().await.unwrap();
+    assert_eq!(w.core.sts().session_key_count(), 2);
+    let new = w.core.sts().assume_role(&w.admin_a, long).await.unwrap();
     assert_ne!(
         new.credentials.session_token.expose().get(..16),
         old.credentials.session_token.expose().get(..16),
         "the new key seals"
     );
-    w.iam
+    w.core
         .open_session(
             new.credentials.session_token.expose(),
             &new.credentials.access_key_id,
@@ -1043,9 +1131,9 @@ async fn session_keys_rotate_and_old_tokens_open_until_they_expire() {
         .unwrap();
     // After the old key's retention, it is gone.
     w.clock.advance_millis(37 * 3600 * 1000 + 1000);
-    w.iam.rotate_session_keys().await.unwrap();
+    w.core.sts().rotate_session_keys().await.unwrap();
     assert_eq!(
-        w.iam.session_key_count(),
+        w.core.sts().session_key_count(),
         2,
         "the replaced key is dropped, a newer one made"
     );
@@ -1067,23 +1155,25 @@ async fn replicas_open_each_others_sessions() {
         )
         .await;
     let first = one
-        .iam
+        .core
+        .sts()
         .assume_role(&one.admin_a, assume(&role, "s"))
         .await
         .unwrap();
     let session = two.session(&first).await;
-    assert_eq!(two.iam.caller_identity(&session).arn, first.arn);
+    assert_eq!(two.core.sts().caller_identity(&session).arn, first.arn);
     // The other way round, after the second server rotated to a key of its own.
     two.clock.advance_millis(25 * 3600 * 1000);
-    two.iam.rotate_session_keys().await.unwrap();
+    two.core.sts().rotate_session_keys().await.unwrap();
     let second = two
-        .iam
+        .core
+        .sts()
         .assume_role(&two.admin_a, assume(&role, "t"))
         .await
         .unwrap();
     one.clock.advance_millis(25 * 3600 * 1000);
     let session = one.session(&second).await;
-    assert_eq!(one.iam.caller_identity(&session).arn, second.arn);
+    assert_eq!(one.core.sts().caller_identity(&session).arn, second.arn);
 }
 
 #[tokio::test]
@@ -1097,33 +1187,42 @@ async fn get_session_token_and_caller_identity() {
         )
         .await;
     // GetCallerIdentity needs no permission, even under an explicit deny of everything.
-    let me = w.iam.caller_identity(&user);
+    let me = w.core.sts().caller_identity(&user);
     assert_eq!(me.arn, "arn:aws:iam::111122223333:user/dev");
     assert!(me.user_id.starts_with("AIDA"));
-    let creds = w.iam.get_session_token(&w.admin_a, None).await.unwrap();
+    let creds = w
+        .core
+        .sts()
+        .get_session_token(&w.admin_a, None)
+        .await
+        .unwrap();
     assert_eq!(
         creds.expiration,
         Timestamp::from_secs(1_763_800_000 + 43_200)
     );
     let opened = w
-        .iam
+        .core
         .open_session(creds.session_token.expose(), &creds.access_key_id)
         .await
         .unwrap();
-    let session = w.iam.session_caller(&opened).await.unwrap();
+    let session = w.core.session_caller(&opened).await.unwrap();
     assert_eq!(
-        w.iam.caller_identity(&session).arn,
+        w.core.sts().caller_identity(&session).arn,
         "arn:aws:iam::111122223333:user/admin"
     );
     assert!(session.session().is_some());
     assert!(matches!(
-        w.iam.get_session_token(&session, None).await.unwrap_err(),
-        IamError::AccessDenied(_)
+        w.core
+            .sts()
+            .get_session_token(&session, None)
+            .await
+            .unwrap_err(),
+        Error::AccessDenied(_)
     ));
     let root = Caller::root(A.parse().unwrap());
-    assert_eq!(w.iam.caller_identity(&root).user_id, A);
+    assert_eq!(w.core.sts().caller_identity(&root).user_id, A);
     assert_eq!(
-        w.iam.caller_identity(&root).arn,
+        w.core.sts().caller_identity(&root).arn,
         "arn:aws:iam::111122223333:root"
     );
 }
@@ -1143,8 +1242,8 @@ async fn session_context_keys_reach_later_calls() {
         )
         .await;
     // Sessions issued before 2030 may not list roles; sessions of `alice` may not get roles.
-    w.iam
-        .put_entity_policy(
+    w.core
+        .iam().put_entity_policy(
             &w.admin_a,
             Entity::Role,
             "ctx",
@@ -1161,10 +1260,11 @@ async fn session_context_keys_reach_later_calls() {
         ..assume(&role, "s")
     };
     let session = w
-        .session(&w.iam.assume_role(&w.admin_a, alice).await.unwrap())
+        .session(&w.core.sts().assume_role(&w.admin_a, alice).await.unwrap())
         .await;
     let message = denied(
-        w.iam
+        w.core
+            .iam()
             .list_roles(&session, None, &PageRequest::default())
             .await
             .unwrap_err(),
@@ -1174,15 +1274,15 @@ async fn session_context_keys_reach_later_calls() {
         "{message}"
     );
     assert!(matches!(
-        w.iam.get_role(&session, "ctx").await,
-        Err(IamError::AccessDenied(_))
+        w.core.iam().get_role(&session, "ctx").await,
+        Err(Error::AccessDenied(_))
     ));
     let bob = AssumeRole {
         source_identity: Some("bob".into()),
         ..assume(&role, "t")
     };
     let session = w
-        .session(&w.iam.assume_role(&w.admin_a, bob).await.unwrap())
+        .session(&w.core.sts().assume_role(&w.admin_a, bob).await.unwrap())
         .await;
-    w.iam.get_role(&session, "ctx").await.unwrap();
+    w.core.iam().get_role(&session, "ctx").await.unwrap();
 }

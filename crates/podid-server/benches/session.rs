@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use podid_core::{AssumeRole, Caller, CreateRole, Iam, MasterKey, SeqIds, Tag};
+use podid_core::{AssumeRole, Caller, Core, CreateRole, MasterKey, SeqIds, Tag};
 use podid_sigv4::{Credentials, HttpRequest, sign};
 use podid_store::MemoryStore;
 use podid_types::{FixedClock, Secret, Timestamp};
@@ -19,7 +19,7 @@ const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","P
 const BODY: &[u8] = b"Action=GetCallerIdentity&Version=2011-06-15";
 
 struct Fixture {
-    iam: Iam,
+    core: Core,
     runtime: tokio::runtime::Runtime,
     token: String,
     access_key_id: String,
@@ -33,34 +33,36 @@ fn fixture() -> Fixture {
         .expect("a runtime");
     let ids = Arc::new(SeqIds::new(1));
     let now = Timestamp::from_secs(1_763_800_000);
-    let iam = Iam::new(
+    let core = Core::new(
         Arc::new(MemoryStore::new()),
         Arc::new(FixedClock::new(now)),
         ids.clone(),
         MasterKey::generate(&*ids),
     );
     let (token, access_key_id, secret) = runtime.block_on(async {
-        let boot = iam
+        let boot = core
             .bootstrap(&["111122223333".parse().expect("an account")])
             .await
             .expect("bootstrap");
-        let (record, _) = iam
+        let (record, _) = core
             .access_key(&boot.keys.first().expect("a key").access_key_id)
             .await
             .expect("a key")
             .expect("a key");
-        let admin: Caller = iam.caller(&record).await.expect("the admin");
-        iam.create_role(
-            &admin,
-            CreateRole {
-                name: "app".into(),
-                trust_policy: TRUST.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a role");
-        let out = iam
+        let admin: Caller = core.caller(&record).await.expect("the admin");
+        core.iam()
+            .create_role(
+                &admin,
+                CreateRole {
+                    name: "app".into(),
+                    trust_policy: TRUST.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("a role");
+        let out = core
+            .sts()
             .assume_role(
                 &admin,
                 AssumeRole {
@@ -107,7 +109,7 @@ fn fixture() -> Fixture {
         .collect();
     headers.extend(sign(&request, &credentials, "us-east-1", "sts", now));
     Fixture {
-        iam,
+        core,
         runtime,
         token,
         access_key_id,
@@ -138,7 +140,7 @@ fn verify(f: &Fixture, secret: &str) {
 fn bench(c: &mut Criterion) {
     let f = fixture();
     let secret = f.runtime.block_on(async {
-        f.iam
+        f.core
             .open_session(&f.token, &f.access_key_id)
             .await
             .expect("opens")
@@ -149,7 +151,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("open token", |b| {
         b.iter(|| {
             f.runtime
-                .block_on(f.iam.open_session(&f.token, &f.access_key_id))
+                .block_on(f.core.open_session(&f.token, &f.access_key_id))
                 .expect("opens")
         });
     });
@@ -160,12 +162,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             f.runtime.block_on(async {
                 let session = f
-                    .iam
+                    .core
                     .open_session(&f.token, &f.access_key_id)
                     .await
                     .expect("opens");
                 verify(&f, session.secret_access_key().expose());
-                f.iam.session_caller(&session).await.expect("a caller")
+                f.core.session_caller(&session).await.expect("a caller")
             })
         });
     });

@@ -8,9 +8,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use podid_core::{
+use podid_core::RequestInfo;
+use podid_core::eks::{
     AssociationRecord, ClusterRecord, ClusterTokens, CreateAssociation, CreateCluster,
-    ListAssociations, RequestInfo, ServiceAccountToken, UpdateAssociation,
+    ListAssociations, ServiceAccountToken, UpdateAssociation,
 };
 use serde_json::{Map, Value, json};
 
@@ -20,7 +21,7 @@ use crate::query::{authenticate, capitalized, read_body};
 
 /// Every EKS request: authenticated with SigV4 (`eks`), routed by method and path.
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
-    let request_id = state.iam.ids().request_id();
+    let request_id = state.core.ids().request_id();
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let source_ip = parts
@@ -60,23 +61,6 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
     json_response(status, body, &request_id, code.as_deref())
 }
 
-/// The path's segments as the signature's canonical URI has them: empty and `.` segments
-/// dropped, `..` removing the one before. Routing on them means two paths that carry the same
-/// signature (`/clusters/./c`, `/clusters//c`, `/clusters/c`) name the same resource.
-fn path_segments(path: &str) -> Vec<&str> {
-    let mut segments = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    segments
-}
-
 async fn process(
     state: &AppState,
     parts: &axum::http::request::Parts,
@@ -86,7 +70,7 @@ async fn process(
 ) -> Result<Value, ApiError> {
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or_default();
-    let segments = path_segments(path);
+    let segments = podid_sigv4::path_segments(path);
     let method = &parts.method;
     *operation = match (method.clone(), segments.as_slice()) {
         (Method::POST, ["clusters"]) => "CreateCluster",
@@ -155,16 +139,16 @@ async fn process(
     })?;
     let cluster = segments.get(1).copied().unwrap_or_default();
     let id = segments.get(3).copied().unwrap_or_default();
-    let iam = &*state.iam;
+    let eks = state.core.eks();
     Ok(match *operation {
         "CreateCluster" => {
-            let cluster = iam
+            let cluster = eks
                 .create_cluster(&caller, create_cluster(state, &region, body)?)
                 .await?;
             json!({"cluster": cluster_view(&cluster)})
         }
         "ListClusters" => {
-            let page = iam
+            let page = eks
                 .list_clusters(
                     &caller,
                     &region,
@@ -179,10 +163,10 @@ async fn process(
             out
         }
         "DescribeCluster" => {
-            json!({"cluster": cluster_view(&iam.describe_cluster(&caller, &region, cluster).await?)})
+            json!({"cluster": cluster_view(&eks.describe_cluster(&caller, &region, cluster).await?)})
         }
         "DeleteCluster" => {
-            let mut view = cluster_view(&iam.delete_cluster(&caller, &region, cluster).await?);
+            let mut view = cluster_view(&eks.delete_cluster(&caller, &region, cluster).await?);
             if let Some(map) = view.as_object_mut() {
                 map.insert("status".into(), "DELETING".into());
             }
@@ -211,13 +195,13 @@ async fn process(
                     return Err(missing(member));
                 }
             }
-            let association = iam
+            let association = eks
                 .create_association(&caller, &region, cluster, input)
                 .await?;
             json!({"association": association_view(&association)})
         }
         "ListPodIdentityAssociations" => {
-            let page = iam
+            let page = eks
                 .list_associations(
                     &caller,
                     &region,
@@ -254,7 +238,7 @@ async fn process(
             out
         }
         "DescribePodIdentityAssociation" => {
-            let a = iam
+            let a = eks
                 .describe_association(&caller, &region, cluster, id)
                 .await?;
             json!({"association": association_view(&a)})
@@ -266,13 +250,13 @@ async fn process(
                 disable_session_tags: body.get("disableSessionTags").and_then(Value::as_bool),
                 policy: opt(&body, "policy"),
             };
-            let a = iam
+            let a = eks
                 .update_association(&caller, &region, cluster, id, input)
                 .await?;
             json!({"association": association_view(&a)})
         }
         "DeletePodIdentityAssociation" => {
-            let a = iam
+            let a = eks
                 .delete_association(&caller, &region, cluster, id)
                 .await?;
             json!({"association": association_view(&a)})
@@ -288,7 +272,7 @@ async fn process(
                     .collect(),
                 _ => Vec::new(),
             };
-            let token = iam
+            let token = eks
                 .create_service_account_token(
                     &caller,
                     &region,
@@ -310,13 +294,15 @@ async fn process(
             if token.is_empty() {
                 return Err(missing("token"));
             }
-            let pod = iam
+            let pod = state
+                .core
+                .eks_auth()
                 .assume_role_for_pod_identity(&caller, &region, cluster, &token)
                 .await?;
             let c = &pod.assumed.credentials;
             json!({
                 "subject": {"namespace": pod.namespace, "serviceAccount": pod.service_account},
-                "audience": podid_core::PODS_SERVICE,
+                "audience": podid_core::eks::PODS_SERVICE,
                 "podIdentityAssociation": {
                     "associationArn": pod.association_arn,
                     "associationId": pod.association_id,
@@ -339,11 +325,14 @@ async fn process(
                 .and_then(|l| l.parse::<usize>().ok())
                 .unwrap_or(100)
                 .min(1000);
-            let decisions = iam.recent_pod_identity_decisions(&caller, limit)?;
+            let decisions = state
+                .core
+                .eks_auth()
+                .recent_pod_identity_decisions(&caller, limit)?;
             json!({"decisions": decisions})
         }
         "RotateSigningKeys" => {
-            let cluster = iam.rotate_cluster_keys(&caller, &region, cluster).await?;
+            let cluster = eks.rotate_cluster_keys(&caller, &region, cluster).await?;
             json!({"cluster": cluster_view(&cluster)})
         }
         _ => json!({}),
@@ -379,7 +368,7 @@ pub(crate) async fn openid_configuration(
 /// `GET /id/{id}/keys`: a local cluster's JWKS (current and retired keys).
 pub(crate) async fn keys(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match local_cluster(&state, &id).await {
-        Ok(cluster) => match state.iam.cluster_jwks(&cluster) {
+        Ok(cluster) => match state.core.eks().cluster_jwks(&cluster) {
             Ok(jwks) => json_response(
                 200,
                 serde_json::to_string(&jwks).unwrap_or_default(),
@@ -406,8 +395,10 @@ async fn local_cluster(state: &AppState, id: &str) -> Result<ClusterRecord, Resp
             Some("ResourceNotFoundException"),
         )
     };
-    match state.iam.cluster_by_id(id).await {
-        Ok(Some(cluster)) if matches!(cluster.tokens, podid_core::TokenSource::Local { .. }) => {
+    match state.core.eks().cluster_by_id(id).await {
+        Ok(Some(cluster))
+            if matches!(cluster.tokens, podid_core::eks::TokenSource::Local { .. }) =>
+        {
             Ok(cluster)
         }
         Ok(_) => Err(not_found()),
@@ -520,11 +511,11 @@ fn cluster_view(c: &ClusterRecord) -> Value {
     }
     // podid's own: where the cluster's tokens come from (SDKs ignore members they do not know).
     let issuer = match &c.tokens {
-        podid_core::TokenSource::Local { keys } => json!({
+        podid_core::eks::TokenSource::Local { keys } => json!({
             "type": "local",
             "signingKeys": keys.len(),
         }),
-        podid_core::TokenSource::External {
+        podid_core::eks::TokenSource::External {
             jwks,
             jwks_uri,
             fetched,

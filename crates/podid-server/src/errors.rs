@@ -1,7 +1,7 @@
 //! Errors on the wire: every domain and protocol error mapped to AWS's code, HTTP status and
 //! fault type, in one place.
 
-use podid_core::IamError;
+use podid_core::Error;
 use podid_sigv4::SigV4Error;
 
 /// An error as the API returns it.
@@ -29,34 +29,34 @@ impl ApiError {
     }
 }
 
-impl From<IamError> for ApiError {
-    fn from(e: IamError) -> Self {
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
         // Exhaustive: a new variant does not compile until it is mapped here.
         let (status, code) = match &e {
-            IamError::AccessDenied(_) => (403, "AccessDenied"),
-            IamError::ConcurrentModification(_) => (409, "ConcurrentModification"),
-            IamError::DeleteConflict(_) => (409, "DeleteConflict"),
-            IamError::EntityAlreadyExists(_) => (409, "EntityAlreadyExists"),
-            IamError::ExpiredToken(_) => (403, "ExpiredToken"),
-            IamError::InvalidClientTokenId(_) => (403, "InvalidClientTokenId"),
-            IamError::InvalidParameterValue(_) => (400, "InvalidParameterValue"),
-            IamError::PackedPolicyTooLarge(_) => (400, "PackedPolicyTooLarge"),
-            IamError::InvalidInput(_) => (400, "InvalidInput"),
-            IamError::LimitExceeded(_) => (409, "LimitExceeded"),
-            IamError::MalformedPolicy { code, .. } => {
+            Error::AccessDenied(_) => (403, "AccessDenied"),
+            Error::ConcurrentModification(_) => (409, "ConcurrentModification"),
+            Error::DeleteConflict(_) => (409, "DeleteConflict"),
+            Error::EntityAlreadyExists(_) => (409, "EntityAlreadyExists"),
+            Error::ExpiredToken(_) => (403, "ExpiredToken"),
+            Error::InvalidClientTokenId(_) => (403, "InvalidClientTokenId"),
+            Error::InvalidParameterValue(_) => (400, "InvalidParameterValue"),
+            Error::PackedPolicyTooLarge(_) => (400, "PackedPolicyTooLarge"),
+            Error::InvalidInput(_) => (400, "InvalidInput"),
+            Error::LimitExceeded(_) => (409, "LimitExceeded"),
+            Error::MalformedPolicy { code, .. } => {
                 (if *code == "LimitExceeded" { 409 } else { 400 }, *code)
             }
-            IamError::NoSuchEntity(_) => (404, "NoSuchEntity"),
-            IamError::PolicyNotAttachable(_) => (400, "PolicyNotAttachable"),
-            IamError::ResourceNotFound(_) => (404, "ResourceNotFoundException"),
-            IamError::ResourceInUse(_) => (409, "ResourceInUseException"),
-            IamError::InvalidParameter(_) => (400, "InvalidParameterException"),
-            IamError::InvalidRequest(_) => (400, "InvalidRequestException"),
-            IamError::InvalidToken(_) => (400, "InvalidTokenException"),
-            IamError::ExpiredServiceAccountToken(_) => (400, "ExpiredTokenException"),
-            IamError::ResourceLimitExceeded(_) => (400, "ResourceLimitExceededException"),
-            IamError::ServiceFailure(_) => (500, "ServiceFailure"),
-            IamError::Validation(_) => (400, "ValidationError"),
+            Error::NoSuchEntity(_) => (404, "NoSuchEntity"),
+            Error::PolicyNotAttachable(_) => (400, "PolicyNotAttachable"),
+            Error::ResourceNotFound(_) => (404, "ResourceNotFoundException"),
+            Error::ResourceInUse(_) => (409, "ResourceInUseException"),
+            Error::InvalidParameter(_) => (400, "InvalidParameterException"),
+            Error::InvalidRequest(_) => (400, "InvalidRequestException"),
+            Error::InvalidToken(_) => (400, "InvalidTokenException"),
+            Error::ExpiredServiceAccountToken(_) => (400, "ExpiredTokenException"),
+            Error::ResourceLimitExceeded(_) => (400, "ResourceLimitExceededException"),
+            Error::ServiceFailure(_) => (500, "ServiceFailure"),
+            Error::Validation(_) => (400, "ValidationError"),
         };
         Self {
             status,

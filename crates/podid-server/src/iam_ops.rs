@@ -18,7 +18,7 @@ pub(crate) async fn call(
     caller: &Caller,
     request: &QueryRequest,
 ) -> Result<Value, ApiError> {
-    let iam = &*state.iam;
+    let iam = state.core.iam();
     let input = &request.input;
     let name = |member: &str| string(input, member);
     Ok(match request.operation.name.as_str() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{any, get};
-use podid_core::Iam;
+use podid_core::Core;
 
 pub use errors::ApiError;
 
@@ -23,7 +23,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The IAM.
-    pub iam: Arc<Iam>,
+    pub core: Arc<Core>,
     /// The server's public base URL (`http://127.0.0.1:4599`): local clusters' issuers are
     /// under it.
     pub public_url: String,

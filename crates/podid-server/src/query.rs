@@ -15,7 +15,7 @@ use crate::errors::ApiError;
 use crate::{AppState, MAX_BODY, iam_ops, sts_ops};
 
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
-    let request_id = state.iam.ids().request_id();
+    let request_id = state.core.ids().request_id();
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let source_ip = parts
@@ -240,11 +240,11 @@ pub(crate) async fn authenticate(
         body,
     };
     let signed = podid_sigv4::parse(&request)?;
-    let now = state.iam.clock().now();
+    let now = state.core.clock().now();
     if let Some(token) = signed.security_token() {
         // Temporary credentials: the token carries the session and its secret.
         let session = state
-            .iam
+            .core
             .open_session(token, signed.access_key_id())
             .await?;
         signed.verify(&request, session.secret_access_key().expose(), now)?;
@@ -252,9 +252,9 @@ pub(crate) async fn authenticate(
             return Err(SigV4Error::wrong_service(service).into());
         }
         let region = signed.scope().region.clone();
-        return Ok((state.iam.session_caller(&session).await?, region));
+        return Ok((state.core.session_caller(&session).await?, region));
     }
-    let Some((key, secret)) = state.iam.access_key(signed.access_key_id()).await? else {
+    let Some((key, secret)) = state.core.access_key(signed.access_key_id()).await? else {
         return Err(SigV4Error::unknown_key().into());
     };
     signed.verify(&request, secret.expose(), now)?;
@@ -262,7 +262,7 @@ pub(crate) async fn authenticate(
         return Err(SigV4Error::wrong_service(service).into());
     }
     let region = signed.scope().region.clone();
-    Ok((state.iam.caller(&key).await?, region))
+    Ok((state.core.caller(&key).await?, region))
 }
 
 /// `the query string ...` → `The query string ...`, with a full stop, as AWS's messages read.

@@ -15,11 +15,11 @@ pub(crate) async fn call(
     caller: &Caller,
     request: &QueryRequest,
 ) -> Result<Value, ApiError> {
-    let iam = &*state.iam;
+    let sts = state.core.sts();
     let input = &request.input;
     Ok(match request.operation.name.as_str() {
         "AssumeRole" => {
-            let assumed = iam
+            let assumed = sts
                 .assume_role(
                     caller,
                     AssumeRole {
@@ -50,11 +50,11 @@ pub(crate) async fn call(
             Value::Object(out)
         }
         "GetCallerIdentity" => {
-            let identity = iam.caller_identity(caller);
+            let identity = sts.caller_identity(caller);
             json!({"UserId": identity.user_id, "Account": identity.account, "Arn": identity.arn})
         }
         "GetSessionToken" => {
-            let session = iam
+            let session = sts
                 .get_session_token(caller, int(input, "DurationSeconds"))
                 .await?;
             json!({"Credentials": credentials(&session)})

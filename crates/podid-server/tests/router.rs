@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
-use podid_core::{Iam, MasterKey, SeqIds};
+use podid_core::{Core, MasterKey, SeqIds};
 use podid_server::{AppState, app};
 use podid_sigv4::{Credentials, HttpRequest, presign, sign};
 use podid_store::MemoryStore;
@@ -33,20 +33,20 @@ async fn harness() -> Harness {
 async fn harness_seeded(seed: u64) -> Harness {
     let ids = Arc::new(SeqIds::new(seed));
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
-    let iam = Arc::new(Iam::new(
+    let core = Arc::new(Core::new(
         Arc::new(MemoryStore::new()),
         clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
     ));
-    let boot = iam
+    let boot = core
         .bootstrap(&["111122223333".parse().unwrap()])
         .await
         .unwrap();
     let key = &boot.keys[0];
     Harness {
         state: AppState {
-            iam,
+            core,
             public_url: "http://127.0.0.1:4599".into(),
         },
         credentials: Credentials {

@@ -103,16 +103,7 @@ fn hex_digit(nibble: u8) -> char {
 /// services other than S3 do: the path as sent is encoded again, so `%3A` becomes `%253A`.
 fn canonical_uri(path: &str) -> String {
     let path = if path.is_empty() { "/" } else { path };
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
+    let segments = path_segments(path);
     let mut out = String::with_capacity(path.len() + 8);
     for segment in &segments {
         out.push('/');
@@ -122,6 +113,23 @@ fn canonical_uri(path: &str) -> String {
         out.push('/');
     }
     out
+}
+
+/// The path's segments as the canonical URI has them: empty and `.` segments dropped, `..`
+/// removing the one before. A handler that routes on them reads the path the signature covers:
+/// `/clusters/./c`, `/clusters//c` and `/clusters/c` carry one signature and name one resource.
+pub fn path_segments(path: &str) -> Vec<&str> {
+    let mut segments = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    segments
 }
 
 /// The query's parameters, decoded, encoded strictly, and sorted by name then value.

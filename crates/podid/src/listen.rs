@@ -196,9 +196,10 @@ async fn connection(
                 },
             );
             let mut request = request.map(|body| {
-                Body::new(WatchedBody {
+                Body::new(PhasedBody {
                     inner: body,
                     phase: phase.clone(),
+                    side: Side::Request,
                 })
             });
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -206,9 +207,10 @@ async fn connection(
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            Ok::<_, Infallible>(response.map(|body| AnsweredBody {
+            Ok::<_, Infallible>(response.map(|body| PhasedBody {
                 inner: body,
                 phase: phase.clone(),
+                side: Side::Response,
             }))
         }
     });
@@ -399,22 +401,33 @@ impl AsyncWrite for Guarded {
     }
 }
 
-/// A request body that moves the connection to [`Phase::Handling`] once it has all arrived.
-struct WatchedBody {
-    inner: Incoming,
+/// A body that moves its connection's phase along: a request body to [`Phase::Handling`] once it
+/// has all arrived, a response body to [`Phase::Idle`] once it is sent (or dropped).
+struct PhasedBody<B> {
+    inner: B,
     phase: Arc<Mutex<Phase>>,
+    side: Side,
 }
 
-impl HttpBody for WatchedBody {
+/// Which way a [`PhasedBody`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for PhasedBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+        if self.side == Side::Request
+            && (matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream())
+        {
             set(&self.phase, Phase::Handling);
         }
         polled
@@ -429,35 +442,11 @@ impl HttpBody for WatchedBody {
     }
 }
 
-/// A response body that moves the connection to [`Phase::Idle`] once it is sent (or dropped).
-struct AnsweredBody {
-    inner: Body,
-    phase: Arc<Mutex<Phase>>,
-}
-
-impl HttpBody for AnsweredBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for AnsweredBody {
+impl<B> Drop for PhasedBody<B> {
     fn drop(&mut self) {
-        set(&self.phase, Phase::Idle(Instant::now()));
+        if self.side == Side::Response {
+            set(&self.phase, Phase::Idle(Instant::now()));
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use podid_core::{BootstrapKey, Iam, MasterKey, OsIds};
+use podid_core::{BootstrapKey, Core, MasterKey, OsIds};
 use podid_store::Store;
 use podid_types::{AccountId, SystemClock};
 
@@ -169,8 +169,8 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     let store = open_store(args).await?;
     let accounts = parse_accounts(&args.accounts)?;
     let master = master_key(args, &*store).await?;
-    let iam = Arc::new(
-        Iam::new(
+    let core = Arc::new(
+        Core::new(
             store.clone(),
             Arc::new(SystemClock),
             Arc::new(OsIds),
@@ -179,7 +179,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
         .with_association_quota(args.association_quota)
         .with_fetcher(Arc::new(HttpFetcher)),
     );
-    check_master_key(&iam).await?;
+    check_master_key(&core).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -195,7 +195,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let bootstrapped = iam
+    let bootstrapped = core
         .bootstrap(&accounts)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
@@ -203,7 +203,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     // back after a crash between the bootstrap and their writing, and appear in the data
     // directory of every replica that shares a PostgreSQL database.
     let aws_dir = args.data_dir.join("aws");
-    let admin_keys = iam
+    let admin_keys = core
         .admin_keys()
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the administrators' access keys: {e}"))?;
@@ -220,7 +220,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
         writeln!(
             out,
             "accounts: {} (existing data; nothing bootstrapped)",
-            iam.accounts()
+            core.accounts()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .join(", ")
@@ -239,23 +239,24 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     }
     drop(out);
     // Session keys: one exists before the first AssumeRole, and they rotate daily.
-    iam.rotate_session_keys()
+    core.sts()
+        .rotate_session_keys()
         .await
         .map_err(|e| anyhow::anyhow!("cannot prepare the session keys: {e}"))?;
-    let rotating = iam.clone();
+    let rotating = core.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
         every.tick().await;
         loop {
             every.tick().await;
-            if let Err(e) = rotating.rotate_session_keys().await {
+            if let Err(e) = rotating.sts().rotate_session_keys().await {
                 tracing::error!(error = %e, "session key rotation failed; retrying in an hour");
             }
         }
     });
     tracing::info!(%address, backend = store.backend(), "serving");
     let app = podid_server::app(podid_server::AppState {
-        iam,
+        core,
         public_url: endpoint.clone(),
     });
     Ok(Started {
@@ -389,14 +390,14 @@ async fn master_key(args: &ServerArgs, store: &dyn Store) -> anyhow::Result<Mast
 }
 
 /// Fails early when the master key does not open the store's secrets.
-async fn check_master_key(iam: &Iam) -> anyhow::Result<()> {
-    let keys = iam
+async fn check_master_key(core: &Core) -> anyhow::Result<()> {
+    let keys = core
         .store()
         .scan("access-key", "", None, 1)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(item) = keys.first() {
-        if let Err(e) = iam.access_key(&item.key).await {
+        if let Err(e) = core.access_key(&item.key).await {
             bail!(
                 "{e}: the master key is not the one the data was written with (check --master-key-file / PODID_MASTER_KEY)"
             );
@@ -459,7 +460,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 struct HttpFetcher;
 
 #[async_trait::async_trait]
-impl podid_core::Fetcher for HttpFetcher {
+impl podid_core::eks::Fetcher for HttpFetcher {
     async fn get(&self, url: &str) -> Result<String, String> {
         let url = url.to_owned();
         tokio::task::spawn_blocking(move || {

@@ -17,12 +17,13 @@ use podid_store::{Condition, Op};
 use serde::{Deserialize, Serialize};
 
 use super::clusters::{decode_token, encode_token, max_results_of, more, tag_context};
-use super::{EksPage, PODS_SERVICE, key, names};
+use super::records::{AssociationRecord, ClusterRecord, ns};
+use super::{Eks, EksPage, PODS_SERVICE, key, names};
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::encode;
+use crate::error::Error;
 use crate::iam::{RETRIES, busy, is_conflict};
-use crate::records::{AssociationRecord, ClusterRecord, RoleRecord, ns};
-use crate::{Iam, encode};
+use crate::records::RoleRecord;
 
 /// A CreatePodIdentityAssociation request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -104,7 +105,7 @@ struct TokenEntry {
     id: String,
 }
 
-impl Iam {
+impl Eks<'_> {
     /// CreatePodIdentityAssociation.
     pub async fn create_association(
         &self,
@@ -112,7 +113,7 @@ impl Iam {
         region: &str,
         cluster: &str,
         input: CreateAssociation,
-    ) -> Result<AssociationRecord, IamError> {
+    ) -> Result<AssociationRecord, Error> {
         names::cluster_name(cluster)?;
         names::namespace(&input.namespace)?;
         names::service_account(&input.service_account)?;
@@ -120,7 +121,7 @@ impl Iam {
         check_policy(&input.policy, input.disable_session_tags)?;
         let account = caller.account().to_string();
         let cluster_arn = format!("arn:aws:eks:{region}:{account}:cluster/{cluster}");
-        self.authorize(
+        self.core.authorize(
             caller,
             "eks:CreatePodIdentityAssociation",
             &cluster_arn,
@@ -142,8 +143,8 @@ impl Iam {
                 return Ok(existing);
             }
         }
-        let id = format!("a-{}", self.ids.lower_alphanumeric(17));
-        let now = self.now();
+        let id = format!("a-{}", self.core.ids.lower_alphanumeric(17));
+        let now = self.core.now();
         let association = AssociationRecord {
             arn: format!("arn:aws:eks:{region}:{account}:podidentityassociation/{cluster}/{id}"),
             id: id.clone(),
@@ -174,10 +175,10 @@ impl Iam {
         let sa_key = key(&[&cluster_key, &input.namespace, &input.service_account]);
         for _ in 0..RETRIES {
             let (count, shard_count, version) = self.association_count(&cluster_key, &id).await?;
-            if count >= u64::from(self.association_quota) {
-                return Err(IamError::ResourceLimitExceeded(format!(
+            if count >= u64::from(self.core.eks.association_quota) {
+                return Err(Error::ResourceLimitExceeded(format!(
                     "Cluster {cluster} has reached its quota of {} Pod Identity associations.",
-                    self.association_quota
+                    self.core.eks.association_quota
                 )));
             }
             let mut ops = vec![
@@ -206,7 +207,7 @@ impl Iam {
                     }),
                 ));
             }
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(association),
                 Err(podid_store::StoreError::Conflict { index: 1, .. }) => {
                     // Another create for this service account won (perhaps this very request,
@@ -219,13 +220,14 @@ impl Iam {
                         }
                     }
                     let existing = self
+                        .core
                         .store
                         .get(ns::ASSOCIATION_SA, &sa_key)
                         .await?
                         .and_then(|i| serde_json::from_str::<IndexEntry>(&i.value).ok())
                         .map(|e| e.id)
                         .unwrap_or_default();
-                    return Err(IamError::ResourceInUse(format!(
+                    return Err(Error::ResourceInUse(format!(
                         "Association already exists: {existing}"
                     )));
                 }
@@ -252,7 +254,7 @@ impl Iam {
         region: &str,
         cluster: &str,
         id: &str,
-    ) -> Result<AssociationRecord, IamError> {
+    ) -> Result<AssociationRecord, Error> {
         self.association_for(
             caller,
             "eks:DescribePodIdentityAssociation",
@@ -271,12 +273,13 @@ impl Iam {
         region: &str,
         cluster: &str,
         input: &ListAssociations,
-    ) -> Result<EksPage<AssociationSummary>, IamError> {
+    ) -> Result<EksPage<AssociationSummary>, Error> {
         names::cluster_name(cluster)?;
         let limit = max_results_of(input.max_results)?;
         let account = caller.account().to_string();
         let cluster_arn = format!("arn:aws:eks:{region}:{account}:cluster/{cluster}");
-        self.authorize(caller, "eks:ListPodIdentityAssociations", &cluster_arn, &[])?;
+        self.core
+            .authorize(caller, "eks:ListPodIdentityAssociations", &cluster_arn, &[])?;
         self.cluster_record(&account, region, cluster).await?;
         let cluster_key = key(&[&account, region, cluster]);
         let list_prefix = format!("{cluster_key}/");
@@ -293,7 +296,7 @@ impl Iam {
             (Some(_), Some(sa)) => {
                 // One service account has at most one association.
                 let exact = format!("{prefix}{sa}");
-                let found = self.store.get(ns::ASSOCIATION_SA, &exact).await?;
+                let found = self.core.store.get(ns::ASSOCIATION_SA, &exact).await?;
                 found
                     .filter(|i| after.as_deref().is_none_or(|a| i.key.as_str() > a))
                     .into_iter()
@@ -305,6 +308,7 @@ impl Iam {
                 let mut cursor = after.clone();
                 while out.len() <= limit {
                     let batch = self
+                        .core
                         .store
                         .scan(ns::ASSOCIATION_SA, &prefix, cursor.as_deref(), 1000)
                         .await?;
@@ -325,7 +329,8 @@ impl Iam {
                 out
             }
             _ => {
-                self.store
+                self.core
+                    .store
                     .scan(ns::ASSOCIATION_SA, &prefix, after.as_deref(), limit + 1)
                     .await?
             }
@@ -368,13 +373,13 @@ impl Iam {
         cluster: &str,
         id: &str,
         input: UpdateAssociation,
-    ) -> Result<AssociationRecord, IamError> {
+    ) -> Result<AssociationRecord, Error> {
         if input.role_arn.is_none()
             && input.target_role_arn.is_none()
             && input.disable_session_tags.is_none()
             && input.policy.is_none()
         {
-            return Err(IamError::InvalidParameter(
+            return Err(Error::InvalidParameter(
                 "An update must change at least one of roleArn, targetRoleArn, disableSessionTags or policy.".into(),
             ));
         }
@@ -432,9 +437,10 @@ impl Iam {
                 )
                 .await?;
             }
-            association.modified = self.now();
+            association.modified = self.core.now();
             let association_key = key(&[&association.account, region, cluster, id]);
             match self
+                .core
                 .store
                 .commit(vec![Op::update(
                     ns::ASSOCIATION,
@@ -459,7 +465,7 @@ impl Iam {
         region: &str,
         cluster: &str,
         id: &str,
-    ) -> Result<AssociationRecord, IamError> {
+    ) -> Result<AssociationRecord, Error> {
         for _ in 0..RETRIES {
             let (mut association, version) = self
                 .association_for(
@@ -498,9 +504,9 @@ impl Iam {
                     condition: Condition::Any,
                 });
             }
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => {
-                    association.modified = self.now();
+                    association.modified = self.core.now();
                     return Ok(association);
                 }
                 Err(e) if is_conflict(&e) => continue,
@@ -516,9 +522,10 @@ impl Iam {
         cluster: &ClusterRecord,
         namespace: &str,
         service_account: &str,
-    ) -> Result<Option<AssociationRecord>, IamError> {
+    ) -> Result<Option<AssociationRecord>, Error> {
         let cluster_key = key(&[&cluster.account, &cluster.region, &cluster.name]);
         let Some(item) = self
+            .core
             .store
             .get(
                 ns::ASSOCIATION_SA,
@@ -532,6 +539,7 @@ impl Iam {
             return Ok(None);
         };
         Ok(self
+            .core
             .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[&cluster_key, &entry.id]))
             .await?
             .map(|(a, _)| a))
@@ -544,19 +552,18 @@ impl Iam {
         region: &str,
         cluster: &str,
         id: &str,
-    ) -> Result<(AssociationRecord, u64), IamError> {
+    ) -> Result<(AssociationRecord, u64), Error> {
         names::cluster_name(cluster)?;
         names::association_id(id)?;
         let account = caller.account().to_string();
         let arn = format!("arn:aws:eks:{region}:{account}:podidentityassociation/{cluster}/{id}");
-        self.authorize(caller, action, &arn, &[])?;
+        self.core.authorize(caller, action, &arn, &[])?;
         self.cluster_record(&account, region, cluster).await?;
-        self.load::<AssociationRecord>(ns::ASSOCIATION, &key(&[&account, region, cluster, id]))
+        self.core
+            .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[&account, region, cluster, id]))
             .await?
             .ok_or_else(|| {
-                IamError::ResourceNotFound(format!(
-                    "No Pod Identity association found for id: {id}."
-                ))
+                Error::ResourceNotFound(format!("No Pod Identity association found for id: {id}."))
             })
     }
 
@@ -565,11 +572,12 @@ impl Iam {
         account: &str,
         region: &str,
         cluster: &str,
-    ) -> Result<(ClusterRecord, u64), IamError> {
-        self.load::<ClusterRecord>(ns::CLUSTER, &key(&[account, region, cluster]))
+    ) -> Result<(ClusterRecord, u64), Error> {
+        self.core
+            .load::<ClusterRecord>(ns::CLUSTER, &key(&[account, region, cluster]))
             .await?
             .ok_or_else(|| {
-                IamError::ResourceNotFound(format!("No cluster found for name: {cluster}."))
+                Error::ResourceNotFound(format!("No cluster found for name: {cluster}."))
             })
     }
 
@@ -582,13 +590,13 @@ impl Iam {
         role_arn: &str,
         target_role_arn: Option<&str>,
         disable_session_tags: bool,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         if names::role_account(role_arn) != Some(cluster.account.as_str()) {
-            return Err(IamError::AccessDenied(
+            return Err(Error::AccessDenied(
                 "Cross-account pass role is not allowed.".into(),
             ));
         }
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:PassRole",
             role_arn,
@@ -599,21 +607,25 @@ impl Iam {
         )?;
         let name = role_arn.rsplit('/').next().unwrap_or_default();
         let role = self
-            .load::<RoleRecord>(ns::ROLE, &crate::names::entity_key(&cluster.account, name))
+            .core
+            .load::<RoleRecord>(
+                crate::records::ns::ROLE,
+                &crate::names::entity_key(&cluster.account, name),
+            )
             .await?
             .map(|(r, _)| r)
             .filter(|r| r.arn == role_arn)
             .ok_or_else(|| {
-                IamError::InvalidParameter("Role provided in the request does not exist.".into())
+                Error::InvalidParameter("Role provided in the request does not exist.".into())
             })?;
         if !trusts_pod_identity(&role.trust_policy, !disable_session_tags) {
-            return Err(IamError::InvalidParameter(
+            return Err(Error::InvalidParameter(
                 "Trust policy of the role provided is invalid.".into(),
             ));
         }
         if let Some(target) = target_role_arn {
             if names::role_account(target).is_none() {
-                return Err(IamError::InvalidParameter(format!(
+                return Err(Error::InvalidParameter(format!(
                     "The parameter targetRoleArn is not a valid IAM role ARN: {target}"
                 )));
             }
@@ -630,11 +642,12 @@ impl Iam {
         &self,
         cluster_key: &str,
         id: &str,
-    ) -> Result<(u64, u64, Option<u64>), IamError> {
+    ) -> Result<(u64, u64, Option<u64>), Error> {
         let shard_key = count_key(cluster_key, id);
         let mut total = 0;
         let mut shard = (0, None);
         for item in self
+            .core
             .store
             .scan(ns::ASSOCIATION_COUNT, &format!("{cluster_key}/"), None, 100)
             .await?
@@ -655,8 +668,9 @@ impl Iam {
         cluster_key: &str,
         token: &str,
         fingerprint: &str,
-    ) -> Result<Option<AssociationRecord>, IamError> {
+    ) -> Result<Option<AssociationRecord>, Error> {
         let Some(item) = self
+            .core
             .store
             .get(ns::ASSOCIATION_TOKEN, &key(&[cluster_key, token]))
             .await?
@@ -667,11 +681,12 @@ impl Iam {
             return Ok(None);
         };
         if entry.request != fingerprint {
-            return Err(IamError::InvalidRequest(format!(
+            return Err(Error::InvalidRequest(format!(
                 "The client request token `{token}` was already used for a different request: use a new token for a new request."
             )));
         }
         Ok(self
+            .core
             .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[cluster_key, &entry.id]))
             .await?
             .map(|(a, _)| a))
@@ -693,15 +708,15 @@ fn count_op(cluster_key: &str, id: &str, count: u64, version: Option<u64>) -> Op
 
 /// `policy` needs `disableSessionTags` (EKS's rule: the session policy and the session tags
 /// cannot both be packed into the session).
-fn check_policy(policy: &Option<String>, disable_session_tags: bool) -> Result<(), IamError> {
+fn check_policy(policy: &Option<String>, disable_session_tags: bool) -> Result<(), Error> {
     if policy.is_some() && !disable_session_tags {
-        return Err(IamError::InvalidParameter(
+        return Err(Error::InvalidParameter(
             "disableSessionTags must be set to true when a policy is specified.".into(),
         ));
     }
     if let Some(text) = policy {
         podid_policy::Policy::parse(text, podid_policy::PolicyKind::Session).map_err(|e| {
-            IamError::InvalidParameter(format!(
+            Error::InvalidParameter(format!(
                 "The policy is not valid: {}",
                 e.first().aws_message()
             ))

@@ -9,12 +9,12 @@ use podid_policy::ContextValue;
 use podid_store::Op;
 use serde_json::{Map, Value};
 
-use super::{EksPage, key, names};
+use super::records::{ClusterRecord, SigningKeyRecord, TokenSource, ns};
+use super::{Eks, EksPage, key, names};
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::encode;
+use crate::error::Error;
 use crate::iam::{RETRIES, busy, is_conflict};
-use crate::records::{ClusterRecord, SigningKeyRecord, TokenSource, ns};
-use crate::{Iam, encode};
 
 /// The Kubernetes version clusters get when the request names none.
 const DEFAULT_VERSION: &str = "1.33";
@@ -94,13 +94,13 @@ pub struct ServiceAccountToken {
     pub node: Option<(String, String)>,
 }
 
-impl Iam {
+impl Eks<'_> {
     /// CreateCluster.
     pub async fn create_cluster(
         &self,
         caller: &Caller,
         input: CreateCluster,
-    ) -> Result<ClusterRecord, IamError> {
+    ) -> Result<ClusterRecord, Error> {
         names::cluster_name(&input.name)?;
         names::tags(&input.tags)?;
         let account = caller.account().to_string();
@@ -109,31 +109,34 @@ impl Iam {
             input.region, input.name
         );
         let mut extra = tag_context(&input.tags);
-        self.authorize(caller, "eks:CreateCluster", &arn, &extra)?;
+        self.core
+            .authorize(caller, "eks:CreateCluster", &arn, &extra)?;
         if let Some(role_arn) = &input.role_arn {
             extra.clear();
             extra.push((
                 "iam:PassedToService".to_owned(),
                 ContextValue::One("eks.amazonaws.com".into()),
             ));
-            self.authorize(caller, "iam:PassRole", role_arn, &extra)?;
+            self.core
+                .authorize(caller, "iam:PassRole", role_arn, &extra)?;
             let name = role_arn.rsplit('/').next().unwrap_or_default();
             let exists = names::role_account(role_arn) == Some(account.as_str())
                 && self
+                    .core
                     .load::<crate::records::RoleRecord>(
-                        ns::ROLE,
+                        crate::records::ns::ROLE,
                         &crate::names::entity_key(&account, name),
                     )
                     .await?
                     .is_some_and(|(r, _)| &r.arn == role_arn);
             if !exists {
-                return Err(IamError::InvalidParameter(format!(
+                return Err(Error::InvalidParameter(format!(
                     "Role with arn: {role_arn}, could not be assumed because it does not exist or the trusted entity is not correct"
                 )));
             }
         }
-        let id = self.ids.upper_hex(32);
-        let now = self.now();
+        let id = self.core.ids.upper_hex(32);
+        let now = self.core.now();
         let (issuer, tokens) = match input.tokens {
             ClusterTokens::Local { base_url } => {
                 let key = self.new_signing_key(now)?;
@@ -148,14 +151,13 @@ impl Iam {
                 jwks_uri,
             } => {
                 if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
-                    return Err(IamError::InvalidParameter(format!(
+                    return Err(Error::InvalidParameter(format!(
                         "The issuer `{issuer}` is not an http(s) URL."
                     )));
                 }
                 let (jwks, jwks_uri, fetched) = match (jwks, jwks_uri) {
                     (Some(text), uri) => {
-                        Jwks::parse(&text)
-                            .map_err(|e| IamError::InvalidParameter(e.to_string()))?;
+                        Jwks::parse(&text).map_err(|e| Error::InvalidParameter(e.to_string()))?;
                         (text, uri, None)
                     }
                     (None, uri) => {
@@ -195,6 +197,7 @@ impl Iam {
         };
         let cluster_key = key(&[&account, &input.region, &input.name]);
         match self
+            .core
             .store
             .commit(vec![
                 Op::create(ns::CLUSTER, cluster_key.clone(), encode(&record)),
@@ -203,7 +206,7 @@ impl Iam {
             .await
         {
             Ok(()) => Ok(record),
-            Err(e) if is_conflict(&e) => Err(IamError::ResourceInUse(format!(
+            Err(e) if is_conflict(&e) => Err(Error::ResourceInUse(format!(
                 "Cluster already exists with name: {}",
                 input.name
             ))),
@@ -217,7 +220,7 @@ impl Iam {
         caller: &Caller,
         region: &str,
         name: &str,
-    ) -> Result<ClusterRecord, IamError> {
+    ) -> Result<ClusterRecord, Error> {
         self.cluster_for(caller, "eks:DescribeCluster", region, name)
             .await
             .map(|(c, _)| c)
@@ -230,9 +233,9 @@ impl Iam {
         region: &str,
         max_results: Option<u32>,
         next_token: Option<&str>,
-    ) -> Result<EksPage<String>, IamError> {
+    ) -> Result<EksPage<String>, Error> {
         let account = caller.account().to_string();
-        self.authorize(
+        self.core.authorize(
             caller,
             "eks:ListClusters",
             &format!("arn:aws:eks:{region}:{account}:cluster/*"),
@@ -242,6 +245,7 @@ impl Iam {
         let prefix = key(&[&account, region, ""]);
         let after = next_token.map(|t| decode_token(t, &prefix)).transpose()?;
         let mut items = self
+            .core
             .store
             .scan(ns::CLUSTER, &prefix, after.as_deref(), limit + 1)
             .await?;
@@ -262,7 +266,7 @@ impl Iam {
         caller: &Caller,
         region: &str,
         name: &str,
-    ) -> Result<ClusterRecord, IamError> {
+    ) -> Result<ClusterRecord, Error> {
         let (cluster, version) = self
             .cluster_for(caller, "eks:DeleteCluster", region, name)
             .await?;
@@ -282,7 +286,7 @@ impl Iam {
             ns::ASSOCIATION_TOKEN,
             ns::ASSOCIATION_COUNT,
         ] {
-            for item in self.store.scan(spaces, &prefix, None, 100_000).await? {
+            for item in self.core.store.scan(spaces, &prefix, None, 100_000).await? {
                 ops.push(Op::Delete {
                     ns: spaces,
                     key: item.key,
@@ -290,7 +294,7 @@ impl Iam {
                 });
             }
         }
-        match self.store.commit(ops).await {
+        match self.core.store.commit(ops).await {
             Ok(()) => Ok(cluster),
             Err(e) if is_conflict(&e) => Err(busy()),
             Err(e) => Err(e.into()),
@@ -304,25 +308,25 @@ impl Iam {
         action: &str,
         region: &str,
         name: &str,
-    ) -> Result<(ClusterRecord, u64), IamError> {
+    ) -> Result<(ClusterRecord, u64), Error> {
         names::cluster_name(name)?;
         let account = caller.account().to_string();
         let arn = format!("arn:aws:eks:{region}:{account}:cluster/{name}");
-        self.authorize(caller, action, &arn, &[])?;
-        self.load::<ClusterRecord>(ns::CLUSTER, &key(&[&account, region, name]))
+        self.core.authorize(caller, action, &arn, &[])?;
+        self.core
+            .load::<ClusterRecord>(ns::CLUSTER, &key(&[&account, region, name]))
             .await?
-            .ok_or_else(|| {
-                IamError::ResourceNotFound(format!("No cluster found for name: {name}."))
-            })
+            .ok_or_else(|| Error::ResourceNotFound(format!("No cluster found for name: {name}.")))
     }
 
     /// The cluster whose id (in its issuer URL) is `id`: for serving its OIDC discovery
     /// document and keys, which anyone may read.
-    pub async fn cluster_by_id(&self, id: &str) -> Result<Option<ClusterRecord>, IamError> {
-        let Some(item) = self.store.get(ns::CLUSTER_ID, id).await? else {
+    pub async fn cluster_by_id(&self, id: &str) -> Result<Option<ClusterRecord>, Error> {
+        let Some(item) = self.core.store.get(ns::CLUSTER_ID, id).await? else {
             return Ok(None);
         };
         Ok(self
+            .core
             .load::<ClusterRecord>(ns::CLUSTER, &item.value)
             .await?
             .map(|(c, _)| c))
@@ -330,7 +334,7 @@ impl Iam {
 
     /// The key set that verifies a cluster's tokens: a local cluster's current and retired
     /// keys, or an external cluster's JWKS.
-    pub fn cluster_jwks(&self, cluster: &ClusterRecord) -> Result<Jwks, IamError> {
+    pub fn cluster_jwks(&self, cluster: &ClusterRecord) -> Result<Jwks, Error> {
         match &cluster.tokens {
             TokenSource::Local { keys } => {
                 let mut jwks = Jwks::default();
@@ -347,7 +351,7 @@ impl Iam {
                 Ok(jwks)
             }
             TokenSource::External { jwks, .. } => {
-                Jwks::parse(jwks).map_err(|e| IamError::ServiceFailure(e.to_string()))
+                Jwks::parse(jwks).map_err(|e| Error::ServiceFailure(e.to_string()))
             }
         }
     }
@@ -360,28 +364,28 @@ impl Iam {
         region: &str,
         cluster: &str,
         input: ServiceAccountToken,
-    ) -> Result<String, IamError> {
+    ) -> Result<String, Error> {
         names::namespace(&input.namespace)?;
         names::service_account(&input.service_account)?;
         let (record, _) = self
             .cluster_for(caller, "podid:CreateServiceAccountToken", region, cluster)
             .await?;
         let TokenSource::Local { keys } = &record.tokens else {
-            return Err(IamError::InvalidRequest(format!(
+            return Err(Error::InvalidRequest(format!(
                 "Cluster {cluster} is external: its own kube-apiserver issues its tokens."
             )));
         };
         let signing = keys.iter().find(|k| k.retired.is_none()).ok_or_else(|| {
-            IamError::ServiceFailure("the cluster has no current signing key".into())
+            Error::ServiceFailure("the cluster has no current signing key".into())
         })?;
         let key = self.open_signing_key(signing)?;
         let lifetime = input.expiration_seconds.unwrap_or(86_400);
         if !(600..=MAX_TOKEN_SECONDS).contains(&lifetime) {
-            return Err(IamError::InvalidParameter(format!(
+            return Err(Error::InvalidParameter(format!(
                 "The token lifetime must be between 600 and {MAX_TOKEN_SECONDS} seconds; got {lifetime}."
             )));
         }
-        let now = self.clock.now().as_secs();
+        let now = self.core.clock.now().as_secs();
         let audiences = if input.audiences.is_empty() {
             vec![super::PODS_SERVICE.to_owned()]
         } else {
@@ -415,7 +419,7 @@ impl Iam {
         claims.insert("exp".into(), (now + lifetime).into());
         claims.insert("iat".into(), now.into());
         claims.insert("iss".into(), record.issuer.clone().into());
-        claims.insert("jti".into(), self.ids.request_id().into());
+        claims.insert("jti".into(), self.core.ids.request_id().into());
         claims.insert("kubernetes.io".into(), Value::Object(kubernetes));
         claims.insert("nbf".into(), now.into());
         claims.insert(
@@ -427,7 +431,7 @@ impl Iam {
             .into(),
         );
         key.sign(&claims)
-            .map_err(|e| IamError::ServiceFailure(e.to_string()))
+            .map_err(|e| Error::ServiceFailure(e.to_string()))
     }
 
     /// Makes a new signing key for a local cluster and retires the current one (it stays in
@@ -438,14 +442,14 @@ impl Iam {
         caller: &Caller,
         region: &str,
         name: &str,
-    ) -> Result<ClusterRecord, IamError> {
+    ) -> Result<ClusterRecord, Error> {
         for _ in 0..RETRIES {
             let (mut cluster, version) = self
                 .cluster_for(caller, "podid:RotateClusterKeys", region, name)
                 .await?;
-            let now = self.now();
+            let now = self.core.now();
             let TokenSource::Local { keys } = &mut cluster.tokens else {
-                return Err(IamError::InvalidRequest(format!(
+                return Err(Error::InvalidRequest(format!(
                     "Cluster {name} is external: its own kube-apiserver owns its keys."
                 )));
             };
@@ -456,6 +460,7 @@ impl Iam {
             keys.insert(0, self.new_signing_key(now)?);
             let cluster_key = key(&[&cluster.account, region, name]);
             match self
+                .core
                 .store
                 .commit(vec![Op::update(
                     ns::CLUSTER,
@@ -480,7 +485,7 @@ impl Iam {
         &self,
         cluster: &ClusterRecord,
         force: bool,
-    ) -> Result<ClusterRecord, IamError> {
+    ) -> Result<ClusterRecord, Error> {
         let TokenSource::External {
             jwks_uri: Some(uri),
             fetched,
@@ -489,7 +494,7 @@ impl Iam {
         else {
             return Ok(cluster.clone());
         };
-        let now = self.now();
+        let now = self.core.now();
         let fresh = fetched.is_some_and(|at| now - at < JWKS_TTL_MILLIS);
         // Even when forced, at most one fetch a minute: unknown kids must not make every
         // request fetch.
@@ -501,6 +506,7 @@ impl Iam {
         let cluster_key = key(&[&cluster.account, &cluster.region, &cluster.name]);
         for _ in 0..RETRIES {
             let Some((mut current, version)) = self
+                .core
                 .load::<ClusterRecord>(ns::CLUSTER, &cluster_key)
                 .await?
             else {
@@ -511,6 +517,7 @@ impl Iam {
                 *fetched = Some(now);
             }
             match self
+                .core
                 .store
                 .commit(vec![Op::update(
                     ns::CLUSTER,
@@ -529,7 +536,7 @@ impl Iam {
     }
 
     /// The `jwks_uri` of an issuer's OpenID discovery document.
-    async fn discover_jwks_uri(&self, issuer: &str) -> Result<String, IamError> {
+    async fn discover_jwks_uri(&self, issuer: &str) -> Result<String, Error> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -539,56 +546,56 @@ impl Iam {
             .ok()
             .and_then(|v| v.get("jwks_uri").and_then(Value::as_str).map(str::to_owned))
             .ok_or_else(|| {
-                IamError::InvalidParameter(format!(
+                Error::InvalidParameter(format!(
                     "The discovery document of issuer `{issuer}` ({url}) has no `jwks_uri`: give the key set with --jwks."
                 ))
             })
     }
 
-    async fn fetch_jwks(&self, issuer: &str, url: &str) -> Result<String, IamError> {
+    async fn fetch_jwks(&self, issuer: &str, url: &str) -> Result<String, Error> {
         let text = self.fetch(issuer, url).await?;
         Jwks::parse(&text).map_err(|e| {
-            IamError::InvalidParameter(format!(
+            Error::InvalidParameter(format!(
                 "The key set of issuer `{issuer}` at {url} is not a JWKS: {e}"
             ))
         })?;
         Ok(text)
     }
 
-    async fn fetch(&self, issuer: &str, url: &str) -> Result<String, IamError> {
-        let Some(fetcher) = &self.fetcher else {
-            return Err(IamError::InvalidParameter(format!(
+    async fn fetch(&self, issuer: &str, url: &str) -> Result<String, Error> {
+        let Some(fetcher) = &self.core.eks.fetcher else {
+            return Err(Error::InvalidParameter(format!(
                 "This server does not fetch key sets: give the JWKS of issuer `{issuer}` inline."
             )));
         };
         fetcher.get(url).await.map_err(|e| {
-            IamError::InvalidParameter(format!(
+            Error::InvalidParameter(format!(
                 "Cannot fetch {url} for issuer `{issuer}`: {e}. Check that the issuer serves it, or give the JWKS inline."
             ))
         })
     }
 
-    fn new_signing_key(&self, now: i64) -> Result<SigningKeyRecord, IamError> {
-        let key = SigningKey::generate().map_err(|e| IamError::ServiceFailure(e.to_string()))?;
+    fn new_signing_key(&self, now: i64) -> Result<SigningKeyRecord, Error> {
+        let key = SigningKey::generate().map_err(|e| Error::ServiceFailure(e.to_string()))?;
         let der = key
             .to_pkcs8_der()
-            .map_err(|e| IamError::ServiceFailure(e.to_string()))?;
+            .map_err(|e| Error::ServiceFailure(e.to_string()))?;
         Ok(SigningKeyRecord {
             kid: key.kid().to_owned(),
-            sealed: self.master.seal(&*self.ids, der.expose()),
+            sealed: self.core.master.seal(&*self.core.ids, der.expose()),
             created: now,
             retired: None,
             public_jwk: serde_json::to_string(&key.jwk()).ok(),
         })
     }
 
-    fn open_signing_key(&self, record: &SigningKeyRecord) -> Result<SigningKey, IamError> {
+    fn open_signing_key(&self, record: &SigningKeyRecord) -> Result<SigningKey, Error> {
         let der = self
+            .core
             .master
             .open(&record.sealed)
-            .map_err(|e| IamError::ServiceFailure(e.to_string()))?;
-        SigningKey::from_pkcs8_der(der.expose())
-            .map_err(|e| IamError::ServiceFailure(e.to_string()))
+            .map_err(|e| Error::ServiceFailure(e.to_string()))?;
+        SigningKey::from_pkcs8_der(der.expose()).map_err(|e| Error::ServiceFailure(e.to_string()))
     }
 }
 
@@ -608,11 +615,11 @@ pub(crate) fn tag_context(tags: &BTreeMap<String, String>) -> Vec<(String, Conte
 }
 
 /// `maxResults`: 1–100, default 100.
-pub(crate) fn max_results_of(max: Option<u32>) -> Result<usize, IamError> {
+pub(crate) fn max_results_of(max: Option<u32>) -> Result<usize, Error> {
     match max {
         None => Ok(100),
         Some(n @ 1..=100) => Ok(usize::try_from(n).unwrap_or(100)),
-        Some(_) => Err(IamError::InvalidParameter(
+        Some(_) => Err(Error::InvalidParameter(
             "The parameter maxResults should be between 1 and 100.".into(),
         )),
     }
@@ -634,14 +641,14 @@ pub(crate) fn encode_token(key: &str) -> String {
 }
 
 /// The key a `nextToken` stands for; it must lie under `prefix` (the same list).
-pub(crate) fn decode_token(token: &str, prefix: &str) -> Result<String, IamError> {
+pub(crate) fn decode_token(token: &str, prefix: &str) -> Result<String, Error> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|k| k.starts_with(prefix))
         .ok_or_else(|| {
-            IamError::InvalidParameter(
+            Error::InvalidParameter(
                 "The parameter nextToken is not valid: use the nextToken of the previous page of the same list.".into(),
             )
         })

@@ -5,19 +5,72 @@ mod associations;
 mod clusters;
 mod names;
 mod pod_identity;
+mod records;
+
+use std::sync::Arc;
+
+use crate::Core;
 
 pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
 };
 pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
-pub(crate) use pod_identity::AuditLog;
+use pod_identity::AuditLog;
 pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
+pub use records::{AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 
 /// The service principal of EKS Pod Identity.
 pub const PODS_SERVICE: &str = "pods.eks.amazonaws.com";
 
 /// The default quota of associations per cluster.
-pub(crate) const DEFAULT_ASSOCIATION_QUOTA: u32 = 1000;
+const DEFAULT_ASSOCIATION_QUOTA: u32 = 1000;
+
+/// EKS: clusters (their issuers, signing keys and service-account tokens) and Pod Identity
+/// associations. A view of the [`Core`]: `core.eks()`.
+#[derive(Clone, Copy, Debug)]
+pub struct Eks<'a> {
+    pub(crate) core: &'a Core,
+}
+
+/// EKS Auth: AssumeRoleForPodIdentity, and the audit of its recent decisions. A view of the
+/// [`Core`]: `core.eks_auth()`.
+#[derive(Clone, Copy, Debug)]
+pub struct EksAuth<'a> {
+    pub(crate) core: &'a Core,
+}
+
+/// EKS's settings and state in the core.
+pub(crate) struct State {
+    association_quota: u32,
+    fetcher: Option<Arc<dyn Fetcher>>,
+    audit: AuditLog,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            association_quota: DEFAULT_ASSOCIATION_QUOTA,
+            fetcher: None,
+            audit: AuditLog::default(),
+        }
+    }
+}
+
+impl Core {
+    /// Lets EKS fetch external issuers' discovery documents and key sets.
+    #[must_use]
+    pub fn with_fetcher(mut self, fetcher: Arc<dyn Fetcher>) -> Self {
+        self.eks.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Sets the most Pod Identity associations a cluster may have (default 1,000).
+    #[must_use]
+    pub fn with_association_quota(mut self, quota: u32) -> Self {
+        self.eks.association_quota = quota;
+        self
+    }
+}
 
 /// Fetches documents over HTTP(S) for the domain: the OpenID discovery documents and key sets
 /// of external clusters' issuers. The binary supplies one; without it, key sets must be given

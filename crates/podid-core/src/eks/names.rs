@@ -1,23 +1,23 @@
 //! Names and parameters as EKS checks them, with EKS's `InvalidParameterException` texts.
 
-use crate::error::IamError;
+use crate::error::Error;
 
 /// A cluster name: 1–100 characters, `^[0-9A-Za-z][A-Za-z0-9-_]*`.
-pub(crate) fn cluster_name(name: &str) -> Result<(), IamError> {
+pub(crate) fn cluster_name(name: &str) -> Result<(), Error> {
     if name.is_empty() {
-        return Err(IamError::InvalidParameter(
+        return Err(Error::InvalidParameter(
             "The parameter name should not be empty.".into(),
         ));
     }
     if name.chars().count() > 100 {
-        return Err(IamError::InvalidParameter(
+        return Err(Error::InvalidParameter(
             "The parameter name should not be greater than 100 characters.".into(),
         ));
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(IamError::InvalidParameter(
+        return Err(Error::InvalidParameter(
             "The parameter name contains invalid characters. It should conform to the regular expression \"^[0-9A-Za-z][A-Za-z0-9-_]*\"In other words, it should start with a number or letter, and can contain numbers, letters, dashes, and underscores.".into(),
         ));
     }
@@ -26,24 +26,24 @@ pub(crate) fn cluster_name(name: &str) -> Result<(), IamError> {
 
 /// A Kubernetes namespace: a DNS-1123 label (1–63 lower-case alphanumerics and `-`, starting
 /// and ending with an alphanumeric).
-pub(crate) fn namespace(name: &str) -> Result<(), IamError> {
+pub(crate) fn namespace(name: &str) -> Result<(), Error> {
     k8s_name("namespace", name, 63, false)
 }
 
 /// A Kubernetes service account: a DNS-1123 subdomain (1–253 lower-case alphanumerics, `-`
 /// and `.`, starting and ending with an alphanumeric).
-pub(crate) fn service_account(name: &str) -> Result<(), IamError> {
+pub(crate) fn service_account(name: &str) -> Result<(), Error> {
     k8s_name("serviceAccount", name, 253, true)
 }
 
-fn k8s_name(parameter: &str, name: &str, max: usize, dots: bool) -> Result<(), IamError> {
+fn k8s_name(parameter: &str, name: &str, max: usize, dots: bool) -> Result<(), Error> {
     if name.is_empty() {
-        return Err(IamError::InvalidParameter(format!(
+        return Err(Error::InvalidParameter(format!(
             "The parameter {parameter} should not be empty."
         )));
     }
     if name.len() > max {
-        return Err(IamError::InvalidParameter(format!(
+        return Err(Error::InvalidParameter(format!(
             "The parameter {parameter} should not be greater than {max} characters."
         )));
     }
@@ -64,7 +64,7 @@ fn k8s_name(parameter: &str, name: &str, max: usize, dots: bool) -> Result<(), I
                 "lower-case letters, numbers and dashes",
             )
         };
-        return Err(IamError::InvalidParameter(format!(
+        return Err(Error::InvalidParameter(format!(
             "The parameter {parameter} contains invalid characters. It should conform to the regular expression \"{pattern}\"In other words, it should start and end with a number or lower-case letter, and can contain {words}."
         )));
     }
@@ -72,9 +72,9 @@ fn k8s_name(parameter: &str, name: &str, max: usize, dots: bool) -> Result<(), I
 }
 
 /// An association id: `a-` and 17 lower-case alphanumerics.
-pub(crate) fn association_id(id: &str) -> Result<(), IamError> {
+pub(crate) fn association_id(id: &str) -> Result<(), Error> {
     if id.len() != 19 {
-        return Err(IamError::InvalidParameter(
+        return Err(Error::InvalidParameter(
             "The parameter associationId should be 19 characters long.".into(),
         ));
     }
@@ -91,27 +91,27 @@ pub(crate) fn role_account(arn: &str) -> Option<&str> {
 }
 
 /// Tags: at most 50; keys 1–128 and values at most 256 characters; no `aws:` prefix.
-pub(crate) fn tags(tags: &std::collections::BTreeMap<String, String>) -> Result<(), IamError> {
+pub(crate) fn tags(tags: &std::collections::BTreeMap<String, String>) -> Result<(), Error> {
     if tags.len() > 50 {
-        return Err(IamError::InvalidParameter(
+        return Err(Error::InvalidParameter(
             "The parameter tags should not have more than 50 entries.".into(),
         ));
     }
     for (key, value) in tags {
         if key.is_empty() || key.chars().count() > 128 {
-            return Err(IamError::InvalidParameter(
+            return Err(Error::InvalidParameter(
                 "Tag keys must be between 1 and 128 characters long.".into(),
             ));
         }
         if value.chars().count() > 256 {
-            return Err(IamError::InvalidParameter(
+            return Err(Error::InvalidParameter(
                 "Tag values must be at most 256 characters long.".into(),
             ));
         }
         if key.to_ascii_lowercase().starts_with("aws:")
             || value.to_ascii_lowercase().starts_with("aws:")
         {
-            return Err(IamError::InvalidParameter(format!(
+            return Err(Error::InvalidParameter(format!(
                 "Tag keys and values cannot start with 'aws:': `{key}` is reserved for AWS use."
             )));
         }

@@ -10,7 +10,7 @@
 //!    association's external id and session policy.
 //!
 //! Every call leaves an audit record: a structured log line (target `podid::audit`) and an
-//! entry in a bounded in-memory list that `Iam::recent_pod_identity_decisions` reads.
+//! entry in a bounded in-memory list that `EksAuth::recent_pod_identity_decisions` reads.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -19,11 +19,11 @@ use podid_jwt::Jwks;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{PODS_SERVICE, names};
-use crate::Iam;
+use super::records::{AssociationRecord, ClusterRecord};
+use super::{EksAuth, PODS_SERVICE, names};
 use crate::auth::Caller;
-use crate::error::IamError;
-use crate::records::{AssociationRecord, ClusterRecord, Tag};
+use crate::error::Error;
+use crate::records::Tag;
 use crate::sts::{AssumeRole, AssumedRole, Assumer};
 
 /// Clock skew allowed on a token's `exp`, `nbf` and `iat`, in seconds.
@@ -92,7 +92,7 @@ struct PodClaims {
     pod: Option<(String, String)>,
 }
 
-impl Iam {
+impl EksAuth<'_> {
     /// AssumeRoleForPodIdentity.
     pub async fn assume_role_for_pod_identity(
         &self,
@@ -100,9 +100,9 @@ impl Iam {
         region: &str,
         cluster: &str,
         token: &str,
-    ) -> Result<PodCredentials, IamError> {
+    ) -> Result<PodCredentials, Error> {
         let mut decision = PodIdentityDecision {
-            time: self.now(),
+            time: self.core.now(),
             caller: caller.arn().to_owned(),
             cluster: cluster.to_owned(),
             namespace: None,
@@ -133,7 +133,7 @@ impl Iam {
             reason = decision.reason.as_deref().unwrap_or("-"),
             "AssumeRoleForPodIdentity"
         );
-        if let Ok(mut entries) = self.audit.entries.lock() {
+        if let Ok(mut entries) = self.core.eks.audit.entries.lock() {
             if entries.len() >= AUDIT_ENTRIES {
                 entries.pop_front();
             }
@@ -148,9 +148,11 @@ impl Iam {
         &self,
         caller: &Caller,
         limit: usize,
-    ) -> Result<Vec<PodIdentityDecision>, IamError> {
-        self.authorize(caller, "podid:ReadAudit", "*", &[])?;
+    ) -> Result<Vec<PodIdentityDecision>, Error> {
+        self.core.authorize(caller, "podid:ReadAudit", "*", &[])?;
         let entries = self
+            .core
+            .eks
             .audit
             .entries
             .lock()
@@ -167,9 +169,11 @@ impl Iam {
         cluster_name: &str,
         token: &str,
         decision: &mut PodIdentityDecision,
-    ) -> Result<PodCredentials, IamError> {
+    ) -> Result<PodCredentials, Error> {
         names::cluster_name(cluster_name)?;
         let (cluster, _) = self
+            .core
+            .eks()
             .cluster_for(
                 caller,
                 "eks-auth:AssumeRoleForPodIdentity",
@@ -182,10 +186,10 @@ impl Iam {
         decision.service_account = Some(claims.service_account.clone());
         decision.pod = claims.pod.as_ref().map(|(name, _)| name.clone());
         let association = self
-            .association_of(&cluster, &claims.namespace, &claims.service_account)
+            .core.eks().association_of(&cluster, &claims.namespace, &claims.service_account)
             .await?
             .ok_or_else(|| {
-                IamError::ResourceNotFound(format!(
+                Error::ResourceNotFound(format!(
                     "No Pod Identity association found for service account {} in namespace {} of cluster {cluster_name}.",
                     claims.service_account, claims.namespace
                 ))
@@ -200,18 +204,25 @@ impl Iam {
             None => first,
             Some(target) => {
                 let session = self
+                    .core
                     .open_session(
                         first.credentials.session_token.expose(),
                         &first.credentials.access_key_id,
                     )
                     .await?;
-                let from = self.session_caller(&session).await?;
+                let from = self.core.session_caller(&session).await?;
                 let assumed = self
+                    .core
+                    .sts()
                     .assume(
                         Assumer::Caller(&from),
                         AssumeRole {
                             role_arn: target.clone(),
-                            session_name: session_name(&cluster.name, claims.pod.as_ref(), self),
+                            session_name: session_name(
+                                &cluster.name,
+                                claims.pod.as_ref(),
+                                self.core.ids(),
+                            ),
                             duration_seconds: Some(TARGET_SECONDS),
                             external_id: association.external_id.clone(),
                             policy: association.policy.clone(),
@@ -239,7 +250,7 @@ impl Iam {
         cluster: &ClusterRecord,
         association: &AssociationRecord,
         claims: &PodClaims,
-    ) -> Result<AssumedRole, IamError> {
+    ) -> Result<AssumedRole, Error> {
         let mut tags = Vec::new();
         if !association.disable_session_tags {
             let (pod_name, pod_uid) = claims.pod.clone().unwrap_or_default();
@@ -260,28 +271,30 @@ impl Iam {
             }
         }
         let transitive = tags.iter().map(|t| t.key.clone()).collect();
-        self.assume(
-            Assumer::Service(PODS_SERVICE),
-            AssumeRole {
-                role_arn: association.role_arn.clone(),
-                session_name: session_name(&cluster.name, claims.pod.as_ref(), self),
-                duration_seconds: Some(if association.target_role_arn.is_some() {
-                    TARGET_SECONDS
-                } else {
-                    ONE_HOP_SECONDS
-                }),
-                tags,
-                transitive_tag_keys: transitive,
-                // With a target role, the session policy restricts only the target.
-                policy: if association.target_role_arn.is_some() {
-                    None
-                } else {
-                    association.policy.clone()
+        self.core
+            .sts()
+            .assume(
+                Assumer::Service(PODS_SERVICE),
+                AssumeRole {
+                    role_arn: association.role_arn.clone(),
+                    session_name: session_name(&cluster.name, claims.pod.as_ref(), self.core.ids()),
+                    duration_seconds: Some(if association.target_role_arn.is_some() {
+                        TARGET_SECONDS
+                    } else {
+                        ONE_HOP_SECONDS
+                    }),
+                    tags,
+                    transitive_tag_keys: transitive,
+                    // With a target role, the session policy restricts only the target.
+                    policy: if association.target_role_arn.is_some() {
+                        None
+                    } else {
+                        association.policy.clone()
+                    },
+                    ..Default::default()
                 },
-                ..Default::default()
-            },
-        )
-        .await
+            )
+            .await
     }
 
     /// Verifies a service-account token for `cluster`; what it says about the pod.
@@ -289,10 +302,10 @@ impl Iam {
         &self,
         cluster: &ClusterRecord,
         token: &str,
-    ) -> Result<PodClaims, IamError> {
+    ) -> Result<PodClaims, Error> {
         let header = podid_jwt::decode_unverified(token)
             .map_err(|_| {
-                IamError::InvalidToken(
+                Error::InvalidToken(
                     "The service account token is not a JWT: it must be three base64url parts (header, claims, signature).".into(),
                 )
             })?
@@ -301,32 +314,32 @@ impl Iam {
             .get("kid")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let mut jwks = self.cluster_jwks(cluster)?;
+        let mut jwks = self.core.eks().cluster_jwks(cluster)?;
         if !kid.is_empty() && !has_kid(&jwks, kid) {
             // An external issuer may have rotated its keys since the key set was fetched.
-            let refreshed = self.refresh_cluster_jwks(cluster, true).await?;
-            jwks = self.cluster_jwks(&refreshed)?;
+            let refreshed = self.core.eks().refresh_cluster_jwks(cluster, true).await?;
+            jwks = self.core.eks().cluster_jwks(&refreshed)?;
         }
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let claims = podid_jwt::verify(token, &jwks, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
             match e {
-                podid_jwt::JwtError::Expired(at) => IamError::ExpiredServiceAccountToken(format!(
+                podid_jwt::JwtError::Expired(at) => Error::ExpiredServiceAccountToken(format!(
                     "The service account token expired at {} (epoch {}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
                     at.to_iso8601(),
                     at.as_secs()
                 )),
-                podid_jwt::JwtError::UnknownKey(kid) => IamError::InvalidToken(format!(
+                podid_jwt::JwtError::UnknownKey(kid) => Error::InvalidToken(format!(
                     "The service account token is signed with key `{kid}`, which is not a key of cluster {}'s issuer: was it issued by another cluster?",
                     cluster.name
                 )),
-                other => IamError::InvalidToken(format!(
+                other => Error::InvalidToken(format!(
                     "The service account token was refused: {other}."
                 )),
             }
         })?;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
         if text("iss") != cluster.issuer {
-            return Err(IamError::InvalidToken(format!(
+            return Err(Error::InvalidToken(format!(
                 "The service account token's issuer `{}` is not cluster {}'s issuer `{}`.",
                 text("iss"),
                 cluster.name,
@@ -339,7 +352,7 @@ impl Iam {
             _ => false,
         };
         if !audience_ok {
-            return Err(IamError::InvalidToken(format!(
+            return Err(Error::InvalidToken(format!(
                 "The service account token's audience is not `{PODS_SERVICE}`: project the token with that audience."
             )));
         }
@@ -348,7 +361,7 @@ impl Iam {
             .strip_prefix("system:serviceaccount:")
             .and_then(|rest| rest.split_once(':'))
         else {
-            return Err(IamError::InvalidToken(format!(
+            return Err(Error::InvalidToken(format!(
                 "The service account token's subject `{sub}` is not `system:serviceaccount:NAMESPACE:NAME`."
             )));
         };
@@ -363,7 +376,7 @@ impl Iam {
         if field(&["namespace"]) != namespace
             || field(&["serviceaccount", "name"]) != service_account
         {
-            return Err(IamError::InvalidToken(
+            return Err(Error::InvalidToken(
                 "The service account token's `kubernetes.io` claims do not match its subject."
                     .into(),
             ));
@@ -384,8 +397,8 @@ fn has_kid(jwks: &Jwks, kid: &str) -> bool {
 /// `eks-<cluster>-<pod>-<uuid>`, fitted to STS's 64 characters: the UUID is kept whole (it
 /// makes the name unique); the cluster and pod names are shortened, the longer first, and
 /// characters STS does not allow are left out.
-fn session_name(cluster: &str, pod: Option<&(String, String)>, iam: &Iam) -> String {
-    let uuid = iam.ids.request_id();
+fn session_name(cluster: &str, pod: Option<&(String, String)>, ids: &dyn crate::Ids) -> String {
+    let uuid = ids.request_id();
     let allowed = |c: &char| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c);
     let mut cluster: String = cluster.chars().filter(allowed).collect();
     let mut pod: String = pod
@@ -404,31 +417,31 @@ fn session_name(cluster: &str, pod: Option<&(String, String)>, iam: &Iam) -> Str
 }
 
 /// Which hop failed, and why, in the refusal's own words.
-fn hop_error(e: IamError, hop: &str, role: &str) -> IamError {
+fn hop_error(e: Error, hop: &str, role: &str) -> Error {
     match e {
-        IamError::AccessDenied(message) => IamError::AccessDenied(format!(
+        Error::AccessDenied(message) => Error::AccessDenied(format!(
             "EKS Pod Identity could not assume the {hop} {role}: {message}"
         )),
-        IamError::Validation(message) | IamError::InvalidParameterValue(message) => {
-            IamError::InvalidRequest(format!(
+        Error::Validation(message) | Error::InvalidParameterValue(message) => {
+            Error::InvalidRequest(format!(
                 "EKS Pod Identity could not assume the {hop} {role}: {message}"
             ))
         }
-        IamError::PackedPolicyTooLarge(message) => IamError::InvalidRequest(format!(
+        Error::PackedPolicyTooLarge(message) => Error::InvalidRequest(format!(
             "EKS Pod Identity could not assume the {hop} {role}: {message} Set disableSessionTags on the association to leave the session tags out."
         )),
         other => other,
     }
 }
 
-fn error_code(e: &IamError) -> &'static str {
+fn error_code(e: &Error) -> &'static str {
     match e {
-        IamError::AccessDenied(_) => "AccessDeniedException",
-        IamError::InvalidToken(_) => "InvalidTokenException",
-        IamError::ExpiredServiceAccountToken(_) => "ExpiredTokenException",
-        IamError::ResourceNotFound(_) => "ResourceNotFoundException",
-        IamError::InvalidParameter(_) => "InvalidParameterException",
-        IamError::InvalidRequest(_) => "InvalidRequestException",
+        Error::AccessDenied(_) => "AccessDeniedException",
+        Error::InvalidToken(_) => "InvalidTokenException",
+        Error::ExpiredServiceAccountToken(_) => "ExpiredTokenException",
+        Error::ResourceNotFound(_) => "ResourceNotFoundException",
+        Error::InvalidParameter(_) => "InvalidParameterException",
+        Error::InvalidRequest(_) => "InvalidRequestException",
         _ => "InternalServerException",
     }
 }

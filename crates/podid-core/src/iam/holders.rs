@@ -9,7 +9,7 @@ use super::roles::{attachment_key, no_such_role};
 use super::users::no_such_user;
 use super::{Page, PageRequest, RETRIES, busy, is_conflict};
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::{arn, entity_key, parse_policy_arn};
 use crate::records::{PolicyHolder, PolicyRecord, RoleRecord, UserRecord, ns};
 use crate::{Iam, catalogue, encode};
@@ -77,7 +77,7 @@ impl Entity {
         }
     }
 
-    fn not_found(self, name: &str) -> IamError {
+    fn not_found(self, name: &str) -> Error {
         match self {
             Self::Role => no_such_role(name),
             Self::User => no_such_user(name),
@@ -108,23 +108,24 @@ impl Entity {
     }
 }
 
-impl Iam {
+impl Iam<'_> {
     async fn holder_for<T: Holder>(
         &self,
         caller: &Caller,
         entity: Entity,
         action: &str,
         name: &str,
-    ) -> Result<(T, u64), IamError> {
+    ) -> Result<(T, u64), Error> {
         let account = caller.account().to_string();
         let found = self
+            .core
             .load::<T>(entity.ns(), &entity_key(&account, name))
             .await?;
         let resource = found.as_ref().map_or_else(
             || arn(&account, entity.noun(), "/", name),
             |(r, _)| r.arn().to_owned(),
         );
-        self.authorize(caller, action, &resource, &[])?;
+        self.core.authorize(caller, action, &resource, &[])?;
         found.ok_or_else(|| entity.not_found(name))
     }
 
@@ -134,14 +135,14 @@ impl Iam {
         entity: Entity,
         action: &str,
         name: &str,
-        mut change: impl FnMut(&mut T) -> Result<Vec<Op>, IamError>,
-    ) -> Result<(), IamError> {
+        mut change: impl FnMut(&mut T) -> Result<Vec<Op>, Error>,
+    ) -> Result<(), Error> {
         for _ in 0..RETRIES {
             let (mut record, version) = self.holder_for::<T>(caller, entity, action, name).await?;
             let mut ops = change(&mut record)?;
             let key = entity_key(&caller.account().to_string(), name);
             ops.insert(0, Op::update(entity.ns(), key, encode(&record), version));
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -157,7 +158,7 @@ impl Iam {
         entity: Entity,
         action: &str,
         name: &str,
-    ) -> Result<(String, PolicyHolder), IamError> {
+    ) -> Result<(String, PolicyHolder), Error> {
         Ok(match entity {
             Entity::Role => self
                 .holder_for::<RoleRecord>(caller, entity, action, name)
@@ -180,12 +181,12 @@ impl Iam {
         entity: Entity,
         action: &str,
         name: &str,
-        mut change: impl FnMut(&str, &mut PolicyHolder) -> Result<Vec<Op>, IamError>,
-    ) -> Result<(), IamError> {
+        mut change: impl FnMut(&str, &mut PolicyHolder) -> Result<Vec<Op>, Error>,
+    ) -> Result<(), Error> {
         fn apply<T: Holder>(
             record: &mut T,
-            change: &mut impl FnMut(&str, &mut PolicyHolder) -> Result<Vec<Op>, IamError>,
-        ) -> Result<Vec<Op>, IamError> {
+            change: &mut impl FnMut(&str, &mut PolicyHolder) -> Result<Vec<Op>, Error>,
+        ) -> Result<Vec<Op>, Error> {
             let arn = record.arn().to_owned();
             change(&arn, record.holder_mut())
         }
@@ -213,17 +214,18 @@ impl Iam {
         name: &str,
         policy_name: &str,
         document: String,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let action = entity.action("Put{}Policy");
         // The entity first, then the document (AWS's order).
         self.entity_policies(caller, entity, &action, name).await?;
-        self.parse(
-            &document,
-            ParseOptions::new(PolicyKind::Identity).without_size_limit(),
-        )
-        .map_err(|e| IamError::policy(&e))?;
+        self.core
+            .parse(
+                &document,
+                ParseOptions::new(PolicyKind::Identity).without_size_limit(),
+            )
+            .map_err(|e| Error::policy(&e))?;
         let limit = entity.inline_limit();
-        let change = |holder: &mut PolicyHolder| -> Result<Vec<Op>, IamError> {
+        let change = |holder: &mut PolicyHolder| -> Result<Vec<Op>, Error> {
             holder
                 .inline
                 .insert(policy_name.to_owned(), document.clone());
@@ -233,7 +235,7 @@ impl Iam {
                 .map(|d| d.chars().filter(|c| !c.is_whitespace()).count())
                 .sum();
             if size > limit {
-                return Err(IamError::LimitExceeded(format!(
+                return Err(Error::LimitExceeded(format!(
                     "Maximum policy size of {limit} bytes exceeded for {} {name}",
                     entity.noun()
                 )));
@@ -251,7 +253,7 @@ impl Iam {
         entity: Entity,
         name: &str,
         policy_name: &str,
-    ) -> Result<String, IamError> {
+    ) -> Result<String, Error> {
         let action = entity.action("Get{}Policy");
         let holder = self.entity_policies(caller, entity, &action, name).await?.1;
         holder
@@ -268,9 +270,9 @@ impl Iam {
         entity: Entity,
         name: &str,
         policy_name: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let action = entity.action("Delete{}Policy");
-        let change = |holder: &mut PolicyHolder| -> Result<Vec<Op>, IamError> {
+        let change = |holder: &mut PolicyHolder| -> Result<Vec<Op>, Error> {
             holder
                 .inline
                 .remove(policy_name)
@@ -288,7 +290,7 @@ impl Iam {
         entity: Entity,
         name: &str,
         page: &PageRequest,
-    ) -> Result<Page<String>, IamError> {
+    ) -> Result<Page<String>, Error> {
         let action = entity.action("List{}Policies");
         let holder = self.entity_policies(caller, entity, &action, name).await?.1;
         Ok(super::roles::page_of(
@@ -304,7 +306,7 @@ impl Iam {
         entity: Entity,
         name: &str,
         policy_arn: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let action = entity.action("Attach{}Policy");
         let account = caller.account().to_string();
         let (owner, _, policy_name) = parse_policy_arn(policy_arn)?;
@@ -313,9 +315,9 @@ impl Iam {
             ContextValue::One(policy_arn.to_owned()),
         )];
         let resource = self.entity_policies(caller, entity, &action, name).await?.0;
-        self.authorize(caller, &action, &resource, &extra)?;
+        self.core.authorize(caller, &action, &resource, &extra)?;
         let not_attachable = || {
-            IamError::NoSuchEntity(format!(
+            Error::NoSuchEntity(format!(
                 "Policy {policy_arn} does not exist or is not attachable."
             ))
         };
@@ -325,7 +327,8 @@ impl Iam {
             catalogue::find(policy_arn).ok_or_else(not_attachable)?;
         } else {
             let found = if owner == account {
-                self.load::<PolicyRecord>(ns::POLICY, &entity_key(owner, policy_name))
+                self.core
+                    .load::<PolicyRecord>(ns::POLICY, &entity_key(owner, policy_name))
                     .await?
                     .filter(|(p, _)| p.arn == policy_arn && !p.deleting)
             } else {
@@ -339,12 +342,12 @@ impl Iam {
             });
         }
         let quota = entity.quota_name();
-        let change = |record_arn: &str, holder: &mut PolicyHolder| -> Result<Vec<Op>, IamError> {
+        let change = |record_arn: &str, holder: &mut PolicyHolder| -> Result<Vec<Op>, Error> {
             if holder.attached.iter().any(|a| a == policy_arn) {
                 return Ok(Vec::new());
             }
             if holder.attached.len() >= 10 {
-                return Err(IamError::LimitExceeded(format!(
+                return Err(Error::LimitExceeded(format!(
                     "Cannot exceed quota for {quota}: 10"
                 )));
             }
@@ -361,7 +364,7 @@ impl Iam {
             .await
             .map_err(|e| match e {
                 // The policy changed or went between the check and the commit, every time.
-                IamError::ConcurrentModification(_) if owner != "aws" => not_attachable(),
+                Error::ConcurrentModification(_) if owner != "aws" => not_attachable(),
                 e => e,
             })
     }
@@ -373,14 +376,14 @@ impl Iam {
         entity: Entity,
         name: &str,
         policy_arn: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let action = entity.action("Detach{}Policy");
         parse_policy_arn(policy_arn)?;
-        let change = |record_arn: &str, holder: &mut PolicyHolder| -> Result<Vec<Op>, IamError> {
+        let change = |record_arn: &str, holder: &mut PolicyHolder| -> Result<Vec<Op>, Error> {
             let before = holder.attached.len();
             holder.attached.retain(|a| a != policy_arn);
             if holder.attached.len() == before {
-                return Err(IamError::NoSuchEntity(format!(
+                return Err(Error::NoSuchEntity(format!(
                     "Policy {policy_arn} was not found."
                 )));
             }
@@ -402,7 +405,7 @@ impl Iam {
         name: &str,
         path_prefix: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<AttachedPolicy>, IamError> {
+    ) -> Result<Page<AttachedPolicy>, Error> {
         let action = entity.action("ListAttached{}Policies");
         let holder = self.entity_policies(caller, entity, &action, name).await?.1;
         let prefix = path_prefix.unwrap_or("/");
@@ -421,8 +424,8 @@ impl Iam {
     }
 }
 
-fn no_such_inline(entity: Entity, policy_name: &str) -> IamError {
-    IamError::NoSuchEntity(format!(
+fn no_such_inline(entity: Entity, policy_name: &str) -> Error {
+    Error::NoSuchEntity(format!(
         "The {} policy with name {policy_name} cannot be found.",
         entity.noun()
     ))

@@ -18,8 +18,16 @@ pub(crate) use roles::attachment_key;
 pub use simulate::{EvaluationResult, MatchedStatement, SimulateInput, SimulationPolicy};
 pub use users::{CreateUser, NewAccessKey};
 
-use crate::error::IamError;
+use crate::error::Error;
 use crate::records::Tag;
+
+/// IAM: users and access keys, roles, managed and inline policies, OIDC providers and the
+/// simulator, each call authorized by the policy engine. A view of the [`Core`](crate::Core):
+/// `core.iam()`.
+#[derive(Clone, Copy, Debug)]
+pub struct Iam<'a> {
+    pub(crate) core: &'a crate::Core,
+}
 
 /// How many times a read-modify-write is retried when another writer got there first.
 pub(crate) const RETRIES: usize = 16;
@@ -48,7 +56,7 @@ impl PageRequest {
     }
 
     /// The key after which the page starts.
-    fn after(&self) -> Result<Option<String>, IamError> {
+    fn after(&self) -> Result<Option<String>, Error> {
         match &self.marker {
             None => Ok(None),
             Some(marker) => base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -56,7 +64,7 @@ impl PageRequest {
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .map(Some)
-                .ok_or_else(|| IamError::Validation("Invalid Marker.".into())),
+                .ok_or_else(|| Error::Validation("Invalid Marker.".into())),
         }
     }
 }
@@ -65,7 +73,7 @@ fn marker_for(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }
 
-impl crate::Iam {
+impl crate::Core {
     /// Lists the items of `ns` under `prefix` that `keep` accepts, one page at a time.
     pub(crate) async fn page<T>(
         &self,
@@ -73,7 +81,7 @@ impl crate::Iam {
         prefix: &str,
         page: &PageRequest,
         mut keep: impl FnMut(&Item) -> Option<T>,
-    ) -> Result<Page<T>, IamError> {
+    ) -> Result<Page<T>, Error> {
         let limit = page.limit();
         let mut after = page.after()?;
         let mut items = Vec::new();
@@ -109,18 +117,18 @@ pub(crate) fn is_conflict(e: &StoreError) -> bool {
 }
 
 /// The error when retries ran out.
-pub(crate) fn busy() -> IamError {
-    IamError::ConcurrentModification(
+pub(crate) fn busy() -> Error {
+    Error::ConcurrentModification(
         "Rate exceeded: the entity is being modified concurrently; retry the request.".into(),
     )
 }
 
 /// Checks tags to add: no `aws:` prefix, no duplicate keys (`case_insensitive` for users and
 /// roles, whose tag keys are case-insensitive).
-pub(crate) fn check_new_tags(tags: &[Tag], case_insensitive: bool) -> Result<(), IamError> {
+pub(crate) fn check_new_tags(tags: &[Tag], case_insensitive: bool) -> Result<(), Error> {
     for (i, tag) in tags.iter().enumerate() {
         if tag.key.to_lowercase().starts_with("aws:") {
-            return Err(IamError::InvalidInput(
+            return Err(Error::InvalidInput(
                 "Tag keys starting with 'aws:' are reserved for internal use".into(),
             ));
         }
@@ -132,7 +140,7 @@ pub(crate) fn check_new_tags(tags: &[Tag], case_insensitive: bool) -> Result<(),
             }
         });
         if duplicate {
-            return Err(IamError::InvalidInput(if case_insensitive {
+            return Err(Error::InvalidInput(if case_insensitive {
                 "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into()
             } else {
                 "Duplicate tag keys found.".into()
@@ -148,7 +156,7 @@ pub(crate) fn merge_tags(
     tags: &mut Vec<Tag>,
     new: Vec<Tag>,
     case_insensitive: bool,
-) -> Result<(), IamError> {
+) -> Result<(), Error> {
     check_new_tags(&new, case_insensitive)?;
     for tag in new {
         let same = |t: &Tag| {
@@ -164,7 +172,7 @@ pub(crate) fn merge_tags(
         }
     }
     if tags.len() > 50 {
-        return Err(IamError::LimitExceeded(
+        return Err(Error::LimitExceeded(
             "The number of tags has reached the maximum limit.".into(),
         ));
     }

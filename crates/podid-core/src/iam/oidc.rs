@@ -5,7 +5,7 @@ use podid_store::Op;
 use super::roles::tag_context;
 use super::{is_conflict, merge_tags};
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::error::Error;
 use crate::records::{OidcRecord, Tag, ns};
 use crate::{Iam, encode};
 
@@ -25,13 +25,13 @@ pub struct CreateOidcProvider {
     pub tags: Vec<Tag>,
 }
 
-impl Iam {
+impl Iam<'_> {
     /// CreateOpenIDConnectProvider.
     pub async fn create_oidc_provider(
         &self,
         caller: &Caller,
         input: CreateOidcProvider,
-    ) -> Result<OidcRecord, IamError> {
+    ) -> Result<OidcRecord, Error> {
         let account = caller.account().to_string();
         let host_and_path = input
             .url
@@ -41,34 +41,35 @@ impl Iam {
                 !host.is_empty() && !host.contains(':') && !rest.contains(['?', '#', ' '])
             })
             .map(|rest| rest.trim_end_matches('/'))
-            .ok_or_else(|| IamError::Validation("Invalid Open ID Connect Provider URL".into()))?;
+            .ok_or_else(|| Error::Validation("Invalid Open ID Connect Provider URL".into()))?;
         let provider_arn = format!("arn:aws:iam::{account}:oidc-provider/{host_and_path}");
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:CreateOpenIDConnectProvider",
             &provider_arn,
             &tag_context(&input.tags),
         )?;
         if input.thumbprints.len() > 5 {
-            return Err(IamError::InvalidInput(
+            return Err(Error::InvalidInput(
                 "Thumbprint list must contain fewer than 5 entries.".into(),
             ));
         }
         if input.client_ids.len() > 100 {
-            return Err(IamError::LimitExceeded(
+            return Err(Error::LimitExceeded(
                 "Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: 100".into(),
             ));
         }
         let mut tags = Vec::new();
         merge_tags(&mut tags, input.tags, false)?;
         if self
+            .core
             .store
             .scan(ns::OIDC, &format!("{account}/"), None, MAX_PROVIDERS + 1)
             .await?
             .len()
             >= MAX_PROVIDERS
         {
-            return Err(IamError::LimitExceeded(
+            return Err(Error::LimitExceeded(
                 "Cannot exceed quota for OpenIdConnectProvidersPerAccount: 100".into(),
             ));
         }
@@ -84,9 +85,10 @@ impl Iam {
             client_ids,
             thumbprints: input.thumbprints.iter().map(|t| t.to_lowercase()).collect(),
             tags,
-            created: self.now(),
+            created: self.core.now(),
         };
         match self
+            .core
             .store
             .commit(vec![Op::create(
                 ns::OIDC,
@@ -96,7 +98,7 @@ impl Iam {
             .await
         {
             Ok(()) => Ok(record),
-            Err(e) if is_conflict(&e) => Err(IamError::EntityAlreadyExists(format!(
+            Err(e) if is_conflict(&e) => Err(Error::EntityAlreadyExists(format!(
                 "Provider with url https://{host_and_path} already exists."
             ))),
             Err(e) => Err(e.into()),
@@ -115,19 +117,21 @@ impl Iam {
         &self,
         caller: &Caller,
         provider_arn: &str,
-    ) -> Result<OidcRecord, IamError> {
-        self.authorize(caller, "iam:GetOpenIDConnectProvider", provider_arn, &[])?;
+    ) -> Result<OidcRecord, Error> {
+        self.core
+            .authorize(caller, "iam:GetOpenIDConnectProvider", provider_arn, &[])?;
         let not_found = || {
-            IamError::NoSuchEntity(format!(
+            Error::NoSuchEntity(format!(
                 "OpenIDConnect Provider not found for arn {provider_arn}"
             ))
         };
         let key = Self::oidc_key(provider_arn)
-            .ok_or_else(|| IamError::InvalidInput(format!("ARN {provider_arn} is not valid.")))?;
+            .ok_or_else(|| Error::InvalidInput(format!("ARN {provider_arn} is not valid.")))?;
         if !key.starts_with(&format!("{}/", caller.account())) {
             return Err(not_found());
         }
         Ok(self
+            .core
             .load::<OidcRecord>(ns::OIDC, &key)
             .await?
             .ok_or_else(not_found)?
@@ -139,23 +143,26 @@ impl Iam {
         &self,
         caller: &Caller,
         provider_arn: &str,
-    ) -> Result<(), IamError> {
-        self.authorize(caller, "iam:DeleteOpenIDConnectProvider", provider_arn, &[])?;
+    ) -> Result<(), Error> {
+        self.core
+            .authorize(caller, "iam:DeleteOpenIDConnectProvider", provider_arn, &[])?;
         let not_found = || {
-            IamError::NoSuchEntity(format!(
+            Error::NoSuchEntity(format!(
                 "OpenId connect Provider {provider_arn} cannot be found."
             ))
         };
         let key = Self::oidc_key(provider_arn)
-            .ok_or_else(|| IamError::InvalidInput(format!("ARN {provider_arn} is not valid.")))?;
+            .ok_or_else(|| Error::InvalidInput(format!("ARN {provider_arn} is not valid.")))?;
         if !key.starts_with(&format!("{}/", caller.account())) {
             return Err(not_found());
         }
         let (_, version) = self
+            .core
             .load::<OidcRecord>(ns::OIDC, &key)
             .await?
             .ok_or_else(not_found)?;
         match self
+            .core
             .store
             .commit(vec![Op::delete(ns::OIDC, key, version)])
             .await
@@ -167,10 +174,12 @@ impl Iam {
     }
 
     /// ListOpenIDConnectProviders: every provider's ARN (not paginated, as in AWS).
-    pub async fn list_oidc_providers(&self, caller: &Caller) -> Result<Vec<String>, IamError> {
+    pub async fn list_oidc_providers(&self, caller: &Caller) -> Result<Vec<String>, Error> {
         let account = caller.account().to_string();
-        self.authorize(caller, "iam:ListOpenIDConnectProviders", "*", &[])?;
+        self.core
+            .authorize(caller, "iam:ListOpenIDConnectProviders", "*", &[])?;
         let items = self
+            .core
             .store
             .scan(ns::OIDC, &format!("{account}/"), None, MAX_PROVIDERS * 2)
             .await?;

@@ -6,7 +6,7 @@ use podid_store::Op;
 use super::roles::{page_of, tag_context};
 use super::{Page, PageRequest, RETRIES, busy, is_conflict};
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::{arn, entity_key, parse_policy_arn};
 use crate::records::{PolicyRecord, PolicyVersionRecord, Tag, ns};
 use crate::{Iam, catalogue, encode};
@@ -71,30 +71,31 @@ pub struct PolicyView {
     pub tags: Vec<Tag>,
 }
 
-impl Iam {
+impl Iam<'_> {
     /// CreatePolicy.
     pub async fn create_policy(
         &self,
         caller: &Caller,
         input: CreatePolicy,
-    ) -> Result<PolicyView, IamError> {
+    ) -> Result<PolicyView, Error> {
         let account = caller.account().to_string();
         let path = input.path.clone().unwrap_or_else(|| "/".into());
         let policy_arn = arn(&account, "policy", &path, &input.name);
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:CreatePolicy",
             &policy_arn,
             &tag_context(&input.tags),
         )?;
         super::check_new_tags(&input.tags, false)?;
-        self.parse(&input.document, ParseOptions::new(PolicyKind::Identity))
-            .map_err(|e| IamError::policy(&e))?;
-        let now = self.now();
+        self.core
+            .parse(&input.document, ParseOptions::new(PolicyKind::Identity))
+            .map_err(|e| Error::policy(&e))?;
+        let now = self.core.now();
         let record = PolicyRecord {
             name: input.name.clone(),
             path,
-            id: self.ids.unique_id("ANPA"),
+            id: self.core.ids.unique_id("ANPA"),
             arn: policy_arn,
             description: input.description,
             created: now,
@@ -110,6 +111,7 @@ impl Iam {
             deleting: false,
         };
         match self
+            .core
             .store
             .commit(vec![Op::create(
                 ns::POLICY,
@@ -119,7 +121,7 @@ impl Iam {
             .await
         {
             Ok(()) => Ok(view(&record, 0, 0)),
-            Err(e) if is_conflict(&e) => Err(IamError::EntityAlreadyExists(format!(
+            Err(e) if is_conflict(&e) => Err(Error::EntityAlreadyExists(format!(
                 "A policy called {} already exists. Duplicate names are not allowed.",
                 input.name
             ))),
@@ -133,9 +135,9 @@ impl Iam {
         caller: &Caller,
         action: &str,
         policy_arn: &str,
-    ) -> Result<Option<(PolicyRecord, u64)>, IamError> {
+    ) -> Result<Option<(PolicyRecord, u64)>, Error> {
         let (owner, _, name) = parse_policy_arn(policy_arn)?;
-        self.authorize(caller, action, policy_arn, &[])?;
+        self.core.authorize(caller, action, policy_arn, &[])?;
         if owner == "aws" {
             return catalogue::find(policy_arn)
                 .map(|_| None)
@@ -144,15 +146,17 @@ impl Iam {
         if owner != caller.account().to_string() {
             return Err(policy_not_found(policy_arn));
         }
-        self.load::<PolicyRecord>(ns::POLICY, &entity_key(owner, name))
+        self.core
+            .load::<PolicyRecord>(ns::POLICY, &entity_key(owner, name))
             .await?
             .filter(|(p, _)| p.arn == policy_arn)
             .map(Some)
             .ok_or_else(|| policy_not_found(policy_arn))
     }
 
-    async fn usage(&self, policy_arn: &str) -> Result<(u64, u64), IamError> {
+    async fn usage(&self, policy_arn: &str) -> Result<(u64, u64), Error> {
         let attached = self
+            .core
             .store
             .scan(
                 ns::ATTACHMENT,
@@ -163,6 +167,7 @@ impl Iam {
             .await?
             .len();
         let boundary = self
+            .core
             .store
             .scan(
                 ns::ATTACHMENT,
@@ -176,11 +181,7 @@ impl Iam {
     }
 
     /// GetPolicy.
-    pub async fn get_policy(
-        &self,
-        caller: &Caller,
-        policy_arn: &str,
-    ) -> Result<PolicyView, IamError> {
+    pub async fn get_policy(&self, caller: &Caller, policy_arn: &str) -> Result<PolicyView, Error> {
         let found = self.policy_for(caller, "iam:GetPolicy", policy_arn).await?;
         let (attached, boundary) = self.usage(policy_arn).await?;
         Ok(match found {
@@ -196,9 +197,9 @@ impl Iam {
         caller: &Caller,
         policy_arn: &str,
         version: &str,
-    ) -> Result<(PolicyVersionRecord, bool), IamError> {
+    ) -> Result<(PolicyVersionRecord, bool), Error> {
         let missing = || {
-            IamError::NoSuchEntity(format!(
+            Error::NoSuchEntity(format!(
                 "Policy {policy_arn} version {version} does not exist or is not attachable."
             ))
         };
@@ -235,18 +236,19 @@ impl Iam {
         caller: &Caller,
         action: &str,
         policy_arn: &str,
-        mut change: impl FnMut(&mut PolicyRecord) -> Result<(), IamError>,
-    ) -> Result<PolicyRecord, IamError> {
+        mut change: impl FnMut(&mut PolicyRecord) -> Result<(), Error>,
+    ) -> Result<PolicyRecord, Error> {
         for _ in 0..RETRIES {
             let Some((mut record, version)) = self.policy_for(caller, action, policy_arn).await?
             else {
-                return Err(IamError::InvalidInput(format!(
+                return Err(Error::InvalidInput(format!(
                     "Policy {policy_arn} is an AWS managed policy, which cannot be changed."
                 )));
             };
             change(&mut record)?;
             let key = entity_key(&caller.account().to_string(), &record.name);
             match self
+                .core
                 .store
                 .commit(vec![Op::update(ns::POLICY, key, encode(&record), version)])
                 .await
@@ -266,16 +268,17 @@ impl Iam {
         policy_arn: &str,
         document: String,
         set_as_default: bool,
-    ) -> Result<PolicyVersionRecord, IamError> {
+    ) -> Result<PolicyVersionRecord, Error> {
         self.policy_for(caller, "iam:CreatePolicyVersion", policy_arn)
             .await?;
-        self.parse(&document, ParseOptions::new(PolicyKind::Identity))
-            .map_err(|e| IamError::policy(&e))?;
-        let now = self.now();
+        self.core
+            .parse(&document, ParseOptions::new(PolicyKind::Identity))
+            .map_err(|e| Error::policy(&e))?;
+        let now = self.core.now();
         let record = self
             .update_policy(caller, "iam:CreatePolicyVersion", policy_arn, |p| {
                 if p.versions.len() >= MAX_VERSIONS {
-                    return Err(IamError::LimitExceeded(
+                    return Err(Error::LimitExceeded(
                         "A managed policy can have up to 5 versions. Before you create a new version, you must delete an existing version.".into(),
                     ));
                 }
@@ -306,17 +309,17 @@ impl Iam {
         caller: &Caller,
         policy_arn: &str,
         version: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         self.update_policy(caller, "iam:DeletePolicyVersion", policy_arn, |p| {
             if p.default_version == version {
-                return Err(IamError::DeleteConflict(
+                return Err(Error::DeleteConflict(
                     "Cannot delete the default version of a policy.".into(),
                 ));
             }
             let before = p.versions.len();
             p.versions.retain(|v| v.id != version);
             if p.versions.len() == before {
-                return Err(IamError::NoSuchEntity(format!(
+                return Err(Error::NoSuchEntity(format!(
                     "Policy {policy_arn} version {version} does not exist or is not attachable."
                 )));
             }
@@ -332,11 +335,11 @@ impl Iam {
         caller: &Caller,
         policy_arn: &str,
         version: &str,
-    ) -> Result<(), IamError> {
-        let now = self.now();
+    ) -> Result<(), Error> {
+        let now = self.core.now();
         self.update_policy(caller, "iam:SetDefaultPolicyVersion", policy_arn, |p| {
             if !p.versions.iter().any(|v| v.id == version) {
-                return Err(IamError::NoSuchEntity(format!(
+                return Err(Error::NoSuchEntity(format!(
                     "Policy {policy_arn} version {version} does not exist or is not attachable."
                 )));
             }
@@ -354,7 +357,7 @@ impl Iam {
         caller: &Caller,
         policy_arn: &str,
         page: &PageRequest,
-    ) -> Result<Page<(PolicyVersionRecord, bool)>, IamError> {
+    ) -> Result<Page<(PolicyVersionRecord, bool)>, Error> {
         let versions: Vec<(PolicyVersionRecord, bool)> = match self
             .policy_for(caller, "iam:ListPolicyVersions", policy_arn)
             .await?
@@ -382,11 +385,11 @@ impl Iam {
     }
 
     /// DeletePolicy: only a policy that nothing uses and that has no version but the default.
-    pub async fn delete_policy(&self, caller: &Caller, policy_arn: &str) -> Result<(), IamError> {
+    pub async fn delete_policy(&self, caller: &Caller, policy_arn: &str) -> Result<(), Error> {
         let record = self
             .update_policy(caller, "iam:DeletePolicy", policy_arn, |p| {
                 if p.versions.len() > 1 {
-                    return Err(IamError::DeleteConflict(
+                    return Err(Error::DeleteConflict(
                         "This policy has more than one version. Before you delete a policy, you must delete the policy's versions. The default version is deleted with the policy.".into(),
                     ));
                 }
@@ -398,13 +401,15 @@ impl Iam {
         let key = entity_key(&caller.account().to_string(), &record.name);
         let (attached, boundary) = self.usage(policy_arn).await?;
         let (current, version) = self
+            .core
             .load::<PolicyRecord>(ns::POLICY, &key)
             .await?
             .ok_or_else(|| policy_not_found(policy_arn))?;
         if attached + boundary > 0 {
             let mut restored = current;
             restored.deleting = false;
-            self.store
+            self.core
+                .store
                 .commit(vec![Op::update(
                     ns::POLICY,
                     key,
@@ -412,11 +417,12 @@ impl Iam {
                     version,
                 )])
                 .await?;
-            return Err(IamError::DeleteConflict(
+            return Err(Error::DeleteConflict(
                 "Cannot delete a policy attached to entities.".into(),
             ));
         }
-        self.store
+        self.core
+            .store
             .commit(vec![Op::delete(ns::POLICY, key, version)])
             .await?;
         Ok(())
@@ -427,9 +433,9 @@ impl Iam {
         &self,
         caller: &Caller,
         input: &ListPolicies,
-    ) -> Result<Page<PolicyView>, IamError> {
+    ) -> Result<Page<PolicyView>, Error> {
         let account = caller.account().to_string();
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:ListPolicies",
             &arn(&account, "policy", "/", ""),
@@ -442,6 +448,7 @@ impl Iam {
             let mut after: Option<String> = None;
             loop {
                 let batch = self
+                    .core
                     .store
                     .scan(ns::POLICY, &format!("{account}/"), after.as_deref(), 500)
                     .await?;
@@ -516,6 +523,6 @@ fn aws_view(policy_arn: &str, attached: u64, boundary: u64) -> Option<PolicyView
     })
 }
 
-fn policy_not_found(policy_arn: &str) -> IamError {
-    IamError::NoSuchEntity(format!("Policy {policy_arn} was not found."))
+fn policy_not_found(policy_arn: &str) -> Error {
+    Error::NoSuchEntity(format!("Policy {policy_arn} was not found."))
 }

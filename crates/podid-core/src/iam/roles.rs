@@ -7,7 +7,7 @@ use podid_store::{Condition, Op};
 
 use super::{Page, PageRequest, RETRIES, busy, is_conflict, merge_tags, remove_tags};
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::{arn, entity_key};
 use crate::records::{AccountRecord, RoleRecord, Tag, UserRecord, ns};
 use crate::{Iam, encode};
@@ -31,13 +31,13 @@ pub struct CreateRole {
     pub tags: Vec<Tag>,
 }
 
-impl Iam {
+impl Iam<'_> {
     /// CreateRole.
     pub async fn create_role(
         &self,
         caller: &Caller,
         input: CreateRole,
-    ) -> Result<RoleRecord, IamError> {
+    ) -> Result<RoleRecord, Error> {
         let account = caller.account().to_string();
         let path = input.path.unwrap_or_else(|| "/".into());
         let role_arn = arn(&account, "role", &path, &input.name);
@@ -48,7 +48,8 @@ impl Iam {
                 ContextValue::One(boundary.clone()),
             ));
         }
-        self.authorize(caller, "iam:CreateRole", &role_arn, &extra)?;
+        self.core
+            .authorize(caller, "iam:CreateRole", &role_arn, &extra)?;
         super::check_new_tags(&input.tags, true)?;
         let bindings = self.trust_bindings(&input.trust_policy).await?;
         let mut ops = Vec::new();
@@ -58,9 +59,9 @@ impl Iam {
         let role = RoleRecord {
             name: input.name.clone(),
             path,
-            id: self.ids.unique_id("AROA"),
+            id: self.core.ids.unique_id("AROA"),
             arn: role_arn,
-            created: self.now(),
+            created: self.core.now(),
             trust_policy: input.trust_policy,
             trust_bindings: bindings,
             description: input.description,
@@ -75,11 +76,11 @@ impl Iam {
             0,
             Op::create(ns::ROLE, entity_key(&account, &role.name), encode(&role)),
         );
-        match self.store.commit(ops).await {
+        match self.core.store.commit(ops).await {
             Ok(()) => Ok(role),
             Err(e) if is_conflict(&e) => match e {
                 podid_store::StoreError::Conflict { index: 0, .. } => {
-                    Err(IamError::EntityAlreadyExists(format!(
+                    Err(Error::EntityAlreadyExists(format!(
                         "Role with name {} already exists.",
                         input.name
                     )))
@@ -93,7 +94,7 @@ impl Iam {
     }
 
     /// GetRole.
-    pub async fn get_role(&self, caller: &Caller, name: &str) -> Result<RoleRecord, IamError> {
+    pub async fn get_role(&self, caller: &Caller, name: &str) -> Result<RoleRecord, Error> {
         let (role, _) = self.role_for(caller, "iam:GetRole", name).await?;
         Ok(role)
     }
@@ -104,15 +105,16 @@ impl Iam {
         caller: &Caller,
         action: &str,
         name: &str,
-    ) -> Result<(RoleRecord, u64), IamError> {
+    ) -> Result<(RoleRecord, u64), Error> {
         let account = caller.account().to_string();
         let found = self
+            .core
             .load::<RoleRecord>(ns::ROLE, &entity_key(&account, name))
             .await?;
         let resource = found
             .as_ref()
             .map_or_else(|| arn(&account, "role", "/", name), |(r, _)| r.arn.clone());
-        self.authorize(caller, action, &resource, &[])?;
+        self.core.authorize(caller, action, &resource, &[])?;
         found.ok_or_else(|| no_such_role(name))
     }
 
@@ -122,14 +124,14 @@ impl Iam {
         caller: &Caller,
         action: &str,
         name: &str,
-        mut change: impl FnMut(&mut RoleRecord) -> Result<Vec<Op>, IamError>,
-    ) -> Result<RoleRecord, IamError> {
+        mut change: impl FnMut(&mut RoleRecord) -> Result<Vec<Op>, Error>,
+    ) -> Result<RoleRecord, Error> {
         for _ in 0..RETRIES {
             let (mut role, version) = self.role_for(caller, action, name).await?;
             let mut ops = change(&mut role)?;
             let key = entity_key(&caller.account().to_string(), name);
             ops.insert(0, Op::update(ns::ROLE, key, encode(&role), version));
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(role),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -144,7 +146,7 @@ impl Iam {
         caller: &Caller,
         name: &str,
         document: String,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         // The role must exist before the document is looked at (AWS's order).
         self.role_for(caller, "iam:UpdateAssumeRolePolicy", name)
             .await?;
@@ -165,7 +167,7 @@ impl Iam {
         name: &str,
         description: Option<String>,
         max_session_duration: Option<u32>,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         self.update_role_record(caller, "iam:UpdateRole", name, |role| {
             if let Some(d) = &description {
                 role.description = Some(d.clone());
@@ -180,16 +182,16 @@ impl Iam {
     }
 
     /// DeleteRole: only a role without inline or attached policies.
-    pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<(), IamError> {
+    pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<(), Error> {
         for _ in 0..RETRIES {
             let (role, version) = self.role_for(caller, "iam:DeleteRole", name).await?;
             if !role.policies.attached.is_empty() {
-                return Err(IamError::DeleteConflict(
+                return Err(Error::DeleteConflict(
                     "Cannot delete entity, must detach all policies first.".into(),
                 ));
             }
             if !role.policies.inline.is_empty() {
-                return Err(IamError::DeleteConflict(
+                return Err(Error::DeleteConflict(
                     "Cannot delete entity, must delete policies first.".into(),
                 ));
             }
@@ -202,7 +204,7 @@ impl Iam {
                     condition: Condition::Any,
                 });
             }
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -217,21 +219,22 @@ impl Iam {
         caller: &Caller,
         path_prefix: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<RoleRecord>, IamError> {
+    ) -> Result<Page<RoleRecord>, Error> {
         let account = caller.account().to_string();
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:ListRoles",
             &arn(&account, "role", path_prefix.unwrap_or("/"), ""),
             &[],
         )?;
         let prefix = path_prefix.unwrap_or("/");
-        self.page(ns::ROLE, &format!("{account}/"), page, |item| {
-            crate::decode::<RoleRecord>(item)
-                .ok()
-                .filter(|r| r.path.starts_with(prefix))
-        })
-        .await
+        self.core
+            .page(ns::ROLE, &format!("{account}/"), page, |item| {
+                crate::decode::<RoleRecord>(item)
+                    .ok()
+                    .filter(|r| r.path.starts_with(prefix))
+            })
+            .await
     }
 
     /// PutRolePermissionsBoundary.
@@ -240,7 +243,7 @@ impl Iam {
         caller: &Caller,
         name: &str,
         boundary: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let account = caller.account().to_string();
         let extra = [(
             "iam:PermissionsBoundary".to_owned(),
@@ -249,7 +252,8 @@ impl Iam {
         let (role, _) = self
             .role_for(caller, "iam:PutRolePermissionsBoundary", name)
             .await?;
-        self.authorize(caller, "iam:PutRolePermissionsBoundary", &role.arn, &extra)?;
+        self.core
+            .authorize(caller, "iam:PutRolePermissionsBoundary", &role.arn, &extra)?;
         let boundary_ops = self.boundary_ops(&account, boundary, &role.arn).await?;
         self.update_role_record(caller, "iam:PutRolePermissionsBoundary", name, |role| {
             let mut ops = boundary_ops.clone();
@@ -273,7 +277,7 @@ impl Iam {
         &self,
         caller: &Caller,
         name: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         self.update_role_record(caller, "iam:DeleteRolePermissionsBoundary", name, |role| {
             Ok(role
                 .policies
@@ -292,14 +296,10 @@ impl Iam {
     }
 
     /// TagRole.
-    pub async fn tag_role(
-        &self,
-        caller: &Caller,
-        name: &str,
-        tags: Vec<Tag>,
-    ) -> Result<(), IamError> {
+    pub async fn tag_role(&self, caller: &Caller, name: &str, tags: Vec<Tag>) -> Result<(), Error> {
         let (role, _) = self.role_for(caller, "iam:TagRole", name).await?;
-        self.authorize(caller, "iam:TagRole", &role.arn, &tag_context(&tags))?;
+        self.core
+            .authorize(caller, "iam:TagRole", &role.arn, &tag_context(&tags))?;
         self.update_role_record(caller, "iam:TagRole", name, |role| {
             merge_tags(&mut role.tags, tags.clone(), true)?;
             Ok(Vec::new())
@@ -314,7 +314,7 @@ impl Iam {
         caller: &Caller,
         name: &str,
         keys: &[String],
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         self.update_role_record(caller, "iam:UntagRole", name, |role| {
             remove_tags(&mut role.tags, keys, true);
             Ok(Vec::new())
@@ -329,7 +329,7 @@ impl Iam {
         caller: &Caller,
         name: &str,
         page: &PageRequest,
-    ) -> Result<Page<Tag>, IamError> {
+    ) -> Result<Page<Tag>, Error> {
         let (role, _) = self.role_for(caller, "iam:ListRoleTags", name).await?;
         Ok(page_of(role.tags, page))
     }
@@ -339,10 +339,11 @@ impl Iam {
     pub(crate) async fn trust_bindings(
         &self,
         document: &str,
-    ) -> Result<BTreeMap<String, String>, IamError> {
+    ) -> Result<BTreeMap<String, String>, Error> {
         let policy = self
+            .core
             .parse(document, ParseOptions::new(PolicyKind::Trust))
-            .map_err(|e| IamError::policy(&e))?;
+            .map_err(|e| Error::policy(&e))?;
         let mut bindings = BTreeMap::new();
         for principal in policy.principal_arns() {
             let Some(rest) = principal.strip_prefix("arn:aws:iam::") else {
@@ -352,6 +353,7 @@ impl Iam {
                 continue;
             };
             if self
+                .core
                 .load::<AccountRecord>(ns::ACCOUNT, account)
                 .await?
                 .is_none()
@@ -360,12 +362,14 @@ impl Iam {
             }
             let name = resource.rsplit('/').next().unwrap_or_default();
             let id = if resource.starts_with("role/") {
-                self.load::<RoleRecord>(ns::ROLE, &entity_key(account, name))
+                self.core
+                    .load::<RoleRecord>(ns::ROLE, &entity_key(account, name))
                     .await?
                     .filter(|(r, _)| r.arn == principal)
                     .map(|(r, _)| r.id)
             } else {
-                self.load::<UserRecord>(ns::USER, &entity_key(account, name))
+                self.core
+                    .load::<UserRecord>(ns::USER, &entity_key(account, name))
                     .await?
                     .filter(|(u, _)| u.arn == principal)
                     .map(|(u, _)| u.id)
@@ -375,7 +379,7 @@ impl Iam {
                     bindings.insert(principal.to_owned(), id);
                 }
                 None => {
-                    return Err(IamError::MalformedPolicy {
+                    return Err(Error::MalformedPolicy {
                         code: "MalformedPolicyDocument",
                         message: format!("Invalid principal in policy: \"AWS\":\"{principal}\""),
                         detail: format!(
@@ -395,7 +399,7 @@ impl Iam {
         account: &str,
         policy: &str,
         entity: &str,
-    ) -> Result<Vec<Op>, IamError> {
+    ) -> Result<Vec<Op>, Error> {
         let (owner, _, name) = crate::names::parse_policy_arn(policy)?;
         let mut ops = Vec::new();
         if owner == "aws" {
@@ -404,7 +408,8 @@ impl Iam {
             }
         } else {
             let found = if owner == account {
-                self.load::<crate::records::PolicyRecord>(ns::POLICY, &entity_key(owner, name))
+                self.core
+                    .load::<crate::records::PolicyRecord>(ns::POLICY, &entity_key(owner, name))
                     .await?
                     .filter(|(p, _)| p.arn == policy && !p.deleting)
             } else {
@@ -434,12 +439,12 @@ pub(crate) fn attachment_key(policy: &str, kind: &str, entity: &str) -> String {
     format!("{policy}|{kind}|{entity}")
 }
 
-pub(crate) fn no_such_role(name: &str) -> IamError {
-    IamError::NoSuchEntity(format!("The role with name {name} cannot be found."))
+pub(crate) fn no_such_role(name: &str) -> Error {
+    Error::NoSuchEntity(format!("The role with name {name} cannot be found."))
 }
 
-fn boundary_gone(policy: &str) -> IamError {
-    IamError::NoSuchEntity(format!(
+fn boundary_gone(policy: &str) -> Error {
+    Error::NoSuchEntity(format!(
         "Scope ARN: {policy} does not exist or is not attachable."
     ))
 }

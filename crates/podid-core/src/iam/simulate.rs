@@ -7,7 +7,7 @@ use podid_policy::{
 use podid_types::{AccountId, Arn};
 
 use crate::auth::Caller;
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::entity_key;
 use crate::records::{RoleRecord, UserRecord, ns};
 use crate::{Iam, catalogue};
@@ -74,30 +74,32 @@ pub struct EvaluationResult {
     pub explanation: String,
 }
 
-impl Iam {
+impl Iam<'_> {
     /// SimulatePrincipalPolicy (with `source_arn`) or SimulateCustomPolicy (without).
     pub async fn simulate(
         &self,
         caller: &Caller,
         input: SimulateInput,
-    ) -> Result<Vec<EvaluationResult>, IamError> {
+    ) -> Result<Vec<EvaluationResult>, Error> {
         let mut sources: Vec<(SimulationPolicy, PolicyKind)> = Vec::new();
         let principal = match &input.source_arn {
             Some(source) => {
-                self.authorize(caller, "iam:SimulatePrincipalPolicy", source, &[])?;
+                self.core
+                    .authorize(caller, "iam:SimulatePrincipalPolicy", source, &[])?;
                 let (principal, mut policies) = self.source_policies(caller, source).await?;
                 sources.append(&mut policies);
                 principal
             }
             None => {
-                self.authorize(caller, "iam:SimulateCustomPolicy", "*", &[])?;
+                self.core
+                    .authorize(caller, "iam:SimulateCustomPolicy", "*", &[])?;
                 match &input.caller_arn {
                     Some(arn) => simulated_principal(arn)?,
                     None => Principal::user(
                         &format!("arn:aws:iam::{}:user/simulated", caller.account()),
                         "",
                     )
-                    .map_err(|e| IamError::InvalidInput(e.to_string()))?,
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?,
                 }
             }
         };
@@ -135,13 +137,14 @@ impl Iam {
         let mut names: Vec<(PolicyKind, SimulationPolicy)> = Vec::new();
         for (source, kind) in sources {
             let policy = self
+                .core
                 .parse(&source.document, ParseOptions::simulation(kind))
-                .map_err(|e| IamError::policy(&e))?;
+                .map_err(|e| Error::policy(&e))?;
             set = set.with(kind, NamedPolicy::new(source.id.clone(), policy));
             names.push((kind, source));
         }
         let mut context = Context::new();
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         context.insert("aws:CurrentTime", now.to_iso8601());
         context.insert("aws:EpochTime", now.as_secs().to_string());
         for (key, values, list) in &input.context {
@@ -217,13 +220,13 @@ impl Iam {
         &self,
         caller: &Caller,
         source: &str,
-    ) -> Result<(Principal, Vec<(SimulationPolicy, PolicyKind)>), IamError> {
+    ) -> Result<(Principal, Vec<(SimulationPolicy, PolicyKind)>), Error> {
         let arn: Arn = source
             .parse()
-            .map_err(|_| IamError::InvalidInput(format!("ARN {source} is not valid.")))?;
+            .map_err(|_| Error::InvalidInput(format!("ARN {source} is not valid.")))?;
         let account = arn.account().to_owned();
         if account != caller.account().to_string() {
-            return Err(IamError::NoSuchEntity(format!(
+            return Err(Error::NoSuchEntity(format!(
                 "The principal {source} cannot be found."
             )));
         }
@@ -235,34 +238,34 @@ impl Iam {
             .to_owned();
         let (principal, holder, kind) = if arn.resource().starts_with("user/") {
             let (user, _) = self
+                .core
                 .load::<UserRecord>(ns::USER, &entity_key(&account, &name))
                 .await?
                 .filter(|(u, _)| u.arn == source)
                 .ok_or_else(|| {
-                    IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))
+                    Error::NoSuchEntity(format!("The user with name {name} cannot be found."))
                 })?;
             let principal = Principal::user(&user.arn, &user.id)
-                .map_err(|e| IamError::InvalidInput(e.to_string()))?;
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
             (principal, user.policies, "user")
         } else if arn.resource().starts_with("role/") {
             let (role, _) = self
+                .core
                 .load::<RoleRecord>(ns::ROLE, &entity_key(&account, &name))
                 .await?
                 .filter(|(r, _)| r.arn == source)
                 .ok_or_else(|| {
-                    IamError::NoSuchEntity(format!("The role with name {name} cannot be found."))
+                    Error::NoSuchEntity(format!("The role with name {name} cannot be found."))
                 })?;
             let session = format!(
                 "arn:aws:sts::{account}:assumed-role/{}/simulation",
                 role.name
             );
             let principal = Principal::assumed_role(&session, &role.arn, &role.id)
-                .map_err(|e| IamError::InvalidInput(e.to_string()))?;
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
             (principal, role.policies, "role")
         } else {
-            return Err(IamError::InvalidInput(format!(
-                "ARN {source} is not valid."
-            )));
+            return Err(Error::InvalidInput(format!("ARN {source} is not valid.")));
         };
         let mut out = Vec::new();
         for (policy_name, document) in &holder.inline {
@@ -276,7 +279,7 @@ impl Iam {
             ));
         }
         for policy_arn in &holder.attached {
-            if let Some(document) = self.managed_document(&account, policy_arn).await? {
+            if let Some(document) = self.core.managed_document(&account, policy_arn).await? {
                 let source_type = if catalogue::find(policy_arn).is_some() {
                     "aws-managed"
                 } else {
@@ -293,7 +296,7 @@ impl Iam {
             }
         }
         if let Some(boundary) = &holder.boundary {
-            if let Some(document) = self.managed_document(&account, boundary).await? {
+            if let Some(document) = self.core.managed_document(&account, boundary).await? {
                 out.push((
                     SimulationPolicy {
                         id: boundary.clone(),
@@ -309,8 +312,8 @@ impl Iam {
 }
 
 /// The principal a `CallerArn` names.
-fn simulated_principal(arn: &str) -> Result<Principal, IamError> {
-    let invalid = || IamError::InvalidInput(format!("ARN {arn} is not valid."));
+fn simulated_principal(arn: &str) -> Result<Principal, Error> {
+    let invalid = || Error::InvalidInput(format!("ARN {arn} is not valid."));
     let parsed: Arn = arn.parse().map_err(|_| invalid())?;
     let resource = parsed.resource();
     if resource.starts_with("user/") {

@@ -6,7 +6,7 @@ use podid_types::Secret;
 use super::roles::tag_context;
 use super::{Page, PageRequest, RETRIES, busy, is_conflict};
 use crate::auth::{Caller, Identity};
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::{arn, entity_key};
 use crate::records::{AccessKeyRecord, PolicyHolder, Tag, UserRecord, ns};
 use crate::{Iam, encode};
@@ -33,17 +33,17 @@ pub struct NewAccessKey {
     pub secret: Secret<String>,
 }
 
-impl Iam {
+impl Iam<'_> {
     /// CreateUser.
     pub async fn create_user(
         &self,
         caller: &Caller,
         input: CreateUser,
-    ) -> Result<UserRecord, IamError> {
+    ) -> Result<UserRecord, Error> {
         let account = caller.account().to_string();
         let path = input.path.clone().unwrap_or_else(|| "/".into());
         let user_arn = arn(&account, "user", &path, &input.name);
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:CreateUser",
             &user_arn,
@@ -58,7 +58,7 @@ impl Iam {
         &self,
         account: &str,
         input: CreateUser,
-    ) -> Result<UserRecord, IamError> {
+    ) -> Result<UserRecord, Error> {
         let path = input.path.unwrap_or_else(|| "/".into());
         let user_arn = arn(account, "user", &path, &input.name);
         let mut ops = Vec::new();
@@ -68,9 +68,9 @@ impl Iam {
         let user = UserRecord {
             name: input.name.clone(),
             path,
-            id: self.ids.unique_id("AIDA"),
+            id: self.core.ids.unique_id("AIDA"),
             arn: user_arn,
-            created: self.now(),
+            created: self.core.now(),
             tags: input.tags,
             policies: PolicyHolder {
                 boundary: input.permissions_boundary,
@@ -82,15 +82,15 @@ impl Iam {
             0,
             Op::create(ns::USER, entity_key(account, &user.name), encode(&user)),
         );
-        match self.store.commit(ops).await {
+        match self.core.store.commit(ops).await {
             Ok(()) => Ok(user),
             Err(podid_store::StoreError::Conflict { index: 0, .. }) => {
-                Err(IamError::EntityAlreadyExists(format!(
+                Err(Error::EntityAlreadyExists(format!(
                     "User with name {} already exists.",
                     input.name
                 )))
             }
-            Err(e) if is_conflict(&e) => Err(IamError::NoSuchEntity(format!(
+            Err(e) if is_conflict(&e) => Err(Error::NoSuchEntity(format!(
                 "Scope ARN: {} does not exist or is not attachable.",
                 user.policies.boundary.as_deref().unwrap_or_default()
             ))),
@@ -103,11 +103,11 @@ impl Iam {
         &self,
         caller: &'a Caller,
         name: Option<&'a str>,
-    ) -> Result<&'a str, IamError> {
+    ) -> Result<&'a str, Error> {
         match (name, caller.identity()) {
             (Some(name), _) => Ok(name),
             (None, Identity::User { name }) => Ok(name),
-            (None, Identity::Root | Identity::Role { .. }) => Err(IamError::Validation(
+            (None, Identity::Root | Identity::Role { .. }) => Err(Error::Validation(
                 "Must specify userName when calling with non-User credentials".into(),
             )),
         }
@@ -118,44 +118,41 @@ impl Iam {
         caller: &Caller,
         action: &str,
         name: &str,
-    ) -> Result<(UserRecord, u64), IamError> {
+    ) -> Result<(UserRecord, u64), Error> {
         let account = caller.account().to_string();
         let found = self
+            .core
             .load::<UserRecord>(ns::USER, &entity_key(&account, name))
             .await?;
         let resource = found
             .as_ref()
             .map_or_else(|| arn(&account, "user", "/", name), |(u, _)| u.arn.clone());
-        self.authorize(caller, action, &resource, &[])?;
+        self.core.authorize(caller, action, &resource, &[])?;
         found.ok_or_else(|| no_such_user(name))
     }
 
     /// GetUser: the named user, or the caller.
-    pub async fn get_user(
-        &self,
-        caller: &Caller,
-        name: Option<&str>,
-    ) -> Result<UserRecord, IamError> {
+    pub async fn get_user(&self, caller: &Caller, name: Option<&str>) -> Result<UserRecord, Error> {
         let name = self.user_name_of(caller, name)?;
         Ok(self.user_for(caller, "iam:GetUser", name).await?.0)
     }
 
     /// DeleteUser: only a user without access keys or policies.
-    pub async fn delete_user(&self, caller: &Caller, name: &str) -> Result<(), IamError> {
+    pub async fn delete_user(&self, caller: &Caller, name: &str) -> Result<(), Error> {
         for _ in 0..RETRIES {
             let (user, version) = self.user_for(caller, "iam:DeleteUser", name).await?;
             if !user.access_keys.is_empty() {
-                return Err(IamError::DeleteConflict(
+                return Err(Error::DeleteConflict(
                     "Cannot delete entity, must delete access keys first.".into(),
                 ));
             }
             if !user.policies.attached.is_empty() {
-                return Err(IamError::DeleteConflict(
+                return Err(Error::DeleteConflict(
                     "Cannot delete entity, must detach all policies first.".into(),
                 ));
             }
             if !user.policies.inline.is_empty() {
-                return Err(IamError::DeleteConflict(
+                return Err(Error::DeleteConflict(
                     "Cannot delete entity, must delete policies first.".into(),
                 ));
             }
@@ -171,7 +168,7 @@ impl Iam {
                     condition: podid_store::Condition::Any,
                 });
             }
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -186,21 +183,22 @@ impl Iam {
         caller: &Caller,
         path_prefix: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<UserRecord>, IamError> {
+    ) -> Result<Page<UserRecord>, Error> {
         let account = caller.account().to_string();
-        self.authorize(
+        self.core.authorize(
             caller,
             "iam:ListUsers",
             &arn(&account, "user", path_prefix.unwrap_or("/"), ""),
             &[],
         )?;
         let prefix = path_prefix.unwrap_or("/");
-        self.page(ns::USER, &format!("{account}/"), page, |item| {
-            crate::decode::<UserRecord>(item)
-                .ok()
-                .filter(|u| u.path.starts_with(prefix))
-        })
-        .await
+        self.core
+            .page(ns::USER, &format!("{account}/"), page, |item| {
+                crate::decode::<UserRecord>(item)
+                    .ok()
+                    .filter(|u| u.path.starts_with(prefix))
+            })
+            .await
     }
 
     /// CreateAccessKey: for the named user, or the caller; at most two per user.
@@ -208,7 +206,7 @@ impl Iam {
         &self,
         caller: &Caller,
         name: Option<&str>,
-    ) -> Result<NewAccessKey, IamError> {
+    ) -> Result<NewAccessKey, Error> {
         let name = self.user_name_of(caller, name)?.to_owned();
         self.user_for(caller, "iam:CreateAccessKey", &name).await?;
         self.insert_access_key(&caller.account().to_string(), &name)
@@ -220,33 +218,37 @@ impl Iam {
         &self,
         account: &str,
         name: &str,
-    ) -> Result<NewAccessKey, IamError> {
+    ) -> Result<NewAccessKey, Error> {
         let key = entity_key(account, name);
         for _ in 0..RETRIES {
             let (mut user, version) = self
+                .core
                 .load::<UserRecord>(ns::USER, &key)
                 .await?
                 .ok_or_else(|| no_such_user(name))?;
             if user.access_keys.len() >= 2 {
-                return Err(IamError::LimitExceeded(
+                return Err(Error::LimitExceeded(
                     "Cannot exceed quota for AccessKeysPerUser: 2".into(),
                 ));
             }
-            let secret = self.ids.secret_access_key();
+            let secret = self.core.ids.secret_access_key();
             let record = AccessKeyRecord {
-                id: self.ids.access_key_id("AKIA"),
+                id: self.core.ids.access_key_id("AKIA"),
                 account: account.to_owned(),
                 user: user.name.clone(),
-                sealed_secret: self.master.seal(&*self.ids, secret.expose().as_bytes()),
+                sealed_secret: self
+                    .core
+                    .master
+                    .seal(&*self.core.ids, secret.expose().as_bytes()),
                 status: "Active".into(),
-                created: self.now(),
+                created: self.core.now(),
             };
             user.access_keys.push(record.id.clone());
             let ops = vec![
                 Op::update(ns::USER, key.clone(), encode(&user), version),
                 Op::create(ns::ACCESS_KEY, record.id.clone(), encode(&record)),
             ];
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(NewAccessKey { record, secret }),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -261,16 +263,17 @@ impl Iam {
         caller: &Caller,
         name: Option<&str>,
         key_id: &str,
-    ) -> Result<(), IamError> {
+    ) -> Result<(), Error> {
         let name = self.user_name_of(caller, name)?.to_owned();
         for _ in 0..RETRIES {
             let (mut user, version) = self.user_for(caller, "iam:DeleteAccessKey", &name).await?;
             let Some((_, key_version)) = self
+                .core
                 .load::<AccessKeyRecord>(ns::ACCESS_KEY, key_id)
                 .await?
                 .filter(|(k, _)| user.access_keys.contains(&k.id))
             else {
-                return Err(IamError::NoSuchEntity(format!(
+                return Err(Error::NoSuchEntity(format!(
                     "The Access Key with id {key_id} cannot be found."
                 )));
             };
@@ -284,7 +287,7 @@ impl Iam {
                 ),
                 Op::delete(ns::ACCESS_KEY, key_id, key_version),
             ];
-            match self.store.commit(ops).await {
+            match self.core.store.commit(ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -299,12 +302,16 @@ impl Iam {
         caller: &Caller,
         name: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<AccessKeyRecord>, IamError> {
+    ) -> Result<Page<AccessKeyRecord>, Error> {
         let name = self.user_name_of(caller, name)?.to_owned();
         let (user, _) = self.user_for(caller, "iam:ListAccessKeys", &name).await?;
         let mut keys = Vec::new();
         for id in &user.access_keys {
-            if let Some((record, _)) = self.load::<AccessKeyRecord>(ns::ACCESS_KEY, id).await? {
+            if let Some((record, _)) = self
+                .core
+                .load::<AccessKeyRecord>(ns::ACCESS_KEY, id)
+                .await?
+            {
                 keys.push(record);
             }
         }
@@ -312,6 +319,6 @@ impl Iam {
     }
 }
 
-pub(crate) fn no_such_user(name: &str) -> IamError {
-    IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))
+pub(crate) fn no_such_user(name: &str) -> Error {
+    Error::NoSuchEntity(format!("The user with name {name} cannot be found."))
 }

@@ -11,11 +11,18 @@ use podid_types::{AccountId, Secret, Timestamp};
 
 pub(crate) use token::{Claims, Keyring, SessionPrincipal};
 
-use crate::Iam;
+use crate::Core;
 use crate::auth::{Caller, Identity, SessionInfo};
-use crate::error::IamError;
+use crate::error::Error;
 use crate::names::{entity_key, policy_arn_parts};
 use crate::records::{RoleRecord, Tag, ns};
+
+/// STS: AssumeRole, GetSessionToken and GetCallerIdentity, and the session keys that seal
+/// session tokens. A view of the [`Core`]: `core.sts()`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sts<'a> {
+    pub(crate) core: &'a Core,
+}
 
 /// The longest a chained role session may last.
 const CHAINED_MAX_SECONDS: u32 = 3600;
@@ -122,13 +129,13 @@ impl OpenedSession {
     }
 }
 
-impl Iam {
+impl Sts<'_> {
     /// AssumeRole by an authenticated caller.
     pub async fn assume_role(
         &self,
         caller: &Caller,
         input: AssumeRole,
-    ) -> Result<AssumedRole, IamError> {
+    ) -> Result<AssumedRole, Error> {
         self.assume(Assumer::Caller(caller), input).await
     }
 
@@ -140,14 +147,14 @@ impl Iam {
         &self,
         assumer: Assumer<'_>,
         input: AssumeRole,
-    ) -> Result<AssumedRole, IamError> {
+    ) -> Result<AssumedRole, Error> {
         let caller = match assumer {
             Assumer::Caller(caller) => Some(caller),
             Assumer::Service(_) => None,
         };
         if let Some(caller) = caller {
             if caller.identity() == &Identity::Root {
-                return Err(IamError::AccessDenied(
+                return Err(Error::AccessDenied(
                     "Roles may not be assumed by root accounts.".into(),
                 ));
             }
@@ -162,12 +169,12 @@ impl Iam {
             (_, Some(passed)) if passed.to_ascii_lowercase().starts_with("aws:") => {
                 // The model's pattern `[\w+=,.@-]*` already refuses the colon; a domain caller
                 // (EKS Auth, tests) gets the same text.
-                return Err(IamError::Validation(format!(
+                return Err(Error::Validation(format!(
                     "1 validation error detected: Value '{passed}' at 'sourceIdentity' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
                 )));
             }
             (Some(kept), Some(passed)) if kept != passed => {
-                return Err(IamError::Validation(
+                return Err(Error::Validation(
                     "The source identity is already set for this assume role session".into(),
                 ));
             }
@@ -175,14 +182,15 @@ impl Iam {
         };
         let session_policy = match &input.policy {
             Some(text) => Some(
-                self.parse(text, ParseOptions::new(PolicyKind::Session))
-                    .map_err(|e| IamError::policy(&e))?,
+                self.core
+                    .parse(text, ParseOptions::new(PolicyKind::Session))
+                    .map_err(|e| Error::policy(&e))?,
             ),
             None => None,
         };
         for arn in &input.policy_arns {
             if policy_arn_parts(arn).is_none() {
-                return Err(IamError::Validation(format!(
+                return Err(Error::Validation(format!(
                     "The policy ARN {arn} is not valid."
                 )));
             }
@@ -195,7 +203,7 @@ impl Iam {
             Assumer::Service(name) => Principal::service(name),
         };
         let denied = |action: &str, request: &Request<'_>, decision: &podid_policy::Decision| {
-            IamError::AccessDenied(
+            Error::AccessDenied(
                 decision
                     .access_denied_message(request, false)
                     .unwrap_or_else(|| {
@@ -208,19 +216,20 @@ impl Iam {
             )
         };
         let Some(role) = role else {
-            return Err(IamError::AccessDenied(format!(
+            return Err(Error::AccessDenied(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
                 principal.display_arn(),
                 input.role_arn
             )));
         };
         let mut trust = (*self
+            .core
             .parse(
                 &role.trust_policy,
                 ParseOptions::simulation(PolicyKind::Trust),
             )
             .map_err(|e| {
-                IamError::ServiceFailure(format!("a stored trust policy is invalid: {e}"))
+                Error::ServiceFailure(format!("a stored trust policy is invalid: {e}"))
             })?)
         .clone();
         trust.apply_bindings(&role.trust_bindings);
@@ -256,13 +265,13 @@ impl Iam {
         // A service principal (EKS Pod Identity) sets its own lifetime, as AWS services do
         // (EKS Pod Identity credentials last six hours whatever the role's maximum).
         if caller.is_some() && duration > role.max_session_duration {
-            return Err(IamError::Validation(
+            return Err(Error::Validation(
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                     .into(),
             ));
         }
         if chained && duration > CHAINED_MAX_SECONDS {
-            return Err(IamError::Validation(
+            return Err(Error::Validation(
                 "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.".into(),
             ));
         }
@@ -275,9 +284,9 @@ impl Iam {
         tags.extend(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())));
         transitive_keys.extend(input.transitive_tag_keys.iter().cloned());
         let packed = packed_size(session_policy.as_deref(), &input)?;
-        let now = self.now();
-        let access_key_id = self.ids.access_key_id("ASIA");
-        let secret = self.ids.secret_access_key();
+        let now = self.core.now();
+        let access_key_id = self.core.ids.access_key_id("ASIA");
+        let secret = self.core.ids.secret_access_key();
         let session_name = input.session_name.clone();
         let claims = Claims {
             access_key_id: access_key_id.clone(),
@@ -301,7 +310,7 @@ impl Iam {
                 0
             },
         };
-        let token = self.seal_claims(&claims).await?;
+        let token = self.core.seal_claims(&claims).await?;
         Ok(AssumedRole {
             credentials: SessionCredentials {
                 access_key_id,
@@ -324,9 +333,9 @@ impl Iam {
         &self,
         caller: &Caller,
         duration_seconds: Option<u32>,
-    ) -> Result<SessionCredentials, IamError> {
+    ) -> Result<SessionCredentials, Error> {
         if caller.session().is_some() {
-            return Err(IamError::AccessDenied(
+            return Err(Error::AccessDenied(
                 "Cannot call GetSessionToken with session credentials".into(),
             ));
         }
@@ -341,14 +350,14 @@ impl Iam {
                 duration_seconds.unwrap_or(3600).min(3600),
             ),
             Identity::Role { .. } => {
-                return Err(IamError::AccessDenied(
+                return Err(Error::AccessDenied(
                     "Cannot call GetSessionToken with session credentials".into(),
                 ));
             }
         };
-        let now = self.now();
-        let access_key_id = self.ids.access_key_id("ASIA");
-        let secret = self.ids.secret_access_key();
+        let now = self.core.now();
+        let access_key_id = self.core.ids.access_key_id("ASIA");
+        let secret = self.core.ids.secret_access_key();
         let claims = Claims {
             access_key_id: access_key_id.clone(),
             secret: secret.expose().clone(),
@@ -363,7 +372,7 @@ impl Iam {
             expires: now + i64::from(duration) * 1000,
             depth: 0,
         };
-        let token = self.seal_claims(&claims).await?;
+        let token = self.core.seal_claims(&claims).await?;
         Ok(SessionCredentials {
             access_key_id,
             secret_access_key: secret,
@@ -381,6 +390,86 @@ impl Iam {
         }
     }
 
+    /// The account and role an ARN names, if podid hosts them (`None` for a role that does
+    /// not exist, so that AssumeRole is denied without saying which).
+    async fn role_by_arn(&self, arn: &str) -> Result<(AccountId, Option<RoleRecord>), Error> {
+        let invalid = || Error::Validation(format!("{arn} is invalid"));
+        let rest = arn.strip_prefix("arn:aws:iam::").ok_or_else(invalid)?;
+        let (account, resource) = rest.split_once(':').ok_or_else(invalid)?;
+        let account: AccountId = account.parse().map_err(|_| invalid())?;
+        let name = resource
+            .strip_prefix("role/")
+            .and_then(|r| r.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(invalid)?;
+        let role = self
+            .core
+            .load::<RoleRecord>(ns::ROLE, &entity_key(&account.to_string(), name))
+            .await?
+            .map(|(r, _)| r)
+            .filter(|r| r.arn == arn);
+        Ok((account, role))
+    }
+
+    /// The request context of an AssumeRole.
+    fn assume_context(
+        &self,
+        caller: Option<&Caller>,
+        input: &AssumeRole,
+        role: &RoleRecord,
+        source_identity: Option<&str>,
+    ) -> Context {
+        let mut context = match caller {
+            Some(caller) => self.core.caller_context(caller),
+            None => {
+                let now = self.core.clock.now();
+                Context::new()
+                    .with("aws:CurrentTime", now.to_iso8601())
+                    .with("aws:EpochTime", now.as_secs().to_string())
+            }
+        };
+        // The role's tags, with inherited transitive tags over them.
+        let mut resource_tags: Vec<(String, String)> = role
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        if let Some(session) = caller.and_then(Caller::session) {
+            for (key, value) in &session.transitive_tags {
+                resource_tags.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+                resource_tags.push((key.clone(), value.clone()));
+            }
+        }
+        for (key, value) in &resource_tags {
+            context.insert(&format!("aws:ResourceTag/{key}"), value.as_str());
+        }
+        if !input.tags.is_empty() {
+            for tag in &input.tags {
+                context.insert(&format!("aws:RequestTag/{}", tag.key), tag.value.as_str());
+            }
+            context.insert(
+                "aws:TagKeys",
+                ContextValue::Many(input.tags.iter().map(|t| t.key.clone()).collect()),
+            );
+        }
+        if !input.transitive_tag_keys.is_empty() {
+            context.insert(
+                "sts:TransitiveTagKeys",
+                ContextValue::Many(input.transitive_tag_keys.clone()),
+            );
+        }
+        if let Some(external_id) = &input.external_id {
+            context.insert("sts:ExternalId", external_id.as_str());
+        }
+        context.insert("sts:RoleSessionName", input.session_name.as_str());
+        if let Some(source) = source_identity {
+            context.insert("sts:SourceIdentity", source);
+        }
+        context
+    }
+}
+
+impl Core {
     /// Opens the session token of a request signed with temporary credentials.
     ///
     /// # Errors
@@ -391,13 +480,13 @@ impl Iam {
         &self,
         token: &str,
         access_key_id: &str,
-    ) -> Result<OpenedSession, IamError> {
+    ) -> Result<OpenedSession, Error> {
         let claims = self.open_claims(token).await.map_err(|_| invalid_token())?;
         if !constant_time_eq(claims.access_key_id.as_bytes(), access_key_id.as_bytes()) {
             return Err(invalid_token());
         }
         if self.now() >= claims.expires {
-            return Err(IamError::ExpiredToken(
+            return Err(Error::ExpiredToken(
                 "The security token included in the request is expired".into(),
             ));
         }
@@ -406,7 +495,7 @@ impl Iam {
 
     /// The caller a verified session authenticates: a role session with the role's current
     /// policies, its session policies and its tags; or a user's GetSessionToken session.
-    pub async fn session_caller(&self, session: &OpenedSession) -> Result<Caller, IamError> {
+    pub async fn session_caller(&self, session: &OpenedSession) -> Result<Caller, Error> {
         let claims = &session.claims;
         let account: AccountId = claims.account.parse().map_err(|_| invalid_token())?;
         let info = SessionInfo {
@@ -487,7 +576,7 @@ impl Iam {
         &self,
         mut set: PolicySet,
         claims: &Claims,
-    ) -> Result<PolicySet, IamError> {
+    ) -> Result<PolicySet, Error> {
         if claims.policy.is_none() && claims.policy_arns.is_empty() {
             return Ok(set);
         }
@@ -518,83 +607,6 @@ impl Iam {
         }
         Ok(set)
     }
-
-    /// The account and role an ARN names, if podid hosts them (`None` for a role that does
-    /// not exist, so that AssumeRole is denied without saying which).
-    async fn role_by_arn(&self, arn: &str) -> Result<(AccountId, Option<RoleRecord>), IamError> {
-        let invalid = || IamError::Validation(format!("{arn} is invalid"));
-        let rest = arn.strip_prefix("arn:aws:iam::").ok_or_else(invalid)?;
-        let (account, resource) = rest.split_once(':').ok_or_else(invalid)?;
-        let account: AccountId = account.parse().map_err(|_| invalid())?;
-        let name = resource
-            .strip_prefix("role/")
-            .and_then(|r| r.rsplit('/').next())
-            .filter(|n| !n.is_empty())
-            .ok_or_else(invalid)?;
-        let role = self
-            .load::<RoleRecord>(ns::ROLE, &entity_key(&account.to_string(), name))
-            .await?
-            .map(|(r, _)| r)
-            .filter(|r| r.arn == arn);
-        Ok((account, role))
-    }
-
-    /// The request context of an AssumeRole.
-    fn assume_context(
-        &self,
-        caller: Option<&Caller>,
-        input: &AssumeRole,
-        role: &RoleRecord,
-        source_identity: Option<&str>,
-    ) -> Context {
-        let mut context = match caller {
-            Some(caller) => self.caller_context(caller),
-            None => {
-                let now = self.clock.now();
-                Context::new()
-                    .with("aws:CurrentTime", now.to_iso8601())
-                    .with("aws:EpochTime", now.as_secs().to_string())
-            }
-        };
-        // The role's tags, with inherited transitive tags over them.
-        let mut resource_tags: Vec<(String, String)> = role
-            .tags
-            .iter()
-            .map(|t| (t.key.clone(), t.value.clone()))
-            .collect();
-        if let Some(session) = caller.and_then(Caller::session) {
-            for (key, value) in &session.transitive_tags {
-                resource_tags.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
-                resource_tags.push((key.clone(), value.clone()));
-            }
-        }
-        for (key, value) in &resource_tags {
-            context.insert(&format!("aws:ResourceTag/{key}"), value.as_str());
-        }
-        if !input.tags.is_empty() {
-            for tag in &input.tags {
-                context.insert(&format!("aws:RequestTag/{}", tag.key), tag.value.as_str());
-            }
-            context.insert(
-                "aws:TagKeys",
-                ContextValue::Many(input.tags.iter().map(|t| t.key.clone()).collect()),
-            );
-        }
-        if !input.transitive_tag_keys.is_empty() {
-            context.insert(
-                "sts:TransitiveTagKeys",
-                ContextValue::Many(input.transitive_tag_keys.clone()),
-            );
-        }
-        if let Some(external_id) = &input.external_id {
-            context.insert("sts:ExternalId", external_id.as_str());
-        }
-        context.insert("sts:RoleSessionName", input.session_name.as_str());
-        if let Some(source) = source_identity {
-            context.insert("sts:SourceIdentity", source);
-        }
-        context
-    }
 }
 
 impl Caller {
@@ -606,10 +618,10 @@ impl Caller {
 
 /// Checks session tags: at most 50, no `aws:` prefix, keys unique case-insensitively,
 /// transitive keys among the tags, no inherited transitive key passed again.
-fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Result<(), IamError> {
+fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Result<(), Error> {
     let inherited_count = inherited.map_or(0, |s| s.transitive_tags.len());
     if input.tags.len() + inherited_count > MAX_SESSION_TAGS {
-        return Err(IamError::Validation(format!(
+        return Err(Error::Validation(format!(
             "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to {MAX_SESSION_TAGS}"
         )));
     }
@@ -617,7 +629,7 @@ fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Re
         if tag.key.to_ascii_lowercase().starts_with("aws:")
             || tag.value.to_ascii_lowercase().starts_with("aws:")
         {
-            return Err(IamError::InvalidParameterValue(
+            return Err(Error::InvalidParameterValue(
                 "Tag keys and values cannot start with the prefix 'aws:'.".into(),
             ));
         }
@@ -627,7 +639,7 @@ fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Re
             .skip(i + 1)
             .any(|other| other.key.eq_ignore_ascii_case(&tag.key))
         {
-            return Err(IamError::InvalidParameterValue(
+            return Err(Error::InvalidParameterValue(
                 "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into(),
             ));
         }
@@ -637,7 +649,7 @@ fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Re
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case(&tag.key))
             {
-                return Err(IamError::InvalidParameterValue(
+                return Err(Error::InvalidParameterValue(
                     "One of the specified transitive tag keys can't be set because it conflicts with a transitive tag key from the calling session.".into(),
                 ));
             }
@@ -645,7 +657,7 @@ fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Re
     }
     for key in &input.transitive_tag_keys {
         if !input.tags.iter().any(|t| t.key.eq_ignore_ascii_case(key)) {
-            return Err(IamError::InvalidParameterValue(
+            return Err(Error::InvalidParameterValue(
                 "The specified transitive tag key must be included in the requested tags.".into(),
             ));
         }
@@ -660,7 +672,7 @@ fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Re
 fn packed_size(
     policy: Option<&podid_policy::Policy>,
     input: &AssumeRole,
-) -> Result<Option<u32>, IamError> {
+) -> Result<Option<u32>, Error> {
     if policy.is_none() && input.policy_arns.is_empty() && input.tags.is_empty() {
         return Ok(None);
     }
@@ -670,7 +682,7 @@ fn packed_size(
         .map_or(0, |p| p.chars().filter(|c| !c.is_whitespace()).count());
     let arn_chars: usize = input.policy_arns.iter().map(String::len).sum();
     if policy_chars > SESSION_POLICY_CHARS {
-        return Err(IamError::PackedPolicyTooLarge(format!(
+        return Err(Error::PackedPolicyTooLarge(format!(
             "Packed policy consumes {}% of allotted space, please use smaller policy.",
             (policy_chars + arn_chars) * 100 / SESSION_POLICY_CHARS
         )));
@@ -683,21 +695,21 @@ fn packed_size(
     let policy_percent = (policy_chars + arn_chars).div_ceil(PACKED_LIMIT / 100);
     let tag_percent = tag_bytes.div_ceil(PACKED_LIMIT / 100);
     if tag_percent > 100 {
-        return Err(IamError::PackedPolicyTooLarge(format!(
+        return Err(Error::PackedPolicyTooLarge(format!(
             "Packed size of session tags consumes {tag_percent}% of allotted space."
         )));
     }
     let total = policy_percent + tag_percent;
     if total > 100 {
-        return Err(IamError::PackedPolicyTooLarge(format!(
+        return Err(Error::PackedPolicyTooLarge(format!(
             "Packed policy consumes {total}% of allotted space, please use smaller policy."
         )));
     }
     Ok(Some(u32::try_from(total).unwrap_or(100)))
 }
 
-fn invalid_token() -> IamError {
-    IamError::InvalidClientTokenId("The security token included in the request is invalid.".into())
+fn invalid_token() -> Error {
+    Error::InvalidClientTokenId("The security token included in the request is invalid.".into())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

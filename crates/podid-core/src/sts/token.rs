@@ -14,9 +14,9 @@ use base64::Engine as _;
 use podid_store::Op;
 use serde::{Deserialize, Serialize};
 
-use crate::error::IamError;
+use crate::error::Error;
 use crate::iam::is_conflict;
-use crate::{Iam, encode};
+use crate::{Core, encode};
 
 /// The namespace of session keys.
 const NS: &str = "session-key";
@@ -151,9 +151,51 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-impl Iam {
+impl super::Sts<'_> {
+    /// Makes a new session key when the newest is older than a day (or there is none), and
+    /// deletes keys replaced long enough ago that no session they sealed is still valid. Every
+    /// server runs this periodically; replicas that race may each add a key, which is harmless.
+    pub async fn rotate_session_keys(&self) -> Result<(), Error> {
+        self.core.load_session_keys().await?;
+        let now = self.core.now();
+        let newest = self.core.key_ids().first().map(|(created, _)| *created);
+        if newest.is_none_or(|created| now - created >= ROTATE_AFTER_MILLIS) {
+            self.core.create_session_key().await?;
+        }
+        self.core.load_session_keys().await?;
+        // A key was replaced when the next newer key was made.
+        let keys = self.core.key_ids();
+        let mut ops = Vec::new();
+        for ((newer, _), (_, older)) in keys.iter().zip(keys.iter().skip(1)) {
+            if now - newer > RETAIN_MILLIS {
+                ops.push(Op::Delete {
+                    ns: NS,
+                    key: older.clone(),
+                    condition: podid_store::Condition::Any,
+                });
+            }
+        }
+        if !ops.is_empty() {
+            self.core.store.commit(ops).await?;
+            self.core.load_session_keys().await?;
+        }
+        Ok(())
+    }
+
+    /// How many session keys this server holds (for tests and diagnostics).
+    pub fn session_key_count(&self) -> usize {
+        self.core
+            .keyring
+            .state
+            .read()
+            .map(|s| s.keys.len())
+            .unwrap_or_default()
+    }
+}
+
+impl Core {
     /// Seals `claims` into a session token with the newest session key (made if there is none).
-    pub(crate) async fn seal_claims(&self, claims: &Claims) -> Result<String, IamError> {
+    pub(crate) async fn seal_claims(&self, claims: &Claims) -> Result<String, Error> {
         if self.newest_key().is_none() {
             self.load_session_keys().await?;
             if self.newest_key().is_none() {
@@ -162,7 +204,7 @@ impl Iam {
             }
         }
         let (id, cipher) = self.newest_key().ok_or_else(|| {
-            IamError::ServiceFailure("no session key is available to seal a session".into())
+            Error::ServiceFailure("no session key is available to seal a session".into())
         })?;
         let mut nonce = [0u8; 12];
         self.ids.fill(&mut nonce);
@@ -177,7 +219,7 @@ impl Iam {
                     aad: &header,
                 },
             )
-            .map_err(|_| IamError::ServiceFailure("a session could not be sealed".into()))?;
+            .map_err(|_| Error::ServiceFailure("a session could not be sealed".into()))?;
         let mut out = header;
         out.extend_from_slice(&nonce);
         out.extend(sealed);
@@ -224,45 +266,6 @@ impl Iam {
         serde_json::from_slice(&plaintext).map_err(|_| TokenError::Invalid)
     }
 
-    /// Makes a new session key when the newest is older than a day (or there is none), and
-    /// deletes keys replaced long enough ago that no session they sealed is still valid. Every
-    /// server runs this periodically; replicas that race may each add a key, which is harmless.
-    pub async fn rotate_session_keys(&self) -> Result<(), IamError> {
-        self.load_session_keys().await?;
-        let now = self.now();
-        let newest = self.key_ids().first().map(|(created, _)| *created);
-        if newest.is_none_or(|created| now - created >= ROTATE_AFTER_MILLIS) {
-            self.create_session_key().await?;
-        }
-        self.load_session_keys().await?;
-        // A key was replaced when the next newer key was made.
-        let keys = self.key_ids();
-        let mut ops = Vec::new();
-        for ((newer, _), (_, older)) in keys.iter().zip(keys.iter().skip(1)) {
-            if now - newer > RETAIN_MILLIS {
-                ops.push(Op::Delete {
-                    ns: NS,
-                    key: older.clone(),
-                    condition: podid_store::Condition::Any,
-                });
-            }
-        }
-        if !ops.is_empty() {
-            self.store.commit(ops).await?;
-            self.load_session_keys().await?;
-        }
-        Ok(())
-    }
-
-    /// How many session keys this server holds (for tests and diagnostics).
-    pub fn session_key_count(&self) -> usize {
-        self.keyring
-            .state
-            .read()
-            .map(|s| s.keys.len())
-            .unwrap_or_default()
-    }
-
     fn newest_key(&self) -> Option<([u8; 8], Aes256Gcm)> {
         let state = self.keyring.state.read().ok()?;
         state.keys.first().map(|k| (k.id, k.cipher.clone()))
@@ -300,7 +303,7 @@ impl Iam {
         }
     }
 
-    async fn load_session_keys(&self) -> Result<(), IamError> {
+    async fn load_session_keys(&self) -> Result<(), Error> {
         let items = self.store.scan(NS, "", None, 1000).await?;
         let mut keys = Vec::new();
         for item in items {
@@ -310,7 +313,7 @@ impl Iam {
             };
             let key = self.master.open(&record.sealed_key).map_err(|e| {
                 tracing::error!(error = %e, "a session key does not open with the master key");
-                IamError::ServiceFailure(e.to_string())
+                Error::ServiceFailure(e.to_string())
             })?;
             let Ok(bytes) = <[u8; 32]>::try_from(key.expose().as_slice()) else {
                 continue;
@@ -330,7 +333,7 @@ impl Iam {
         Ok(())
     }
 
-    async fn create_session_key(&self) -> Result<(), IamError> {
+    async fn create_session_key(&self) -> Result<(), Error> {
         let mut id = [0u8; 8];
         self.ids.fill(&mut id);
         let mut key = [0u8; 32];
