@@ -4,6 +4,7 @@ and service-account tokens verified with PyJWT against the served JWKS."""
 
 import concurrent.futures
 import json
+import re
 import urllib.request
 
 import botocore.config
@@ -48,13 +49,19 @@ def error_of(server, *args):
     return err
 
 
+def served(server, issuer):
+    """Where podid serves a local cluster's issuer documents: its own URL, `/id/ID`."""
+    return server.endpoint + "/id/" + issuer.rsplit("/id/", 1)[1]
+
+
 def test_clusters(server, unique):
     name, cluster = make_cluster(server, unique)
     assert cluster["arn"] == f"arn:aws:eks:us-east-1:{A}:cluster/{name}"
     assert cluster["status"] == "ACTIVE"
     assert cluster["resourcesVpcConfig"] == {"subnetIds": ["subnet-1", "subnet-2"]}
     issuer = cluster["identity"]["oidc"]["issuer"]
-    assert issuer.startswith(server.endpoint + "/id/")
+    # EKS's shape, so that IAM takes it as an OIDC provider URL (IRSA).
+    assert re.fullmatch(r"https://oidc\.eks\.us-east-1\.amazonaws\.com/id/[0-9A-F]{32}", issuer), issuer
     _, described, _ = server.aws("eks", "describe-cluster", "--name", name)
     assert described["cluster"]["identity"]["oidc"]["issuer"] == issuer
     assert isinstance(described["cluster"]["createdAt"], (int, float))
@@ -66,17 +73,17 @@ def test_clusters(server, unique):
     err = error_of(server, "eks", "describe-cluster", "--name", "no-such-cluster")
     assert "(ResourceNotFoundException) when calling the DescribeCluster operation: No cluster found for name: no-such-cluster." in err
     # The issuer's discovery document and keys, as EKS serves them.
-    discovery = json.load(urllib.request.urlopen(issuer + "/.well-known/openid-configuration"))
+    discovery = json.load(urllib.request.urlopen(served(server, issuer) + "/.well-known/openid-configuration"))
     assert discovery == {
         "issuer": issuer,
-        "jwks_uri": issuer + "/keys",
+        "jwks_uri": served(server, issuer) + "/keys",
         "authorization_endpoint": "urn:kubernetes:programmatic_authorization",
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
         "claims_supported": ["sub", "iss"],
         "id_token_signing_alg_values_supported": ["RS256"],
     }
-    keys = json.load(urllib.request.urlopen(issuer + "/keys"))["keys"]
+    keys = json.load(urllib.request.urlopen(served(server, issuer) + "/keys"))["keys"]
     assert keys and keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256" and keys[0]["use"] == "sig"
     _, deleted, _ = server.aws("eks", "delete-cluster", "--name", name)
     assert deleted["cluster"]["status"] == "DELETING"
@@ -258,7 +265,8 @@ def test_podid_token_create_verifies_with_pyjwt(server, unique):
                            "--node-name", "node-1", "--node-uid", "7d8e")
     assert code == 0, err
     token = out.strip()
-    jwks = jwt.PyJWKClient(issuer + "/keys")
+    keys_url = served(server, issuer) + "/keys"
+    jwks = jwt.PyJWKClient(keys_url)
     key = jwks.get_signing_key_from_jwt(token)
     claims = jwt.decode(token, key.key, algorithms=["RS256"], audience="pods.eks.amazonaws.com", issuer=issuer)
     assert claims["sub"] == "system:serviceaccount:default:my-sa"
@@ -275,11 +283,11 @@ def test_podid_token_create_verifies_with_pyjwt(server, unique):
     # An IRSA audience, and a rotation: old tokens still verify, new ones use the new key.
     code, out, _ = podid(server, "token", "create", "--cluster", name, "--namespace", "default",
                          "--service-account", "my-sa", "--audience", "sts.amazonaws.com")
-    assert jwt.decode(out.strip(), jwt.PyJWKClient(issuer + "/keys").get_signing_key_from_jwt(out.strip()).key,
+    assert jwt.decode(out.strip(), jwt.PyJWKClient(keys_url).get_signing_key_from_jwt(out.strip()).key,
                       algorithms=["RS256"], audience="sts.amazonaws.com")["aud"] == ["sts.amazonaws.com"]
     code, _, err = podid(server, "cluster", "rotate-keys", name)
     assert code == 0, err
-    fresh = jwt.PyJWKClient(issuer + "/keys", cache_keys=False)
+    fresh = jwt.PyJWKClient(keys_url, cache_keys=False)
     jwt.decode(token, fresh.get_signing_key_from_jwt(token).key, algorithms=["RS256"], audience="pods.eks.amazonaws.com")
     code, out, _ = podid(server, "token", "create", "--cluster", name, "--namespace", "default", "--service-account", "my-sa")
     assert jwt.get_unverified_header(out.strip())["kid"] != header["kid"]
@@ -302,10 +310,10 @@ def test_podid_cluster_commands(server, unique, tmp_path):
                            "--jwks", str(tmp_path / "jwks.json"))
     assert code == 0, err
     assert json.loads(out)["cluster"]["identity"]["oidc"]["issuer"] == "https://issuer.example.com"
-    # Or with the key set fetched from the issuer's discovery document: here the issuer of a
-    # local podid cluster, served over HTTP like any issuer.
+    # Or with the key set fetched from the issuer's discovery document: here the documents of a
+    # local podid cluster, served over HTTP like any issuer's.
     code, out, _ = podid(server, "cluster", "describe", name)
-    local_issuer = json.loads(out)["cluster"]["identity"]["oidc"]["issuer"]
+    local_issuer = served(server, json.loads(out)["cluster"]["identity"]["oidc"]["issuer"])
     fetched = unique("fetched")
     code, out, err = podid(server, "cluster", "register", fetched, "--issuer", local_issuer)
     assert code == 0, err

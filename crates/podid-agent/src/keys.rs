@@ -121,10 +121,7 @@ impl Keys {
             }
             known.fetched_at = now.as_millis();
         }
-        let discovery = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
+        let discovery = self.upstream.discovery_url(issuer);
         let document = self.upstream.fetch(&discovery).await.ok()?;
         let jwks_uri = serde_json::from_str::<Value>(&document)
             .ok()?

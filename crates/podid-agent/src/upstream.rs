@@ -62,6 +62,18 @@ pub trait Upstream: Send + Sync {
     ) -> Result<UpstreamCredentials, UpstreamError>;
     /// A document (the issuer's discovery document or key set).
     async fn fetch(&self, url: &str) -> Result<String, String>;
+    /// Where `issuer`'s OpenID discovery document is: `ISSUER/.well-known/openid-configuration`.
+    fn discovery_url(&self, issuer: &str) -> String {
+        well_known(issuer)
+    }
+}
+
+/// `ISSUER/.well-known/openid-configuration`.
+fn well_known(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
 }
 
 /// EKS Auth over HTTP(S), signed with the node's credentials.
@@ -193,6 +205,31 @@ pub fn http_agent(timeout: Duration, redirects: u32) -> ureq::Agent {
 
 #[async_trait::async_trait]
 impl Upstream for EksAuth {
+    /// A podid server's clusters have EKS-shaped issuers
+    /// (`https://oidc.eks.REGION.amazonaws.com/id/ID`) whose documents that server serves at
+    /// `ENDPOINT/id/ID/`; AWS's own EKS Auth endpoints (`*.api.aws`, `*.amazonaws.com`) leave
+    /// EKS's issuers to be fetched where they are.
+    fn discovery_url(&self, issuer: &str) -> String {
+        let endpoint_host = self
+            .endpoint
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        let aws = endpoint_host.ends_with(".api.aws") || endpoint_host.ends_with(".amazonaws.com");
+        let id = issuer
+            .strip_prefix("https://oidc.eks.")
+            .and_then(|rest| rest.split_once(".amazonaws.com/id/"))
+            .map(|(_, id)| id.trim_end_matches('/'))
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        match id {
+            Some(id) if !aws => {
+                format!("{}/id/{id}/.well-known/openid-configuration", self.endpoint)
+            }
+            _ => well_known(issuer),
+        }
+    }
+
     async fn assume(
         &self,
         cluster: &str,

@@ -66,9 +66,20 @@ pub enum Error {
     /// EKS Auth's `InvalidTokenException` (400): the service-account token is not valid.
     #[error("{0}")]
     InvalidToken(String),
-    /// EKS Auth's `ExpiredTokenException` (400): the service-account token has expired.
+    /// EKS Auth's and STS's `ExpiredTokenException` (400): the service-account or web identity
+    /// token has expired.
     #[error("{0}")]
-    ExpiredServiceAccountToken(String),
+    ExpiredIdentityToken(String),
+    /// STS's `InvalidIdentityToken` (400): the web identity token is not valid, or no OIDC
+    /// provider of the role's account vouches for it.
+    #[error("{0}")]
+    InvalidIdentityToken(String),
+    /// STS's `IDPRejectedClaim` (403): the identity provider rejected the token's claims.
+    #[error("{0}")]
+    IdpRejectedClaim(String),
+    /// STS's `IDPCommunicationError` (400): the identity provider's key set could not be fetched.
+    #[error("{0}")]
+    IdpCommunicationError(String),
     /// EKS's `InvalidRequestException` (400).
     #[error("{0}")]
     InvalidRequest(String),

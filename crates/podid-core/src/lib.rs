@@ -8,6 +8,7 @@ pub mod eks;
 mod error;
 mod iam;
 mod ids;
+mod issuers;
 mod names;
 mod records;
 mod sts;
@@ -32,16 +33,19 @@ pub use iam::{
     PolicyView, SimulateInput, SimulationPolicy,
 };
 pub use ids::{Ids, OsIds, SeqIds};
+pub use issuers::Fetcher;
 pub use records::{
     AccessKeyRecord, AccountRecord, OidcRecord, PolicyHolder, PolicyRecord, PolicyVersionRecord,
     RoleRecord, Tag, UserRecord,
 };
 pub use sts::{
-    AssumeRole, AssumedRole, Assumer, CallerIdentity, OpenedSession, SessionCredentials, Sts,
+    AssumeRole, AssumeRoleWithWebIdentity, AssumedRole, Assumer, CallerIdentity, OpenedSession,
+    SessionCredentials, Sts, WEB_IDENTITY_LEEWAY_SECONDS, WebIdentity, WebIdentitySession,
 };
 
 /// The state every service shares (the store, the clock, the source of ids, the master key, the
-/// parsed-policy cache, the session keys and each service's settings), with one view per
+/// parsed-policy cache, the session keys, the document fetcher and issuers' key sets, and each
+/// service's settings), with one view per
 /// service: [`Core::iam`], [`Core::sts`], [`Core::eks`] and [`Core::eks_auth`]. Authentication
 /// (access keys and session tokens to a [`Caller`]) and authorization are the core's own, used by
 /// every view alike.
@@ -52,6 +56,8 @@ pub struct Core {
     master: MasterKey,
     cache: PolicyCache,
     keyring: sts::Keyring,
+    fetcher: Option<Arc<dyn Fetcher>>,
+    key_sets: issuers::KeySets,
     eks: eks::State,
 }
 
@@ -78,8 +84,18 @@ impl Core {
             master,
             cache: PolicyCache::default(),
             keyring: sts::Keyring::default(),
+            fetcher: None,
+            key_sets: issuers::KeySets::default(),
             eks: eks::State::default(),
         }
+    }
+
+    /// Lets the core fetch documents over HTTP(S): OpenID discovery documents and key sets of
+    /// issuers whose keys podid does not hold (web identity, EKS's external clusters).
+    #[must_use]
+    pub fn with_fetcher(mut self, fetcher: Arc<dyn Fetcher>) -> Self {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// IAM: users and access keys, roles, managed and inline policies, OIDC providers, the

@@ -71,9 +71,7 @@ async fn world(quota: u32) -> World {
                 name: "my-cluster".into(),
                 region: REGION.into(),
                 role_arn: Some("arn:aws:iam::111122223333:role/my-role".into()),
-                tokens: ClusterTokens::Local {
-                    base_url: "http://127.0.0.1:4599".into(),
-                },
+                tokens: ClusterTokens::Local,
                 ..Default::default()
             },
         )
@@ -114,7 +112,7 @@ async fn clusters_have_arns_issuers_and_unique_names() {
     assert_eq!(cluster.id.len(), 32);
     assert_eq!(
         cluster.issuer,
-        format!("http://127.0.0.1:4599/id/{}", cluster.id)
+        format!("https://oidc.eks.us-west-2.amazonaws.com/id/{}", cluster.id)
     );
     // Another region does not see it.
     assert_eq!(
@@ -703,7 +701,7 @@ struct Documents {
 }
 
 #[async_trait::async_trait]
-impl podid_core::eks::Fetcher for Documents {
+impl podid_core::Fetcher for Documents {
     async fn get(&self, url: &str) -> Result<String, String> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);

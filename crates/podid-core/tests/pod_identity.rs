@@ -15,10 +15,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podid_core::eks::{ClusterTokens, CreateAssociation, CreateCluster, ServiceAccountToken};
-use podid_core::{
-    Caller, Core, CreateRole, CreateUser, Entity, Error, MasterKey, PageRequest, SeqIds,
-};
-use podid_store::MemoryStore;
+use podid_core::{Caller, Core, CreateRole, CreateUser, Entity, Error, PageRequest};
 use podid_types::{FixedClock, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -35,28 +32,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let ids = Arc::new(SeqIds::new(21));
-    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
-    let core = Core::new(
-        Arc::new(MemoryStore::new()),
-        clock.clone(),
-        ids.clone(),
-        MasterKey::generate(&*ids),
-    );
-    let boot = core
-        .bootstrap(&[
-            "111122223333".parse().unwrap(),
-            "444455556666".parse().unwrap(),
-        ])
-        .await
-        .unwrap();
-    let mut admins = Vec::new();
-    for key in &boot.keys {
-        let (record, _) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
-        admins.push(core.caller(&record).await.unwrap());
-    }
-    let b = admins.pop().unwrap();
-    let a = admins.pop().unwrap();
+    let (core, clock, a, b) = common::two_accounts(21, 1_700_862_734).await;
     for (name, trust) in [("pod-role", POD_TRUST), ("other-role", POD_TRUST)] {
         common::create_role(&core, &a, name, trust).await;
     }
@@ -77,9 +53,7 @@ async fn world() -> World {
                 CreateCluster {
                     name: name.into(),
                     region: REGION.into(),
-                    tokens: ClusterTokens::Local {
-                        base_url: "http://127.0.0.1:4599".into(),
-                    },
+                    tokens: ClusterTokens::Local,
                     ..Default::default()
                 },
             )
@@ -379,7 +353,7 @@ async fn the_negative_matrix() {
     w.clock.advance_millis((86_400 + 61) * 1000);
     assert!(matches!(
         w.call(&token).await,
-        Err(Error::ExpiredServiceAccountToken(_))
+        Err(Error::ExpiredIdentityToken(_))
     ));
 }
 
@@ -653,7 +627,7 @@ async fn every_shape_of_time_claim_is_checked() {
         assert!(
             matches!(
                 assume(times.clone()).await,
-                Err(Error::ExpiredServiceAccountToken(_))
+                Err(Error::ExpiredIdentityToken(_))
             ),
             "{times}"
         );

@@ -143,7 +143,7 @@ async fn process(
     Ok(match *operation {
         "CreateCluster" => {
             let cluster = eks
-                .create_cluster(&caller, create_cluster(state, &region, body)?)
+                .create_cluster(&caller, create_cluster(&region, body)?)
                 .await?;
             json!({"cluster": cluster_view(&cluster)})
         }
@@ -350,7 +350,7 @@ pub(crate) async fn openid_configuration(
             200,
             json!({
                 "issuer": cluster.issuer,
-                "jwks_uri": format!("{}/keys", cluster.issuer),
+                "jwks_uri": format!("{}/id/{id}/keys", state.public_url.trim_end_matches('/')),
                 "authorization_endpoint": "urn:kubernetes:programmatic_authorization",
                 "response_types_supported": ["id_token"],
                 "subject_types_supported": ["public"],
@@ -411,11 +411,7 @@ async fn local_cluster(state: &AppState, id: &str) -> Result<ClusterRecord, Resp
     }
 }
 
-fn create_cluster(
-    state: &AppState,
-    region: &str,
-    mut body: Map<String, Value>,
-) -> Result<CreateCluster, ApiError> {
+fn create_cluster(region: &str, mut body: Map<String, Value>) -> Result<CreateCluster, ApiError> {
     let name = string(&body, "name");
     if name.is_empty() && !body.contains_key("name") {
         return Err(missing("name"));
@@ -428,9 +424,7 @@ fn create_cluster(
         body.remove(member);
     }
     let tokens = match external {
-        None => ClusterTokens::Local {
-            base_url: state.public_url.clone(),
-        },
+        None => ClusterTokens::Local,
         Some(Value::Object(spec)) => ClusterTokens::External {
             issuer: string(&spec, "issuer"),
             jwks: spec.get("jwks").map(|v| match v {

@@ -168,6 +168,16 @@ async fn process(
                 format!("Could not find operation {action} for version {version}"),
             )
         })?;
+    // AssumeRoleWithWebIdentity needs no signature: SDKs send it unsigned, the token being the
+    // credential. A signed one is verified like any other request.
+    let signed =
+        parts.headers.contains_key(header::AUTHORIZATION) || params.contains_key("X-Amz-Signature");
+    if service == Service::Sts && operation.name == "AssumeRoleWithWebIdentity" && !signed {
+        let request = QueryRequest::decode(model, operation, &params)
+            .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
+        let output = sts_ops::web_identity(state, &request).await?;
+        return Ok(query_response(model, operation, &output, request_id));
+    }
     let signing_name = match service {
         Service::Iam => "iam",
         Service::Sts => "sts",

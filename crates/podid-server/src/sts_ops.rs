@@ -1,7 +1,8 @@
 //! Every STS operation: wire input → domain call → wire output.
 
-use podid_core::{AssumeRole, Caller, SessionCredentials};
+use podid_core::{AssumeRole, AssumeRoleWithWebIdentity, AssumedRole, Caller, SessionCredentials};
 use podid_protocol::QueryRequest;
+use podid_types::Secret;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -35,20 +36,9 @@ pub(crate) async fn call(
                     },
                 )
                 .await?;
-            let mut out = serde_json::Map::new();
-            out.insert("Credentials".into(), credentials(&assumed.credentials));
-            out.insert(
-                "AssumedRoleUser".into(),
-                json!({"AssumedRoleId": assumed.assumed_role_id, "Arn": assumed.arn}),
-            );
-            if let Some(size) = assumed.packed_policy_size {
-                out.insert("PackedPolicySize".into(), json!(size));
-            }
-            if let Some(source) = assumed.source_identity {
-                out.insert("SourceIdentity".into(), json!(source));
-            }
-            Value::Object(out)
+            Value::Object(assumed_output(assumed))
         }
+        "AssumeRoleWithWebIdentity" => web_identity(state, request).await?,
         "GetCallerIdentity" => {
             let identity = sts.caller_identity(caller);
             json!({"UserId": identity.user_id, "Account": identity.account, "Arn": identity.arn})
@@ -67,6 +57,48 @@ pub(crate) async fn call(
             ));
         }
     })
+}
+
+/// AssumeRoleWithWebIdentity, signed or not: the token is the credential, so no caller is needed.
+pub(crate) async fn web_identity(
+    state: &AppState,
+    request: &QueryRequest,
+) -> Result<Value, ApiError> {
+    let input = &request.input;
+    let session = state
+        .core
+        .sts()
+        .assume_role_with_web_identity(AssumeRoleWithWebIdentity {
+            role_arn: string(input, "RoleArn"),
+            session_name: string(input, "RoleSessionName"),
+            token: Secret::new(string(input, "WebIdentityToken")),
+            duration_seconds: int(input, "DurationSeconds"),
+            policy: opt(input, "Policy"),
+            policy_arns: policy_arns(input),
+        })
+        .await?;
+    let mut out = assumed_output(session.assumed);
+    out.insert("SubjectFromWebIdentityToken".into(), json!(session.subject));
+    out.insert("Provider".into(), json!(session.provider));
+    out.insert("Audience".into(), json!(session.audience));
+    Ok(Value::Object(out))
+}
+
+/// The members AssumeRole and AssumeRoleWithWebIdentity share.
+fn assumed_output(assumed: AssumedRole) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    out.insert("Credentials".into(), credentials(&assumed.credentials));
+    out.insert(
+        "AssumedRoleUser".into(),
+        json!({"AssumedRoleId": assumed.assumed_role_id, "Arn": assumed.arn}),
+    );
+    if let Some(size) = assumed.packed_policy_size {
+        out.insert("PackedPolicySize".into(), json!(size));
+    }
+    if let Some(source) = assumed.source_identity {
+        out.insert("SourceIdentity".into(), json!(source));
+    }
+    out
 }
 
 fn credentials(c: &SessionCredentials) -> Value {

@@ -23,9 +23,10 @@ pub(crate) enum Format {
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ClusterCommand {
-    /// Create a local cluster: podid keeps its signing keys, serves its OIDC issuer
-    /// (`<server>/id/<ID>/.well-known/openid-configuration` and `/keys`) and mints its
-    /// service-account tokens (`podid token create`).
+    /// Create a local cluster: podid keeps its signing keys, gives it an issuer of EKS's shape
+    /// (`https://oidc.eks.<region>.amazonaws.com/id/<ID>`, for IAM OIDC providers), serves the
+    /// issuer's documents (`<server>/id/<ID>/.well-known/openid-configuration` and `/keys`) and
+    /// mints its service-account tokens (`podid token create`).
     Create {
         /// The cluster's name (letters, digits, `-`, `_`; at most 100).
         name: String,

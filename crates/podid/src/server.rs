@@ -460,7 +460,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 struct HttpFetcher;
 
 #[async_trait::async_trait]
-impl podid_core::eks::Fetcher for HttpFetcher {
+impl podid_core::Fetcher for HttpFetcher {
     async fn get(&self, url: &str) -> Result<String, String> {
         let url = url.to_owned();
         tokio::task::spawn_blocking(move || {

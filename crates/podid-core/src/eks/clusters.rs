@@ -12,9 +12,10 @@ use serde_json::{Map, Value};
 use super::records::{ClusterRecord, SigningKeyRecord, TokenSource, ns};
 use super::{Eks, EksPage, key, names};
 use crate::auth::Caller;
-use crate::encode;
 use crate::error::Error;
 use crate::iam::{RETRIES, busy, is_conflict};
+use crate::issuers::FetchError;
+use crate::{Core, encode};
 
 /// The Kubernetes version clusters get when the request names none.
 const DEFAULT_VERSION: &str = "1.33";
@@ -51,13 +52,15 @@ pub struct CreateCluster {
 }
 
 /// Who issues a cluster's service-account tokens.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum ClusterTokens {
-    /// podid, with keys it makes: the issuer is `BASE_URL/id/CLUSTER_ID`.
-    Local {
-        /// The server's public base URL.
-        base_url: String,
-    },
+    /// podid, with keys it makes. The issuer has EKS's shape,
+    /// `https://oidc.eks.REGION.amazonaws.com/id/CLUSTER_ID`, so that IAM takes it as an OIDC
+    /// provider URL and its condition keys (`oidc.eks.REGION.amazonaws.com/id/ID:sub`) parse;
+    /// podid holds its keys and never fetches them (the server also serves them at
+    /// `PUBLIC_URL/id/CLUSTER_ID/`).
+    #[default]
+    Local,
     /// A real cluster's kube-apiserver (a podid extension): its issuer and key set.
     External {
         /// The issuer URL (`iss` of its tokens).
@@ -67,14 +70,6 @@ pub enum ClusterTokens {
         /// Where to fetch the JWKS, if not inline.
         jwks_uri: Option<String>,
     },
-}
-
-impl Default for ClusterTokens {
-    fn default() -> Self {
-        Self::Local {
-            base_url: String::new(),
-        }
-    }
 }
 
 /// A request for a service-account token of a local cluster (podid's `CreateToken`).
@@ -138,10 +133,10 @@ impl Eks<'_> {
         let id = self.core.ids.upper_hex(32);
         let now = self.core.now();
         let (issuer, tokens) = match input.tokens {
-            ClusterTokens::Local { base_url } => {
+            ClusterTokens::Local => {
                 let key = self.new_signing_key(now)?;
                 (
-                    format!("{}/id/{id}", base_url.trim_end_matches('/')),
+                    format!("https://oidc.eks.{}.amazonaws.com/id/{id}", input.region),
                     TokenSource::Local { keys: vec![key] },
                 )
             }
@@ -537,42 +532,19 @@ impl Eks<'_> {
 
     /// The `jwks_uri` of an issuer's OpenID discovery document.
     async fn discover_jwks_uri(&self, issuer: &str) -> Result<String, Error> {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let text = self.fetch(issuer, &url).await?;
-        serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("jwks_uri").and_then(Value::as_str).map(str::to_owned))
-            .ok_or_else(|| {
-                Error::InvalidParameter(format!(
-                    "The discovery document of issuer `{issuer}` ({url}) has no `jwks_uri`: give the key set with --jwks."
-                ))
-            })
+        self.core
+            .discover_jwks_uri(issuer)
+            .await
+            .map_err(|e| fetch_error(issuer, &e))
     }
 
+    /// The key set at `url`, checked to be one.
     async fn fetch_jwks(&self, issuer: &str, url: &str) -> Result<String, Error> {
-        let text = self.fetch(issuer, url).await?;
-        Jwks::parse(&text).map_err(|e| {
-            Error::InvalidParameter(format!(
-                "The key set of issuer `{issuer}` at {url} is not a JWKS: {e}"
-            ))
-        })?;
-        Ok(text)
-    }
-
-    async fn fetch(&self, issuer: &str, url: &str) -> Result<String, Error> {
-        let Some(fetcher) = &self.core.eks.fetcher else {
-            return Err(Error::InvalidParameter(format!(
-                "This server does not fetch key sets: give the JWKS of issuer `{issuer}` inline."
-            )));
-        };
-        fetcher.get(url).await.map_err(|e| {
-            Error::InvalidParameter(format!(
-                "Cannot fetch {url} for issuer `{issuer}`: {e}. Check that the issuer serves it, or give the JWKS inline."
-            ))
-        })
+        self.core
+            .fetch_key_set(url)
+            .await
+            .map(|(text, _)| text)
+            .map_err(|e| fetch_error(issuer, &e))
     }
 
     fn new_signing_key(&self, now: i64) -> Result<SigningKeyRecord, Error> {
@@ -663,4 +635,41 @@ fn uuid_of(seed: &str) -> String {
         *b = *d;
     }
     crate::ids::uuid_text(&bytes)
+}
+
+impl Core {
+    /// The key set of `issuer` when it is one of podid's own clusters (whose keys podid holds
+    /// and never fetches); `None` for any other issuer.
+    pub(crate) async fn local_issuer_jwks(&self, issuer: &str) -> Result<Option<Jwks>, Error> {
+        let Some((_, id)) = issuer.trim_end_matches('/').rsplit_once("/id/") else {
+            return Ok(None);
+        };
+        match self.eks().cluster_by_id(id).await? {
+            Some(cluster)
+                if cluster.issuer == issuer
+                    && matches!(cluster.tokens, TokenSource::Local { .. }) =>
+            {
+                self.eks().cluster_jwks(&cluster).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// EKS's text for a key set that could not be fetched.
+fn fetch_error(issuer: &str, e: &FetchError) -> Error {
+    Error::InvalidParameter(match e {
+        FetchError::NoFetcher => format!(
+            "This server does not fetch key sets: give the JWKS of issuer `{issuer}` inline."
+        ),
+        FetchError::Unreachable { url, why } => format!(
+            "Cannot fetch {url} for issuer `{issuer}`: {why}. Check that the issuer serves it, or give the JWKS inline."
+        ),
+        FetchError::NoJwksUri { url } => format!(
+            "The discovery document of issuer `{issuer}` ({url}) has no `jwks_uri`: give the key set with --jwks."
+        ),
+        FetchError::NotJwks { url, why } => {
+            format!("The key set of issuer `{issuer}` at {url} is not a JWKS: {why}")
+        }
+    })
 }

@@ -7,8 +7,6 @@ mod names;
 mod pod_identity;
 mod records;
 
-use std::sync::Arc;
-
 use crate::Core;
 
 pub use associations::{
@@ -42,7 +40,6 @@ pub struct EksAuth<'a> {
 /// EKS's settings and state in the core.
 pub(crate) struct State {
     association_quota: u32,
-    fetcher: Option<Arc<dyn Fetcher>>,
     audit: AuditLog,
 }
 
@@ -50,35 +47,18 @@ impl Default for State {
     fn default() -> Self {
         Self {
             association_quota: DEFAULT_ASSOCIATION_QUOTA,
-            fetcher: None,
             audit: AuditLog::default(),
         }
     }
 }
 
 impl Core {
-    /// Lets EKS fetch external issuers' discovery documents and key sets.
-    #[must_use]
-    pub fn with_fetcher(mut self, fetcher: Arc<dyn Fetcher>) -> Self {
-        self.eks.fetcher = Some(fetcher);
-        self
-    }
-
     /// Sets the most Pod Identity associations a cluster may have (default 1,000).
     #[must_use]
     pub fn with_association_quota(mut self, quota: u32) -> Self {
         self.eks.association_quota = quota;
         self
     }
-}
-
-/// Fetches documents over HTTP(S) for the domain: the OpenID discovery documents and key sets
-/// of external clusters' issuers. The binary supplies one; without it, key sets must be given
-/// inline.
-#[async_trait::async_trait]
-pub trait Fetcher: Send + Sync {
-    /// The body of a `GET url` that answered 200, or why not.
-    async fn get(&self, url: &str) -> Result<String, String>;
 }
 
 /// A page of an EKS list: its items and the `nextToken` of the next page.

@@ -323,7 +323,7 @@ impl EksAuth<'_> {
         let now = self.core.clock.now();
         let claims = podid_jwt::verify(token, &jwks, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
             match e {
-                podid_jwt::JwtError::Expired(at) => Error::ExpiredServiceAccountToken(format!(
+                podid_jwt::JwtError::Expired(at) => Error::ExpiredIdentityToken(format!(
                     "The service account token expired at {} (epoch {}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
                     at.to_iso8601(),
                     at.as_secs()
@@ -438,7 +438,7 @@ fn error_code(e: &Error) -> &'static str {
     match e {
         Error::AccessDenied(_) => "AccessDeniedException",
         Error::InvalidToken(_) => "InvalidTokenException",
-        Error::ExpiredServiceAccountToken(_) => "ExpiredTokenException",
+        Error::ExpiredIdentityToken(_) => "ExpiredTokenException",
         Error::ResourceNotFound(_) => "ResourceNotFoundException",
         Error::InvalidParameter(_) => "InvalidParameterException",
         Error::InvalidRequest(_) => "InvalidRequestException",

@@ -2,6 +2,7 @@
 //! GetSessionToken, GetCallerIdentity, and the authentication of session credentials.
 
 mod token;
+mod web_identity;
 
 use podid_policy::{
     Context, ContextValue, NamedPolicy, Ownership, ParseOptions, PolicyKind, PolicySet, Principal,
@@ -10,6 +11,9 @@ use podid_policy::{
 use podid_types::{AccountId, Secret, Timestamp};
 
 pub(crate) use token::{Claims, Keyring, SessionPrincipal};
+pub use web_identity::{
+    AssumeRoleWithWebIdentity, WEB_IDENTITY_LEEWAY_SECONDS, WebIdentity, WebIdentitySession,
+};
 
 use crate::Core;
 use crate::auth::{Caller, Identity, SessionInfo};
@@ -68,6 +72,9 @@ pub enum Assumer<'a> {
     /// An AWS service principal, such as `pods.eks.amazonaws.com` for Pod Identity: only the
     /// role's trust policy decides.
     Service(&'a str),
+    /// A web identity that an IAM OIDC provider vouched for (AssumeRoleWithWebIdentity): only
+    /// the role's trust policy decides, for `sts:AssumeRoleWithWebIdentity`.
+    WebIdentity(&'a WebIdentity),
 }
 
 /// Temporary credentials.
@@ -150,7 +157,11 @@ impl Sts<'_> {
     ) -> Result<AssumedRole, Error> {
         let caller = match assumer {
             Assumer::Caller(caller) => Some(caller),
-            Assumer::Service(_) => None,
+            Assumer::Service(_) | Assumer::WebIdentity(_) => None,
+        };
+        let web_identity = match assumer {
+            Assumer::WebIdentity(identity) => Some(identity),
+            _ => None,
         };
         if let Some(caller) = caller {
             if caller.identity() == &Identity::Root {
@@ -201,8 +212,13 @@ impl Sts<'_> {
         let principal = match assumer {
             Assumer::Caller(caller) => caller.principal().clone(),
             Assumer::Service(name) => Principal::service(name),
+            Assumer::WebIdentity(identity) => Principal::web_identity(&identity.provider_arn),
         };
         let denied = |action: &str, request: &Request<'_>, decision: &podid_policy::Decision| {
+            if web_identity.is_some() {
+                // AWS names neither the provider nor the role to a web identity.
+                return Error::AccessDenied(format!("Not authorized to perform {action}"));
+            }
             Error::AccessDenied(
                 decision
                     .access_denied_message(request, false)
@@ -216,6 +232,11 @@ impl Sts<'_> {
             )
         };
         let Some(role) = role else {
+            if web_identity.is_some() {
+                return Err(Error::AccessDenied(
+                    "Not authorized to perform sts:AssumeRoleWithWebIdentity".into(),
+                ));
+            }
             return Err(Error::AccessDenied(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
                 principal.display_arn(),
@@ -239,10 +260,17 @@ impl Sts<'_> {
                 PolicyKind::Trust,
                 NamedPolicy::new("role trust policy", trust),
             );
-        let context = self.assume_context(caller, &input, &role, source_identity.as_deref());
+        let mut context = self.assume_context(caller, &input, &role, source_identity.as_deref());
+        if let Some(identity) = web_identity {
+            identity.add_keys(&mut context);
+        }
         let resource = role.arn.as_str();
         let ownership = Ownership::of(&principal, Some(role_account));
-        let mut actions = vec!["sts:AssumeRole"];
+        let mut actions = vec![if web_identity.is_some() {
+            "sts:AssumeRoleWithWebIdentity"
+        } else {
+            "sts:AssumeRole"
+        }];
         // Passed tags, and transitive tags inherited down a chain, both tag the session.
         if !input.tags.is_empty() || inherited.is_some_and(|s| !s.transitive_tags.is_empty()) {
             actions.push("sts:TagSession");
@@ -264,7 +292,7 @@ impl Sts<'_> {
         let duration = input.duration_seconds.unwrap_or(3600);
         // A service principal (EKS Pod Identity) sets its own lifetime, as AWS services do
         // (EKS Pod Identity credentials last six hours whatever the role's maximum).
-        if caller.is_some() && duration > role.max_session_duration {
+        if !matches!(assumer, Assumer::Service(_)) && duration > role.max_session_duration {
             return Err(Error::Validation(
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                     .into(),

@@ -1,6 +1,11 @@
-//! Set-up shared by the EKS and Pod Identity tests.
+//! Set-up shared by the EKS, Pod Identity and web identity tests.
+#![allow(dead_code, reason = "each test crate uses a part of it")]
 
-use podid_core::{Caller, Core, CreateRole};
+use std::sync::Arc;
+
+use podid_core::{Caller, Core, CreateRole, MasterKey, SeqIds};
+use podid_store::MemoryStore;
+use podid_types::{FixedClock, Timestamp};
 
 /// Creates the role `name` with the trust policy `trust`, as `caller`.
 pub(crate) async fn create_role(core: &Core, caller: &Caller, name: &str, trust: &str) {
@@ -15,4 +20,32 @@ pub(crate) async fn create_role(core: &Core, caller: &Caller, name: &str, trust:
         )
         .await
         .unwrap();
+}
+
+/// A core on the in-memory store with accounts 111122223333 and 444455556666, at `secs` on a
+/// fixed clock; the clock and each account's `admin`.
+pub(crate) async fn two_accounts(seed: u64, secs: i64) -> (Core, Arc<FixedClock>, Caller, Caller) {
+    let ids = Arc::new(SeqIds::new(seed));
+    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(secs)));
+    let core = Core::new(
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        ids.clone(),
+        MasterKey::generate(&*ids),
+    );
+    let boot = core
+        .bootstrap(&[
+            "111122223333".parse().unwrap(),
+            "444455556666".parse().unwrap(),
+        ])
+        .await
+        .unwrap();
+    let mut admins = Vec::new();
+    for key in &boot.keys {
+        let (record, _) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
+        admins.push(core.caller(&record).await.unwrap());
+    }
+    let b = admins.pop().unwrap();
+    let a = admins.pop().unwrap();
+    (core, clock, a, b)
 }
