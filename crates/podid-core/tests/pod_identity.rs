@@ -46,20 +46,7 @@ async fn world() -> World {
     )
     .await
     .unwrap();
-    for name in ["my-cluster", "other-cluster"] {
-        core.eks()
-            .create_cluster(
-                &a,
-                CreateCluster {
-                    name: name.into(),
-                    region: REGION.into(),
-                    tokens: ClusterTokens::Local,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
+    common::local_clusters(&core, &a, REGION, &["my-cluster", "other-cluster"]).await;
     World { core, clock, a, b }
 }
 

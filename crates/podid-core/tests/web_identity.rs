@@ -13,7 +13,7 @@ mod common;
 
 use std::sync::Arc;
 
-use podid_core::eks::{ClusterTokens, CreateCluster, ServiceAccountToken};
+use podid_core::eks::ServiceAccountToken;
 use podid_core::{
     AssumeRole, AssumeRoleWithWebIdentity, Assumer, Caller, Core, CreateOidcProvider, CreateRole,
     Entity, Error, WebIdentitySession,
@@ -35,20 +35,7 @@ struct World {
 /// `default/app` with audience `sts.amazonaws.com`.
 async fn world() -> World {
     let (core, clock, a, b) = common::two_accounts(7, 1_700_862_734).await;
-    for name in ["my-cluster", "other-cluster"] {
-        core.eks()
-            .create_cluster(
-                &a,
-                CreateCluster {
-                    name: name.into(),
-                    region: REGION.into(),
-                    tokens: ClusterTokens::Local,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
+    common::local_clusters(&core, &a, REGION, &["my-cluster", "other-cluster"]).await;
     let issuer = core
         .eks()
         .describe_cluster(&a, REGION, "my-cluster")

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use podid_core::eks::{ClusterTokens, CreateCluster};
 use podid_core::{Caller, Core, CreateRole, MasterKey, SeqIds};
 use podid_store::MemoryStore;
 use podid_types::{FixedClock, Timestamp};
@@ -48,4 +49,22 @@ pub(crate) async fn two_accounts(seed: u64, secs: i64) -> (Core, Arc<FixedClock>
     let b = admins.pop().unwrap();
     let a = admins.pop().unwrap();
     (core, clock, a, b)
+}
+
+/// Creates local clusters named `names` in `region`, as `caller`.
+pub(crate) async fn local_clusters(core: &Core, caller: &Caller, region: &str, names: &[&str]) {
+    for name in names {
+        core.eks()
+            .create_cluster(
+                caller,
+                CreateCluster {
+                    name: (*name).into(),
+                    region: region.into(),
+                    tokens: ClusterTokens::Local,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
 }

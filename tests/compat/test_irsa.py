@@ -1,0 +1,181 @@
+"""IRSA with the real AWS CLI and boto3: seed 001's cross-account options against a local cluster
+whose issuer is registered as an IAM OIDC provider, and AssumeRoleWithWebIdentity's refusals."""
+
+import json
+import os
+import subprocess
+
+import boto3
+import botocore.config
+import pytest
+from botocore import UNSIGNED
+from botocore.exceptions import ClientError
+
+from conftest import podid_bin
+
+A, B = "111122223333", "444455556666"
+
+
+def podid(server, *args):
+    result = subprocess.run([podid_bin(), *args], env=server.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cluster_with_issuer(server, unique):
+    name = unique("irsa")
+    issuer = json.loads(podid(server, "cluster", "create", name, "--output", "json"))["cluster"]["identity"]["oidc"]["issuer"]
+    return name, issuer
+
+
+def web_identity_trust(account, host, sub="system:serviceaccount:default:app"):
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{host}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{host}:sub": sub, f"{host}:aud": "sts.amazonaws.com"}}}]})
+
+
+def token_file(server, cluster, tmp_path, sa="app", audience="sts.amazonaws.com"):
+    token = podid(server, "token", "create", "--cluster", cluster, "--namespace", "default",
+                  "--service-account", sa, "--audience", audience).strip()
+    path = tmp_path / f"token-{sa}-{audience}"
+    path.write_text(token)
+    return path
+
+
+def pod_env(server, role_arn, token_path):
+    """What the IRSA webhook puts in a pod, with the endpoint pointed at podid."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": server.endpoint, "AWS_ROLE_ARN": role_arn,
+                "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_path), "AWS_STS_REGIONAL_ENDPOINTS": "regional"})
+    return env
+
+
+def cli(env, *args):
+    result = subprocess.run([*aws_cli(), *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stdout, result.stderr
+
+
+def aws_cli():
+    import shutil
+    import sys
+    return [shutil.which("aws", path=os.path.dirname(sys.executable)) or shutil.which("aws")]
+
+
+def test_seed_001_option_1_cross_account_oidc_provider_with_the_aws_cli(server, unique, tmp_path):
+    cluster, issuer = cluster_with_issuer(server, unique)
+    host = issuer.removeprefix("https://")
+    # Account B registers account A's cluster issuer, verbatim as the EKS guide says.
+    _, provider, _ = server.aws("iam", "create-open-id-connect-provider", "--url", issuer,
+                                "--client-id-list", "sts.amazonaws.com", profile=B)
+    assert provider["OpenIDConnectProviderArn"] == f"arn:aws:iam::{B}:oidc-provider/{host}"
+    role = unique("account-b-role")
+    server.aws("iam", "create-role", "--role-name", role, "--assume-role-policy-document",
+               web_identity_trust(B, host), profile=B)
+    server.aws("iam", "put-role-policy", "--role-name", role, "--policy-name", "read",
+               "--policy-document", json.dumps({"Version": "2012-10-17", "Statement": [
+                   {"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"}]}), profile=B)
+    env = pod_env(server, f"arn:aws:iam::{B}:role/{role}", token_file(server, cluster, tmp_path))
+    code, out, err = cli(env, "sts", "get-caller-identity")
+    assert code == 0, err
+    identity = json.loads(out)
+    assert identity["Account"] == B
+    assert identity["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role}/")
+    code, out, err = cli(env, "iam", "get-role", "--role-name", role)
+    assert code == 0, err
+    code, _, err = cli(env, "iam", "list-users")
+    assert code != 0 and "AccessDenied" in err and f"assumed-role/{role}/" in err
+    # Another service account of the same cluster is not trusted.
+    env = pod_env(server, f"arn:aws:iam::{B}:role/{role}", token_file(server, cluster, tmp_path, sa="intruder"))
+    code, _, err = cli(env, "sts", "get-caller-identity")
+    assert code != 0 and "AccessDenied" in err and "Not authorized to perform sts:AssumeRoleWithWebIdentity" in err
+
+
+def test_seed_001_option_2_chained_profiles_with_boto3_and_the_cli(server, unique, tmp_path, monkeypatch):
+    cluster, issuer = cluster_with_issuer(server, unique)
+    host = issuer.removeprefix("https://")
+    server.aws("iam", "create-open-id-connect-provider", "--url", issuer, "--client-id-list", "sts.amazonaws.com")
+    role_a, role_b = unique("account-a-role"), unique("account-b-role")
+    server.aws("iam", "create-role", "--role-name", role_a, "--assume-role-policy-document", web_identity_trust(A, host))
+    chain = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::{B}:role/{role_b}"}]})
+    server.aws("iam", "put-role-policy", "--role-name", role_a, "--policy-name", "chain", "--policy-document", chain)
+    trust_b = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:role/{role_a}"}, "Action": "sts:AssumeRole"}]}
+    server.aws("iam", "create-role", "--role-name", role_b, "--assume-role-policy-document", json.dumps(trust_b), profile=B)
+    token = token_file(server, cluster, tmp_path)
+    config = tmp_path / "config"
+    config.write_text(f"""[profile account_b_role]
+role_arn = arn:aws:iam::{B}:role/{role_b}
+source_profile = account_a_role
+region = us-east-1
+endpoint_url = {server.endpoint}
+
+[profile account_a_role]
+role_arn = arn:aws:iam::{A}:role/{role_a}
+web_identity_token_file = {token}
+region = us-east-1
+endpoint_url = {server.endpoint}
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": os.devnull})
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+    def whoami_boto3():
+        session = boto3.session.Session(profile_name="account_b_role")
+        return session.client("sts", config=botocore.config.Config(retries={"max_attempts": 1})).get_caller_identity()
+
+    assert whoami_boto3()["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role_b}/")
+    code, out, err = cli(env, "sts", "get-caller-identity", "--profile", "account_b_role")
+    assert code == 0, err
+    assert json.loads(out)["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role_b}/")
+    # Without sts:AssumeRole in account A's role's permissions, the chain fails.
+    server.aws("iam", "delete-role-policy", "--role-name", role_a, "--policy-name", "chain")
+    with pytest.raises(ClientError) as e:
+        whoami_boto3()
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # Trusting account A's root instead of the role still works once A's role may assume.
+    server.aws("iam", "put-role-policy", "--role-name", role_a, "--policy-name", "chain", "--policy-document", chain)
+    trust_b["Statement"][0]["Principal"] = {"AWS": f"arn:aws:iam::{A}:root"}
+    server.aws("iam", "update-assume-role-policy", "--role-name", role_b, "--policy-document", json.dumps(trust_b), profile=B)
+    assert whoami_boto3()["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role_b}/")
+
+
+def test_assume_role_with_web_identity_unsigned_answers_and_refusals(server, unique, tmp_path):
+    cluster, issuer = cluster_with_issuer(server, unique)
+    host = issuer.removeprefix("https://")
+    server.aws("iam", "create-open-id-connect-provider", "--url", issuer, "--client-id-list", "sts.amazonaws.com")
+    role = unique("web")
+    server.aws("iam", "create-role", "--role-name", role, "--assume-role-policy-document", web_identity_trust(A, host))
+    sts = boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",
+                       config=botocore.config.Config(signature_version=UNSIGNED, retries={"max_attempts": 1},
+                                                     parameter_validation=False))
+    role_arn = f"arn:aws:iam::{A}:role/{role}"
+    good = token_file(server, cluster, tmp_path).read_text()
+    answer = sts.assume_role_with_web_identity(RoleArn=role_arn, RoleSessionName="sess", WebIdentityToken=good)
+    assert answer["SubjectFromWebIdentityToken"] == "system:serviceaccount:default:app"
+    assert answer["Provider"] == f"arn:aws:iam::{A}:oidc-provider/{host}"
+    assert answer["Audience"] == "sts.amazonaws.com"
+    assert answer["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{A}:assumed-role/{role}/sess"
+    assert answer["Credentials"]["AccessKeyId"].startswith("ASIA")
+
+    def refused(token, **extra):
+        with pytest.raises(ClientError) as e:
+            sts.assume_role_with_web_identity(RoleArn=extra.pop("RoleArn", role_arn), RoleSessionName="sess",
+                                              WebIdentityToken=token, **extra)
+        return e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Message"]
+
+    pods = token_file(server, cluster, tmp_path, audience="pods.eks.amazonaws.com").read_text()
+    assert refused(pods) == ("InvalidIdentityToken", 400, "Incorrect token audience")
+    code, status, message = refused(good, RoleArn=f"arn:aws:iam::{B}:role/{role}")
+    assert (code, status) == ("InvalidIdentityToken", 400) and message == f"No OpenIDConnect provider found in your account for {issuer}"
+    parts = good.split(".")
+    assert refused(f"{parts[0]}.{parts[1]}x.{parts[2]}")[:2] == ("InvalidIdentityToken", 400)
+    assert refused("x" * 20001)[:2] == ("ValidationError", 400)
+    assert refused(good, DurationSeconds=7200)[:2] == ("ValidationError", 400)
