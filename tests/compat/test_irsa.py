@@ -145,6 +145,24 @@ endpoint_url = {server.endpoint}
     trust_b["Statement"][0]["Principal"] = {"AWS": f"arn:aws:iam::{A}:root"}
     server.aws("iam", "update-assume-role-policy", "--role-name", role_b, "--policy-document", json.dumps(trust_b), profile=B)
     assert whoami_boto3()["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role_b}/")
+    # ...and the lint says a role ARN would do, as seed 001 warns.
+    (tmp_path / "trust-b.json").write_text(json.dumps(trust_b))
+    out = podid(server, "policy", "validate", "--kind", "trust", str(tmp_path / "trust-b.json"))
+    assert f"warning: `arn:aws:iam::{A}:root` trusts account {A}" in out
+    assert f"arn:aws:iam::{A}:role/NAME" in out
+
+
+def test_the_lint_warns_on_a_web_identity_trust_without_a_sub_condition(server, unique, tmp_path):
+    _, issuer = cluster_with_issuer(server, unique)
+    host = issuer.removeprefix("https://")
+    scoped = tmp_path / "scoped.json"
+    scoped.write_text(web_identity_trust(A, host))
+    assert "warning" not in podid(server, "policy", "validate", "--kind", "trust", str(scoped))
+    loose = json.loads(web_identity_trust(A, host))
+    del loose["Statement"][0]["Condition"]["StringEquals"][f"{host}:sub"]
+    (tmp_path / "loose.json").write_text(json.dumps(loose))
+    out = podid(server, "policy", "validate", "--kind", "trust", str(tmp_path / "loose.json"))
+    assert f"warning: no condition on `{host}:sub`" in out
 
 
 def test_assume_role_with_web_identity_unsigned_answers_and_refusals(server, unique, tmp_path):

@@ -694,24 +694,6 @@ async fn service_account_tokens_verify_against_the_cluster_keys() {
     podid_jwt::verify(&token, &jwks, Timestamp::from_secs(1_700_862_800), 0).unwrap();
 }
 
-/// Serves documents from a map, counting the fetches.
-struct Documents {
-    pages: std::collections::HashMap<String, String>,
-    fetches: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl podid_core::Fetcher for Documents {
-    async fn get(&self, url: &str) -> Result<String, String> {
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.pages
-            .get(url)
-            .cloned()
-            .ok_or_else(|| format!("404 for {url}"))
-    }
-}
-
 #[tokio::test]
 async fn external_issuers_key_sets_are_fetched_and_refreshed() {
     let source = world(1000).await;
@@ -723,18 +705,7 @@ async fn external_issuers_key_sets_are_fetched_and_refreshed() {
         .unwrap();
     let jwks = serde_json::to_string(&source.core.eks().cluster_jwks(&local).unwrap()).unwrap();
     let issuer = "https://kubernetes.example.com".to_owned();
-    let documents = Arc::new(Documents {
-        pages: [
-            (
-                format!("{issuer}/.well-known/openid-configuration"),
-                format!(r#"{{"issuer":"{issuer}","jwks_uri":"{issuer}/openid/v1/jwks"}}"#),
-            ),
-            (format!("{issuer}/openid/v1/jwks"), jwks),
-        ]
-        .into_iter()
-        .collect(),
-        fetches: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let documents = common::Documents::issuer(&issuer, &jwks);
     let ids = Arc::new(SeqIds::new(5));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
     let core = Core::new(

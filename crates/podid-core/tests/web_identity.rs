@@ -312,3 +312,133 @@ async fn a_trust_without_the_web_identity_action_refuses() {
         Error::AccessDenied("Not authorized to perform sts:AssumeRoleWithWebIdentity".into())
     );
 }
+
+/// A token of `issuer` for `aud`, signed by `key`, with the given extra claims.
+fn idp_token(
+    key: &podid_jwt::SigningKey,
+    issuer: &str,
+    now: i64,
+    extra: serde_json::Value,
+) -> String {
+    let mut claims = serde_json::json!({
+        "iss": issuer, "aud": "my-app", "sub": "user-1", "iat": now, "exp": now + 3600,
+    });
+    for (name, value) in extra.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    key.sign(claims.as_object().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn other_issuers_key_sets_are_fetched_and_kept_and_their_tags_need_tag_session() {
+    let now = 1_700_862_734;
+    let key = podid_jwt::SigningKey::generate_es256().unwrap();
+    let issuer = "https://idp.example.com";
+    let jwks = serde_json::to_string(&podid_jwt::Jwks {
+        keys: vec![key.jwk()],
+    })
+    .unwrap();
+    let documents = common::Documents::issuer(issuer, &jwks);
+    let fetcher = documents.clone();
+    let (core, clock, a, _) =
+        common::two_accounts_with(9, now, move |core| core.with_fetcher(fetcher)).await;
+    for url in [issuer, "https://down.example.com"] {
+        core.iam()
+            .create_oidc_provider(
+                &a,
+                CreateOidcProvider {
+                    url: url.into(),
+                    client_ids: vec!["my-app".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let trust = |actions: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::111122223333:oidc-provider/idp.example.com"}},"Action":{actions},"Condition":{{"StringEquals":{{"idp.example.com:sub":"user-1","aws:RequestTag/team":"blue"}}}}}}]}}"#
+        )
+    };
+    common::create_role(
+        &core,
+        &a,
+        "no-tags",
+        &trust(r#""sts:AssumeRoleWithWebIdentity""#),
+    )
+    .await;
+    common::create_role(
+        &core,
+        &a,
+        "tags",
+        &trust(r#"["sts:AssumeRoleWithWebIdentity","sts:TagSession"]"#),
+    )
+    .await;
+    let assume = |role: &str, token: String| {
+        core.sts()
+            .assume_role_with_web_identity(AssumeRoleWithWebIdentity {
+                role_arn: format!("arn:aws:iam::111122223333:role/{role}"),
+                session_name: "web".into(),
+                token: Secret::new(token),
+                ..Default::default()
+            })
+    };
+    let tagged = idp_token(
+        &key,
+        issuer,
+        now,
+        serde_json::json!({"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"]}, "transitive_tag_keys": ["team"]}}),
+    );
+    // Tags in the token need sts:TagSession.
+    assert_eq!(
+        assume("no-tags", tagged.clone()).await.unwrap_err(),
+        Error::AccessDenied("Not authorized to perform sts:TagSession".into())
+    );
+    assert_eq!(documents.count(), 2, "discovery, then the key set");
+    let session = assume("tags", tagged.clone()).await.unwrap();
+    assert_eq!(
+        session.provider,
+        "arn:aws:iam::111122223333:oidc-provider/idp.example.com"
+    );
+    assert_eq!(
+        (session.subject.as_str(), session.audience.as_str()),
+        ("user-1", "my-app")
+    );
+    assert_eq!(documents.count(), 2, "the key set is kept");
+    let opened = core
+        .open_session(
+            session.assumed.credentials.session_token.expose(),
+            &session.assumed.credentials.access_key_id,
+        )
+        .await
+        .unwrap();
+    let caller = core.session_caller(&opened).await.unwrap();
+    assert_eq!(caller.tags(), [("team".to_owned(), "blue".to_owned())]);
+    // A token without the tag does not meet the trust's condition.
+    let untagged = idp_token(&key, issuer, now, serde_json::json!({}));
+    assert_eq!(
+        assume("tags", untagged).await.unwrap_err(),
+        Error::AccessDenied("Not authorized to perform sts:AssumeRoleWithWebIdentity".into())
+    );
+    // Not yet valid.
+    let early = idp_token(&key, issuer, now, serde_json::json!({"nbf": now + 600}));
+    assert!(
+        matches!(assume("tags", early).await, Err(Error::InvalidIdentityToken(m)) if m.contains("not valid before"))
+    );
+    // A key the set lacks: refused, and fetched again only after a minute.
+    let stranger = podid_jwt::SigningKey::generate().unwrap();
+    let unknown = idp_token(&stranger, issuer, now, serde_json::json!({}));
+    assert!(
+        matches!(assume("tags", unknown.clone()).await, Err(Error::InvalidIdentityToken(m)) if m.contains("not in the key set of https://idp.example.com"))
+    );
+    assert_eq!(documents.count(), 2);
+    clock.advance_millis(61_000);
+    assert!(assume("tags", unknown).await.is_err());
+    assert_eq!(documents.count(), 4, "fetched again for the unknown key");
+    // An issuer that cannot be reached.
+    let down = idp_token(&key, "https://down.example.com", now, serde_json::json!({}));
+    assert_eq!(
+        assume("tags", down).await.unwrap_err(),
+        Error::IdpCommunicationError("Couldn't retrieve verification key from your identity provider, please reference AssumeRoleWithWebIdentity documentation for requirements".into())
+    );
+}

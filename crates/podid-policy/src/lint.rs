@@ -137,6 +137,9 @@ impl Policy {
                     ),
                 );
             }
+            if self.kind == PolicyKind::Trust && statement.effect == Effect::Allow {
+                lint_trust(statement, &mut push);
+            }
             if !self.version.has_variables() && mentions_variable(statement) {
                 push(
                     Severity::Warning,
@@ -145,6 +148,56 @@ impl Policy {
             }
         }
         findings
+    }
+}
+
+/// The principals a trust statement allows, when it names them.
+fn trust_entries(statement: &Statement) -> &[crate::ast::PrincipalEntry] {
+    match &statement.principal {
+        Some(p) if !p.negated => match &p.principals {
+            Principals::Entries(entries) => entries,
+            Principals::Star => &[],
+        },
+        _ => &[],
+    }
+}
+
+/// Seed 001's warnings: a web identity trust that any subject of the provider meets, and an
+/// account root trusted where a role would do.
+fn lint_trust(statement: &Statement, push: &mut dyn FnMut(Severity, String)) {
+    let has_key = |key: &str| {
+        statement
+            .conditions
+            .iter()
+            .any(|c| c.key_lower.eq_ignore_ascii_case(key))
+    };
+    for entry in trust_entries(statement) {
+        match &entry.kind {
+            EntryKind::Federated if statement.action.matches("sts:assumerolewithwebidentity") => {
+                let Some(provider) = entry.text.split_once(":oidc-provider/").map(|(_, p)| p)
+                else {
+                    continue;
+                };
+                if !has_key(&format!("{provider}:sub")) {
+                    push(
+                        Severity::Warning,
+                        format!(
+                            "no condition on `{provider}:sub`: any identity the provider vouches for (for a cluster issuer, any service account of the cluster) may assume this role; add `\"StringEquals\": {{\"{provider}:sub\": \"system:serviceaccount:NAMESPACE:NAME\"}}`"
+                        ),
+                    );
+                }
+            }
+            EntryKind::Aws(AwsPrincipal::Account(account)) if !has_key("aws:principalarn") => {
+                push(
+                    Severity::Warning,
+                    format!(
+                        "`{}` trusts account {account}: every user and role of that account whose own policies allow `sts:AssumeRole` on this role may assume it; name the role that should (`arn:aws:iam::{account}:role/NAME`), or add a condition on `aws:PrincipalArn`",
+                        entry.text
+                    ),
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -249,6 +302,56 @@ mod tests {
             .into_iter()
             .map(|f| format!("{}: {}", f.severity, f.message))
             .collect()
+    }
+
+    fn lint_trust(statement: &str) -> Vec<String> {
+        let text = format!(r#"{{"Version":"2012-10-17","Statement":[{statement}]}}"#);
+        Policy::parse(&text, PolicyKind::Trust)
+            .unwrap()
+            .lint()
+            .into_iter()
+            .map(|f| format!("{}: {}", f.severity, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn flags_seed_001s_trusts_any_subject_and_an_account_root() {
+        let host = "oidc.eks.us-west-2.amazonaws.com/id/ABC";
+        let web = |condition: &str| {
+            format!(
+                r#"{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::444455556666:oidc-provider/{host}"}},"Action":"sts:AssumeRoleWithWebIdentity"{condition}}}"#
+            )
+        };
+        let any_subject = lint_trust(&web(&format!(
+            r#","Condition":{{"StringEquals":{{"{host}:aud":"sts.amazonaws.com"}}}}"#
+        )));
+        assert_eq!(any_subject.len(), 1, "{any_subject:?}");
+        assert!(any_subject[0].starts_with(&format!("warning: no condition on `{host}:sub`")));
+        assert!(any_subject[0].contains("system:serviceaccount:NAMESPACE:NAME"));
+        for condition in ["StringEquals", "StringLike"] {
+            let scoped = lint_trust(&web(&format!(
+                r#","Condition":{{"{condition}":{{"{host}:sub":"system:serviceaccount:default:*","{host}:aud":"sts.amazonaws.com"}}}}"#
+            )));
+            assert!(scoped.is_empty(), "{scoped:?}");
+        }
+        let root = lint_trust(
+            r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}"#,
+        );
+        assert_eq!(root.len(), 1, "{root:?}");
+        assert!(
+            root[0].starts_with(
+                "warning: `arn:aws:iam::111122223333:root` trusts account 111122223333"
+            )
+        );
+        assert!(root[0].contains("arn:aws:iam::111122223333:role/NAME"));
+        let role = lint_trust(
+            r#"{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/account-a-role"},"Action":"sts:AssumeRole"}"#,
+        );
+        assert!(role.is_empty(), "{role:?}");
+        let pinned = lint_trust(
+            r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole","Condition":{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/a"}}}"#,
+        );
+        assert!(pinned.is_empty(), "{pinned:?}");
     }
 
     #[test]

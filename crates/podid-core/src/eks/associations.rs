@@ -108,7 +108,7 @@ struct TokenEntry {
 impl Eks<'_> {
     /// CreatePodIdentityAssociation.
     pub async fn create_association(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -249,7 +249,7 @@ impl Eks<'_> {
 
     /// DescribePodIdentityAssociation.
     pub async fn describe_association(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -268,7 +268,7 @@ impl Eks<'_> {
 
     /// ListPodIdentityAssociations: summaries in (namespace, service account) order.
     pub async fn list_associations(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -367,7 +367,7 @@ impl Eks<'_> {
 
     /// UpdatePodIdentityAssociation.
     pub async fn update_association(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -460,7 +460,7 @@ impl Eks<'_> {
 
     /// DeletePodIdentityAssociation: the deleted association.
     pub async fn delete_association(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -518,7 +518,7 @@ impl Eks<'_> {
 
     /// The association for the credentials of a pod: (cluster, namespace, service account).
     pub async fn association_of(
-        &self,
+        self,
         cluster: &ClusterRecord,
         namespace: &str,
         service_account: &str,
@@ -546,7 +546,7 @@ impl Eks<'_> {
     }
 
     async fn association_for(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         region: &str,
@@ -568,7 +568,7 @@ impl Eks<'_> {
     }
 
     async fn cluster_record(
-        &self,
+        self,
         account: &str,
         region: &str,
         cluster: &str,
@@ -584,7 +584,7 @@ impl Eks<'_> {
     /// The association's role: passable by the caller to EKS Pod Identity, in the cluster's
     /// account, existing, and trusting `pods.eks.amazonaws.com`; the target role: a role ARN.
     async fn check_roles(
-        &self,
+        self,
         caller: &Caller,
         cluster: &ClusterRecord,
         role_arn: &str,
@@ -639,7 +639,7 @@ impl Eks<'_> {
     /// one cluster rarely touch the same record. The quota is checked against the sum; creates
     /// racing at the very limit in different shards may pass it by a few.
     async fn association_count(
-        &self,
+        self,
         cluster_key: &str,
         id: &str,
     ) -> Result<(u64, u64, Option<u64>), Error> {
@@ -664,7 +664,7 @@ impl Eks<'_> {
     /// The association a `clientRequestToken` already made, if the request is the same; an
     /// error if the token was used for a different request.
     async fn replay(
-        &self,
+        self,
         cluster_key: &str,
         token: &str,
         fingerprint: &str,

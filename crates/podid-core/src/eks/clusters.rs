@@ -92,7 +92,7 @@ pub struct ServiceAccountToken {
 impl Eks<'_> {
     /// CreateCluster.
     pub async fn create_cluster(
-        &self,
+        self,
         caller: &Caller,
         input: CreateCluster,
     ) -> Result<ClusterRecord, Error> {
@@ -211,7 +211,7 @@ impl Eks<'_> {
 
     /// DescribeCluster.
     pub async fn describe_cluster(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         name: &str,
@@ -223,7 +223,7 @@ impl Eks<'_> {
 
     /// ListClusters: names, in order.
     pub async fn list_clusters(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         max_results: Option<u32>,
@@ -257,7 +257,7 @@ impl Eks<'_> {
     /// DeleteCluster: the cluster, with its associations, is gone; the response shows it
     /// `DELETING`.
     pub async fn delete_cluster(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         name: &str,
@@ -298,7 +298,7 @@ impl Eks<'_> {
 
     /// The cluster `name` in `region` of the caller's account, after authorizing `action` on it.
     pub(crate) async fn cluster_for(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         region: &str,
@@ -316,7 +316,7 @@ impl Eks<'_> {
 
     /// The cluster whose id (in its issuer URL) is `id`: for serving its OIDC discovery
     /// document and keys, which anyone may read.
-    pub async fn cluster_by_id(&self, id: &str) -> Result<Option<ClusterRecord>, Error> {
+    pub async fn cluster_by_id(self, id: &str) -> Result<Option<ClusterRecord>, Error> {
         let Some(item) = self.core.store.get(ns::CLUSTER_ID, id).await? else {
             return Ok(None);
         };
@@ -329,7 +329,7 @@ impl Eks<'_> {
 
     /// The key set that verifies a cluster's tokens: a local cluster's current and retired
     /// keys, or an external cluster's JWKS.
-    pub fn cluster_jwks(&self, cluster: &ClusterRecord) -> Result<Jwks, Error> {
+    pub fn cluster_jwks(self, cluster: &ClusterRecord) -> Result<Jwks, Error> {
         match &cluster.tokens {
             TokenSource::Local { keys } => {
                 let mut jwks = Jwks::default();
@@ -354,7 +354,7 @@ impl Eks<'_> {
     /// Mints a service-account token for a local cluster, with the claims kube-apiserver puts
     /// in projected tokens. Authorized as `podid:CreateServiceAccountToken` on the cluster.
     pub async fn create_service_account_token(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -433,7 +433,7 @@ impl Eks<'_> {
     /// the JWKS until every token it signed has expired). Authorized as
     /// `podid:RotateClusterKeys`.
     pub async fn rotate_cluster_keys(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         name: &str,
@@ -477,7 +477,7 @@ impl Eks<'_> {
     /// with `force` (a token names a key the cached set lacks), and stores it. Returns the
     /// cluster as it now is. Clusters whose key set was given inline keep it.
     pub async fn refresh_cluster_jwks(
-        &self,
+        self,
         cluster: &ClusterRecord,
         force: bool,
     ) -> Result<ClusterRecord, Error> {
@@ -531,7 +531,7 @@ impl Eks<'_> {
     }
 
     /// The `jwks_uri` of an issuer's OpenID discovery document.
-    async fn discover_jwks_uri(&self, issuer: &str) -> Result<String, Error> {
+    async fn discover_jwks_uri(self, issuer: &str) -> Result<String, Error> {
         self.core
             .discover_jwks_uri(issuer)
             .await
@@ -539,7 +539,7 @@ impl Eks<'_> {
     }
 
     /// The key set at `url`, checked to be one.
-    async fn fetch_jwks(&self, issuer: &str, url: &str) -> Result<String, Error> {
+    async fn fetch_jwks(self, issuer: &str, url: &str) -> Result<String, Error> {
         self.core
             .fetch_key_set(url)
             .await
@@ -547,7 +547,7 @@ impl Eks<'_> {
             .map_err(|e| fetch_error(issuer, &e))
     }
 
-    fn new_signing_key(&self, now: i64) -> Result<SigningKeyRecord, Error> {
+    fn new_signing_key(self, now: i64) -> Result<SigningKeyRecord, Error> {
         let key = SigningKey::generate().map_err(|e| Error::ServiceFailure(e.to_string()))?;
         let der = key
             .to_pkcs8_der()
@@ -561,7 +561,7 @@ impl Eks<'_> {
         })
     }
 
-    fn open_signing_key(&self, record: &SigningKeyRecord) -> Result<SigningKey, Error> {
+    fn open_signing_key(self, record: &SigningKeyRecord) -> Result<SigningKey, Error> {
         let der = self
             .core
             .master

@@ -95,7 +95,7 @@ struct PodClaims {
 impl EksAuth<'_> {
     /// AssumeRoleForPodIdentity.
     pub async fn assume_role_for_pod_identity(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster: &str,
@@ -145,7 +145,7 @@ impl EksAuth<'_> {
     /// The most recent AssumeRoleForPodIdentity decisions of this server, newest last (at most
     /// 1,000 are kept). Authorized as `podid:ReadAudit` on `*`.
     pub fn recent_pod_identity_decisions(
-        &self,
+        self,
         caller: &Caller,
         limit: usize,
     ) -> Result<Vec<PodIdentityDecision>, Error> {
@@ -163,7 +163,7 @@ impl EksAuth<'_> {
     }
 
     async fn pod_identity(
-        &self,
+        self,
         caller: &Caller,
         region: &str,
         cluster_name: &str,
@@ -246,7 +246,7 @@ impl EksAuth<'_> {
 
     /// The association role, assumed as the EKS Pod Identity service principal.
     async fn first_hop(
-        &self,
+        self,
         cluster: &ClusterRecord,
         association: &AssociationRecord,
         claims: &PodClaims,
@@ -299,7 +299,7 @@ impl EksAuth<'_> {
 
     /// Verifies a service-account token for `cluster`; what it says about the pod.
     async fn verify_pod_token(
-        &self,
+        self,
         cluster: &ClusterRecord,
         token: &str,
     ) -> Result<PodClaims, Error> {

@@ -110,7 +110,7 @@ impl Entity {
 
 impl Iam<'_> {
     async fn holder_for<T: Holder>(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         action: &str,
@@ -130,7 +130,7 @@ impl Iam<'_> {
     }
 
     async fn update_holder<T: Holder>(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         action: &str,
@@ -153,7 +153,7 @@ impl Iam<'_> {
 
     /// The ARN and policies of the role or user `name`, authorizing `action` on it.
     async fn entity_policies(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         action: &str,
@@ -176,7 +176,7 @@ impl Iam<'_> {
     /// Applies `change` (given the entity's ARN) to the policies of the role or user `name`,
     /// and commits the record with the operations `change` returns.
     async fn change_entity_policies(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         action: &str,
@@ -208,7 +208,7 @@ impl Iam<'_> {
 
     /// PutRolePolicy / PutUserPolicy.
     pub async fn put_entity_policy(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,
@@ -248,7 +248,7 @@ impl Iam<'_> {
 
     /// GetRolePolicy / GetUserPolicy: the document.
     pub async fn get_entity_policy(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,
@@ -265,7 +265,7 @@ impl Iam<'_> {
 
     /// DeleteRolePolicy / DeleteUserPolicy.
     pub async fn delete_entity_policy(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,
@@ -285,7 +285,7 @@ impl Iam<'_> {
 
     /// ListRolePolicies / ListUserPolicies.
     pub async fn list_entity_policies(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,
@@ -301,7 +301,7 @@ impl Iam<'_> {
 
     /// AttachRolePolicy / AttachUserPolicy.
     pub async fn attach_entity_policy(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,
@@ -371,7 +371,7 @@ impl Iam<'_> {
 
     /// DetachRolePolicy / DetachUserPolicy.
     pub async fn detach_entity_policy(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,
@@ -399,7 +399,7 @@ impl Iam<'_> {
 
     /// ListAttachedRolePolicies / ListAttachedUserPolicies.
     pub async fn list_attached_entity_policies(
-        &self,
+        self,
         caller: &Caller,
         entity: Entity,
         name: &str,

@@ -28,7 +28,7 @@ pub struct CreateOidcProvider {
 impl Iam<'_> {
     /// CreateOpenIDConnectProvider.
     pub async fn create_oidc_provider(
-        &self,
+        self,
         caller: &Caller,
         input: CreateOidcProvider,
     ) -> Result<OidcRecord, Error> {
@@ -114,7 +114,7 @@ impl Iam<'_> {
 
     /// GetOpenIDConnectProvider.
     pub async fn get_oidc_provider(
-        &self,
+        self,
         caller: &Caller,
         provider_arn: &str,
     ) -> Result<OidcRecord, Error> {
@@ -140,7 +140,7 @@ impl Iam<'_> {
 
     /// DeleteOpenIDConnectProvider.
     pub async fn delete_oidc_provider(
-        &self,
+        self,
         caller: &Caller,
         provider_arn: &str,
     ) -> Result<(), Error> {
@@ -174,7 +174,7 @@ impl Iam<'_> {
     }
 
     /// ListOpenIDConnectProviders: every provider's ARN (not paginated, as in AWS).
-    pub async fn list_oidc_providers(&self, caller: &Caller) -> Result<Vec<String>, Error> {
+    pub async fn list_oidc_providers(self, caller: &Caller) -> Result<Vec<String>, Error> {
         let account = caller.account().to_string();
         self.core
             .authorize(caller, "iam:ListOpenIDConnectProviders", "*", &[])?;

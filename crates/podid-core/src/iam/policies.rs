@@ -74,7 +74,7 @@ pub struct PolicyView {
 impl Iam<'_> {
     /// CreatePolicy.
     pub async fn create_policy(
-        &self,
+        self,
         caller: &Caller,
         input: CreatePolicy,
     ) -> Result<PolicyView, Error> {
@@ -131,7 +131,7 @@ impl Iam<'_> {
 
     /// Loads a customer policy by ARN (authorizing `action` on it), or `None` for an AWS policy.
     async fn policy_for(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         policy_arn: &str,
@@ -154,7 +154,7 @@ impl Iam<'_> {
             .ok_or_else(|| policy_not_found(policy_arn))
     }
 
-    async fn usage(&self, policy_arn: &str) -> Result<(u64, u64), Error> {
+    async fn usage(self, policy_arn: &str) -> Result<(u64, u64), Error> {
         let attached = self
             .core
             .store
@@ -181,7 +181,7 @@ impl Iam<'_> {
     }
 
     /// GetPolicy.
-    pub async fn get_policy(&self, caller: &Caller, policy_arn: &str) -> Result<PolicyView, Error> {
+    pub async fn get_policy(self, caller: &Caller, policy_arn: &str) -> Result<PolicyView, Error> {
         let found = self.policy_for(caller, "iam:GetPolicy", policy_arn).await?;
         let (attached, boundary) = self.usage(policy_arn).await?;
         Ok(match found {
@@ -193,7 +193,7 @@ impl Iam<'_> {
 
     /// GetPolicyVersion.
     pub async fn get_policy_version(
-        &self,
+        self,
         caller: &Caller,
         policy_arn: &str,
         version: &str,
@@ -232,7 +232,7 @@ impl Iam<'_> {
     }
 
     async fn update_policy(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         policy_arn: &str,
@@ -263,7 +263,7 @@ impl Iam<'_> {
 
     /// CreatePolicyVersion.
     pub async fn create_policy_version(
-        &self,
+        self,
         caller: &Caller,
         policy_arn: &str,
         document: String,
@@ -305,7 +305,7 @@ impl Iam<'_> {
 
     /// DeletePolicyVersion.
     pub async fn delete_policy_version(
-        &self,
+        self,
         caller: &Caller,
         policy_arn: &str,
         version: &str,
@@ -331,7 +331,7 @@ impl Iam<'_> {
 
     /// SetDefaultPolicyVersion.
     pub async fn set_default_policy_version(
-        &self,
+        self,
         caller: &Caller,
         policy_arn: &str,
         version: &str,
@@ -353,7 +353,7 @@ impl Iam<'_> {
 
     /// ListPolicyVersions: newest first.
     pub async fn list_policy_versions(
-        &self,
+        self,
         caller: &Caller,
         policy_arn: &str,
         page: &PageRequest,
@@ -385,7 +385,7 @@ impl Iam<'_> {
     }
 
     /// DeletePolicy: only a policy that nothing uses and that has no version but the default.
-    pub async fn delete_policy(&self, caller: &Caller, policy_arn: &str) -> Result<(), Error> {
+    pub async fn delete_policy(self, caller: &Caller, policy_arn: &str) -> Result<(), Error> {
         let record = self
             .update_policy(caller, "iam:DeletePolicy", policy_arn, |p| {
                 if p.versions.len() > 1 {
@@ -430,7 +430,7 @@ impl Iam<'_> {
 
     /// ListPolicies: local and AWS policies, filtered.
     pub async fn list_policies(
-        &self,
+        self,
         caller: &Caller,
         input: &ListPolicies,
     ) -> Result<Page<PolicyView>, Error> {

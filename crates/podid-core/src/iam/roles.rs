@@ -34,7 +34,7 @@ pub struct CreateRole {
 impl Iam<'_> {
     /// CreateRole.
     pub async fn create_role(
-        &self,
+        self,
         caller: &Caller,
         input: CreateRole,
     ) -> Result<RoleRecord, Error> {
@@ -94,14 +94,14 @@ impl Iam<'_> {
     }
 
     /// GetRole.
-    pub async fn get_role(&self, caller: &Caller, name: &str) -> Result<RoleRecord, Error> {
+    pub async fn get_role(self, caller: &Caller, name: &str) -> Result<RoleRecord, Error> {
         let (role, _) = self.role_for(caller, "iam:GetRole", name).await?;
         Ok(role)
     }
 
     /// Loads a role of the caller's account and authorizes `action` on it.
     pub(crate) async fn role_for(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         name: &str,
@@ -120,7 +120,7 @@ impl Iam<'_> {
 
     /// Applies `change` to a role, retrying when another writer got there first.
     pub(crate) async fn update_role_record(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         name: &str,
@@ -142,7 +142,7 @@ impl Iam<'_> {
 
     /// UpdateAssumeRolePolicy.
     pub async fn update_assume_role_policy(
-        &self,
+        self,
         caller: &Caller,
         name: &str,
         document: String,
@@ -162,7 +162,7 @@ impl Iam<'_> {
 
     /// UpdateRole: the description and the maximum session duration, when given.
     pub async fn update_role(
-        &self,
+        self,
         caller: &Caller,
         name: &str,
         description: Option<String>,
@@ -182,7 +182,7 @@ impl Iam<'_> {
     }
 
     /// DeleteRole: only a role without inline or attached policies.
-    pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<(), Error> {
+    pub async fn delete_role(self, caller: &Caller, name: &str) -> Result<(), Error> {
         for _ in 0..RETRIES {
             let (role, version) = self.role_for(caller, "iam:DeleteRole", name).await?;
             if !role.policies.attached.is_empty() {
@@ -215,7 +215,7 @@ impl Iam<'_> {
 
     /// ListRoles.
     pub async fn list_roles(
-        &self,
+        self,
         caller: &Caller,
         path_prefix: Option<&str>,
         page: &PageRequest,
@@ -239,7 +239,7 @@ impl Iam<'_> {
 
     /// PutRolePermissionsBoundary.
     pub async fn put_role_permissions_boundary(
-        &self,
+        self,
         caller: &Caller,
         name: &str,
         boundary: &str,
@@ -274,7 +274,7 @@ impl Iam<'_> {
 
     /// DeleteRolePermissionsBoundary.
     pub async fn delete_role_permissions_boundary(
-        &self,
+        self,
         caller: &Caller,
         name: &str,
     ) -> Result<(), Error> {
@@ -296,7 +296,7 @@ impl Iam<'_> {
     }
 
     /// TagRole.
-    pub async fn tag_role(&self, caller: &Caller, name: &str, tags: Vec<Tag>) -> Result<(), Error> {
+    pub async fn tag_role(self, caller: &Caller, name: &str, tags: Vec<Tag>) -> Result<(), Error> {
         let (role, _) = self.role_for(caller, "iam:TagRole", name).await?;
         self.core
             .authorize(caller, "iam:TagRole", &role.arn, &tag_context(&tags))?;
@@ -310,7 +310,7 @@ impl Iam<'_> {
 
     /// UntagRole.
     pub async fn untag_role(
-        &self,
+        self,
         caller: &Caller,
         name: &str,
         keys: &[String],
@@ -325,7 +325,7 @@ impl Iam<'_> {
 
     /// ListRoleTags.
     pub async fn list_role_tags(
-        &self,
+        self,
         caller: &Caller,
         name: &str,
         page: &PageRequest,
@@ -337,7 +337,7 @@ impl Iam<'_> {
     /// Resolves the user and role ARNs of a trust policy to unique ids (§2.2). Principals in
     /// accounts this podid hosts must exist; others are kept as ARNs.
     pub(crate) async fn trust_bindings(
-        &self,
+        self,
         document: &str,
     ) -> Result<BTreeMap<String, String>, Error> {
         let policy = self
@@ -395,7 +395,7 @@ impl Iam<'_> {
     /// The operations that make `policy` the boundary of `entity`: the policy must exist (and be
     /// unchanged when the batch commits), and the use is indexed.
     pub(crate) async fn boundary_ops(
-        &self,
+        self,
         account: &str,
         policy: &str,
         entity: &str,

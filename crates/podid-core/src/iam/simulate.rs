@@ -77,7 +77,7 @@ pub struct EvaluationResult {
 impl Iam<'_> {
     /// SimulatePrincipalPolicy (with `source_arn`) or SimulateCustomPolicy (without).
     pub async fn simulate(
-        &self,
+        self,
         caller: &Caller,
         input: SimulateInput,
     ) -> Result<Vec<EvaluationResult>, Error> {
@@ -217,7 +217,7 @@ impl Iam<'_> {
 
     /// The principal of a user or role of the caller's account and its policies.
     async fn source_policies(
-        &self,
+        self,
         caller: &Caller,
         source: &str,
     ) -> Result<(Principal, Vec<(SimulationPolicy, PolicyKind)>), Error> {

@@ -36,7 +36,7 @@ pub struct NewAccessKey {
 impl Iam<'_> {
     /// CreateUser.
     pub async fn create_user(
-        &self,
+        self,
         caller: &Caller,
         input: CreateUser,
     ) -> Result<UserRecord, Error> {
@@ -55,7 +55,7 @@ impl Iam<'_> {
 
     /// Creates a user; the caller has been authorized.
     pub(crate) async fn insert_user(
-        &self,
+        self,
         account: &str,
         input: CreateUser,
     ) -> Result<UserRecord, Error> {
@@ -99,11 +99,7 @@ impl Iam<'_> {
     }
 
     /// The user a request names, or the caller's own user when it names none.
-    fn user_name_of<'a>(
-        &self,
-        caller: &'a Caller,
-        name: Option<&'a str>,
-    ) -> Result<&'a str, Error> {
+    fn user_name_of<'a>(self, caller: &'a Caller, name: Option<&'a str>) -> Result<&'a str, Error> {
         match (name, caller.identity()) {
             (Some(name), _) => Ok(name),
             (None, Identity::User { name }) => Ok(name),
@@ -114,7 +110,7 @@ impl Iam<'_> {
     }
 
     async fn user_for(
-        &self,
+        self,
         caller: &Caller,
         action: &str,
         name: &str,
@@ -132,13 +128,13 @@ impl Iam<'_> {
     }
 
     /// GetUser: the named user, or the caller.
-    pub async fn get_user(&self, caller: &Caller, name: Option<&str>) -> Result<UserRecord, Error> {
+    pub async fn get_user(self, caller: &Caller, name: Option<&str>) -> Result<UserRecord, Error> {
         let name = self.user_name_of(caller, name)?;
         Ok(self.user_for(caller, "iam:GetUser", name).await?.0)
     }
 
     /// DeleteUser: only a user without access keys or policies.
-    pub async fn delete_user(&self, caller: &Caller, name: &str) -> Result<(), Error> {
+    pub async fn delete_user(self, caller: &Caller, name: &str) -> Result<(), Error> {
         for _ in 0..RETRIES {
             let (user, version) = self.user_for(caller, "iam:DeleteUser", name).await?;
             if !user.access_keys.is_empty() {
@@ -179,7 +175,7 @@ impl Iam<'_> {
 
     /// ListUsers.
     pub async fn list_users(
-        &self,
+        self,
         caller: &Caller,
         path_prefix: Option<&str>,
         page: &PageRequest,
@@ -203,7 +199,7 @@ impl Iam<'_> {
 
     /// CreateAccessKey: for the named user, or the caller; at most two per user.
     pub async fn create_access_key(
-        &self,
+        self,
         caller: &Caller,
         name: Option<&str>,
     ) -> Result<NewAccessKey, Error> {
@@ -215,7 +211,7 @@ impl Iam<'_> {
 
     /// Creates an access key; the caller has been authorized.
     pub(crate) async fn insert_access_key(
-        &self,
+        self,
         account: &str,
         name: &str,
     ) -> Result<NewAccessKey, Error> {
@@ -259,7 +255,7 @@ impl Iam<'_> {
 
     /// DeleteAccessKey.
     pub async fn delete_access_key(
-        &self,
+        self,
         caller: &Caller,
         name: Option<&str>,
         key_id: &str,
@@ -298,7 +294,7 @@ impl Iam<'_> {
 
     /// ListAccessKeys.
     pub async fn list_access_keys(
-        &self,
+        self,
         caller: &Caller,
         name: Option<&str>,
         page: &PageRequest,

@@ -139,7 +139,7 @@ impl OpenedSession {
 impl Sts<'_> {
     /// AssumeRole by an authenticated caller.
     pub async fn assume_role(
-        &self,
+        self,
         caller: &Caller,
         input: AssumeRole,
     ) -> Result<AssumedRole, Error> {
@@ -151,7 +151,7 @@ impl Sts<'_> {
     /// boundary and session policies; `sts:TagSession` and `sts:SetSourceIdentity` as separate
     /// actions), enforces the duration limits, and seals the new session into its token.
     pub async fn assume(
-        &self,
+        self,
         assumer: Assumer<'_>,
         input: AssumeRole,
     ) -> Result<AssumedRole, Error> {
@@ -358,7 +358,7 @@ impl Sts<'_> {
 
     /// GetSessionToken: temporary credentials with the calling user's permissions.
     pub async fn get_session_token(
-        &self,
+        self,
         caller: &Caller,
         duration_seconds: Option<u32>,
     ) -> Result<SessionCredentials, Error> {
@@ -410,7 +410,7 @@ impl Sts<'_> {
     }
 
     /// GetCallerIdentity: never denied.
-    pub fn caller_identity(&self, caller: &Caller) -> CallerIdentity {
+    pub fn caller_identity(self, caller: &Caller) -> CallerIdentity {
         CallerIdentity {
             user_id: caller.user_id(),
             account: caller.account().to_string(),
@@ -420,7 +420,7 @@ impl Sts<'_> {
 
     /// The account and role an ARN names, if podid hosts them (`None` for a role that does
     /// not exist, so that AssumeRole is denied without saying which).
-    async fn role_by_arn(&self, arn: &str) -> Result<(AccountId, Option<RoleRecord>), Error> {
+    async fn role_by_arn(self, arn: &str) -> Result<(AccountId, Option<RoleRecord>), Error> {
         let invalid = || Error::Validation(format!("{arn} is invalid"));
         let rest = arn.strip_prefix("arn:aws:iam::").ok_or_else(invalid)?;
         let (account, resource) = rest.split_once(':').ok_or_else(invalid)?;
@@ -441,7 +441,7 @@ impl Sts<'_> {
 
     /// The request context of an AssumeRole.
     fn assume_context(
-        &self,
+        self,
         caller: Option<&Caller>,
         input: &AssumeRole,
         role: &RoleRecord,

@@ -155,7 +155,7 @@ impl super::Sts<'_> {
     /// Makes a new session key when the newest is older than a day (or there is none), and
     /// deletes keys replaced long enough ago that no session they sealed is still valid. Every
     /// server runs this periodically; replicas that race may each add a key, which is harmless.
-    pub async fn rotate_session_keys(&self) -> Result<(), Error> {
+    pub async fn rotate_session_keys(self) -> Result<(), Error> {
         self.core.load_session_keys().await?;
         let now = self.core.now();
         let newest = self.core.key_ids().first().map(|(created, _)| *created);
@@ -183,7 +183,7 @@ impl super::Sts<'_> {
     }
 
     /// How many session keys this server holds (for tests and diagnostics).
-    pub fn session_key_count(&self) -> usize {
+    pub fn session_key_count(self) -> usize {
         self.core
             .keyring
             .state

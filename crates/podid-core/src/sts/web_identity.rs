@@ -87,7 +87,7 @@ impl WebIdentity {
 impl Sts<'_> {
     /// AssumeRoleWithWebIdentity: no caller; the token is the credential.
     pub async fn assume_role_with_web_identity(
-        &self,
+        self,
         input: AssumeRoleWithWebIdentity,
     ) -> Result<WebIdentitySession, Error> {
         let token = input.token.expose();
@@ -159,7 +159,7 @@ impl Sts<'_> {
     }
 
     /// The OIDC provider of `account` whose URL is `issuer`.
-    async fn provider_for(&self, account: &str, issuer: &str) -> Result<OidcRecord, Error> {
+    async fn provider_for(self, account: &str, issuer: &str) -> Result<OidcRecord, Error> {
         let not_found = || {
             Error::InvalidIdentityToken(format!(
                 "No OpenIDConnect provider found in your account for {issuer}"

@@ -26,14 +26,23 @@ pub(crate) async fn create_role(core: &Core, caller: &Caller, name: &str, trust:
 /// A core on the in-memory store with accounts 111122223333 and 444455556666, at `secs` on a
 /// fixed clock; the clock and each account's `admin`.
 pub(crate) async fn two_accounts(seed: u64, secs: i64) -> (Core, Arc<FixedClock>, Caller, Caller) {
+    two_accounts_with(seed, secs, |core| core).await
+}
+
+/// [`two_accounts`], with the core configured by `configure` before bootstrap.
+pub(crate) async fn two_accounts_with(
+    seed: u64,
+    secs: i64,
+    configure: impl FnOnce(Core) -> Core,
+) -> (Core, Arc<FixedClock>, Caller, Caller) {
     let ids = Arc::new(SeqIds::new(seed));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(secs)));
-    let core = Core::new(
+    let core = configure(Core::new(
         Arc::new(MemoryStore::new()),
         clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
-    );
+    ));
     let boot = core
         .bootstrap(&[
             "111122223333".parse().unwrap(),
@@ -66,5 +75,46 @@ pub(crate) async fn local_clusters(core: &Core, caller: &Caller, region: &str, n
             )
             .await
             .unwrap();
+    }
+}
+
+/// Serves documents from a map, counting the fetches.
+pub(crate) struct Documents {
+    pub(crate) pages: std::collections::HashMap<String, String>,
+    pub(crate) fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl Documents {
+    /// An issuer's discovery document (`jwks_uri` = `ISSUER/openid/v1/jwks`) and key set.
+    pub(crate) fn issuer(issuer: &str, jwks: &str) -> Arc<Self> {
+        Arc::new(Self {
+            pages: [
+                (
+                    format!("{issuer}/.well-known/openid-configuration"),
+                    format!(r#"{{"issuer":"{issuer}","jwks_uri":"{issuer}/openid/v1/jwks"}}"#),
+                ),
+                (format!("{issuer}/openid/v1/jwks"), jwks.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            fetches: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// How many documents were fetched.
+    pub(crate) fn count(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl podid_core::Fetcher for Documents {
+    async fn get(&self, url: &str) -> Result<String, String> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.pages
+            .get(url)
+            .cloned()
+            .ok_or_else(|| format!("404 for {url}"))
     }
 }
