@@ -3,6 +3,7 @@ whose issuer is registered as an IAM OIDC provider, and AssumeRoleWithWebIdentit
 
 import json
 import os
+import sys
 import subprocess
 
 import boto3
@@ -197,3 +198,101 @@ def test_assume_role_with_web_identity_unsigned_answers_and_refusals(server, uni
     assert refused(f"{parts[0]}.{parts[1]}x.{parts[2]}")[:2] == ("InvalidIdentityToken", 400)
     assert refused("x" * 20001)[:2] == ("ValidationError", 400)
     assert refused(good, DurationSeconds=7200)[:2] == ("ValidationError", 400)
+
+
+def run_podid(server, *args):
+    return subprocess.run([podid_bin(), *args], env=server.env(), capture_output=True, text=True, timeout=180)
+
+
+def irsa_role_in_b(server, unique, issuer):
+    """Account B registers the cluster's issuer and makes a role for default/app that may read
+    roles and nothing else."""
+    host = issuer.removeprefix("https://")
+    server.aws("iam", "create-open-id-connect-provider", "--url", issuer, "--client-id-list", "sts.amazonaws.com",
+               profile=B)
+    role = unique("account-b-role")
+    server.aws("iam", "create-role", "--role-name", role, "--assume-role-policy-document",
+               web_identity_trust(B, host), profile=B)
+    server.aws("iam", "put-role-policy", "--role-name", role, "--policy-name", "list", "--policy-document",
+               json.dumps({"Version": "2012-10-17", "Statement": [
+                   {"Effect": "Allow", "Action": "iam:ListRoles", "Resource": "*"}]}), profile=B)
+    return role
+
+
+def test_podid_serviceaccount_commands(server, unique):
+    cluster, _ = cluster_with_issuer(server, unique)
+    role = f"arn:aws:iam::{B}:role/some-role"
+    created = json.loads(podid(server, "serviceaccount", "create", "app", "--cluster", cluster, "--role-arn", role,
+                               "--label", "team=blue"))
+    assert created["kind"] == "ServiceAccount"
+    assert created["metadata"]["namespace"] == "default" and created["metadata"]["name"] == "app"
+    assert created["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
+    assert created["metadata"]["labels"] == {"team": "blue"} and len(created["metadata"]["uid"]) == 36
+    again = run_podid(server, "serviceaccount", "create", "app", "--cluster", cluster)
+    assert again.returncode == 1 and "ResourceInUseException" in again.stderr
+    annotated = json.loads(podid(server, "sa", "annotate", "app", "--cluster", cluster,
+                                 "eks.amazonaws.com/audience=my-aud", "eks.amazonaws.com/role-arn-"))
+    assert annotated["metadata"]["annotations"] == {"eks.amazonaws.com/audience": "my-aud"}
+    bad = run_podid(server, "sa", "annotate", "app", "--cluster", cluster, "eks.amazonaws.com/role-arn=not-an-arn")
+    assert bad.returncode == 1 and "InvalidParameterException" in bad.stderr and "IAM role ARN" in bad.stderr
+    podid(server, "sa", "create", "worker", "--cluster", cluster, "--namespace", "jobs", "--role-arn", role)
+    table = podid(server, "sa", "list", "--cluster", cluster, "--output", "table")
+    assert "jobs" in table and role in table and "app" in table
+    only_jobs = json.loads(podid(server, "sa", "list", "--cluster", cluster, "--namespace", "jobs"))
+    assert [i["metadata"]["name"] for i in only_jobs["items"]] == ["worker"]
+    assert json.loads(podid(server, "sa", "get", "worker", "-n", "jobs", "--cluster", cluster))["metadata"]["name"] == "worker"
+    podid(server, "sa", "delete", "worker", "-n", "jobs", "--cluster", cluster)
+    gone = run_podid(server, "sa", "get", "worker", "-n", "jobs", "--cluster", cluster)
+    assert gone.returncode == 1 and "ResourceNotFoundException" in gone.stderr
+
+
+def test_exec_gives_an_annotated_service_account_irsa_across_accounts(server, unique):
+    cluster, issuer = cluster_with_issuer(server, unique)
+    role = irsa_role_in_b(server, unique, issuer)
+    podid(server, "serviceaccount", "create", "app", "--cluster", cluster, "--role-arn", f"arn:aws:iam::{B}:role/{role}",
+          "--annotation", "eks.amazonaws.com/sts-regional-endpoints=true")
+    exec_ = ["exec", "--cluster", cluster, "--namespace", "default", "--service-account", "app", "--"]
+    probe = run_podid(server, *exec_, sys.executable, "-c",
+                      "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('AWS_')}))")
+    assert probe.returncode == 0, probe.stderr
+    env = json.loads(probe.stdout)
+    assert env["AWS_ROLE_ARN"] == f"arn:aws:iam::{B}:role/{role}"
+    assert env["AWS_WEB_IDENTITY_TOKEN_FILE"].endswith("/token")
+    assert env["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env and "AWS_ACCESS_KEY_ID" not in env
+    cli_ = aws_cli()[0]
+    me = run_podid(server, *exec_, cli_, "sts", "get-caller-identity", "--output", "json")
+    assert me.returncode == 0, me.stderr
+    assert json.loads(me.stdout)["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role}/")
+    assert run_podid(server, *exec_, cli_, "iam", "list-roles", "--output", "json").returncode == 0
+    denied = run_podid(server, *exec_, cli_, "iam", "list-users")
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr
+    # aws-sdk-rust's default chain picks the web identity provider.
+    binary = os.environ.get("PODID_SDK_RUST_BIN")
+    if not binary:
+        pytest.fail("PODID_SDK_RUST_BIN is not set: scripts/test builds tests/sdk-rust and sets it")
+    rust = run_podid(server, *exec_, binary, role)
+    assert rust.returncode == 0, rust.stderr
+    answer = json.loads(rust.stdout)
+    assert answer["Account"] == B and answer["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{role}/")
+    assert answer["ListRoles"] == "allowed" and answer["GetRole"] == "AccessDenied"
+
+
+def test_pod_identity_wins_over_irsa_and_role_arn_forces_irsa(server, unique, tmp_path):
+    cluster, issuer = cluster_with_issuer(server, unique)
+    irsa_role = irsa_role_in_b(server, unique, issuer)
+    pod_role = unique("pod-role")
+    server.aws("iam", "create-role", "--role-name", pod_role, "--assume-role-policy-document", json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                                 "Action": ["sts:AssumeRole", "sts:TagSession"]}]}))
+    server.aws("eks", "create-pod-identity-association", "--cluster-name", cluster, "--namespace", "default",
+               "--service-account", "app", "--role-arn", f"arn:aws:iam::{A}:role/{pod_role}")
+    podid(server, "serviceaccount", "create", "app", "--cluster", cluster, "--role-arn", f"arn:aws:iam::{B}:role/{irsa_role}")
+    exec_ = ["exec", "--cluster", cluster, "--namespace", "default", "--service-account", "app"]
+    me = run_podid(server, *exec_, "--", aws_cli()[0], "sts", "get-caller-identity", "--output", "json")
+    assert me.returncode == 0, me.stderr
+    assert json.loads(me.stdout)["Arn"].startswith(f"arn:aws:sts::{A}:assumed-role/{pod_role}/eks-")
+    forced = run_podid(server, *exec_, "--role-arn", f"arn:aws:iam::{B}:role/{irsa_role}", "--",
+                       aws_cli()[0], "sts", "get-caller-identity", "--output", "json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{irsa_role}/")

@@ -96,6 +96,15 @@ async fn process(
             "CreateServiceAccountToken"
         }
         (Method::POST, ["clusters", _, "podid", "rotate-signing-keys"]) => "RotateSigningKeys",
+        (Method::POST, ["clusters", _, "podid", "service-accounts"]) => "CreateServiceAccount",
+        (Method::GET, ["clusters", _, "podid", "service-accounts"]) => "ListServiceAccounts",
+        (Method::GET, ["clusters", _, "podid", "service-accounts", _, _]) => "GetServiceAccount",
+        (Method::POST, ["clusters", _, "podid", "service-accounts", _, _]) => {
+            "UpdateServiceAccount"
+        }
+        (Method::DELETE, ["clusters", _, "podid", "service-accounts", _, _]) => {
+            "DeleteServiceAccount"
+        }
         (Method::POST, ["clusters", _, "assume-role-for-pod-identity"]) => {
             "AssumeRoleForPodIdentity"
         }
@@ -141,6 +150,20 @@ async fn process(
     let id = segments.get(3).copied().unwrap_or_default();
     let eks = state.core.eks();
     Ok(match *operation {
+        op @ ("CreateServiceAccount"
+        | "ListServiceAccounts"
+        | "GetServiceAccount"
+        | "UpdateServiceAccount"
+        | "DeleteServiceAccount") => {
+            let call = crate::service_accounts::Call {
+                operation: op,
+                region: &region,
+                cluster,
+                path: segments.get(4).copied().zip(segments.get(5).copied()),
+                namespace_filter: params.get("namespace").map(String::as_str),
+            };
+            crate::service_accounts::call(eks, &caller, call, &body).await?
+        }
         "CreateCluster" => {
             let cluster = eks
                 .create_cluster(&caller, create_cluster(&region, body)?)

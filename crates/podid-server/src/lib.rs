@@ -4,6 +4,7 @@ mod eks_ops;
 mod errors;
 mod iam_ops;
 mod query;
+mod service_accounts;
 mod sts_ops;
 mod views;
 

@@ -344,7 +344,7 @@ pub(crate) fn run_token(command: TokenCommand) -> anyhow::Result<Status> {
     }
 }
 
-fn eks(args: &ClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn eks(args: &ClientArgs) -> anyhow::Result<Client> {
     Client::new(args, "eks")
 }
 
@@ -389,7 +389,7 @@ fn list_all(client: &Client) -> anyhow::Result<Value> {
     Ok(json!({"clusters": names}))
 }
 
-fn finish(result: anyhow::Result<Value>, output: Format) -> anyhow::Result<Status> {
+pub(crate) fn finish(result: anyhow::Result<Value>, output: Format) -> anyhow::Result<Status> {
     match result {
         Ok(value) => {
             print(&value, output)?;
@@ -492,6 +492,26 @@ fn scalar(value: &Value) -> String {
 
 /// A table: one row per cluster (list), or the fields of one object.
 fn table(value: &Value, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    if let Some(items) = value.get("items").and_then(Value::as_array) {
+        // Service accounts, as `kubectl get serviceaccounts` lists them, with IRSA's role.
+        writeln!(out, "{:<24} {:<32} ROLE", "NAMESPACE", "NAME")?;
+        for item in items {
+            let field = |path: &str| {
+                item.pointer(path)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            writeln!(
+                out,
+                "{:<24} {:<32} {}",
+                field("/metadata/namespace"),
+                field("/metadata/name"),
+                field("/metadata/annotations/eks.amazonaws.com~1role-arn")
+            )?;
+        }
+        return Ok(());
+    }
     if let Some(names) = value.get("clusters").and_then(Value::as_array) {
         writeln!(out, "NAME")?;
         for name in names {

@@ -1,6 +1,8 @@
 //! `podid exec`: runs a command as a pod of a local cluster runs: with a fresh service-account
-//! token, the container-credentials variables pointing at an agent, and nothing else to take
-//! credentials from.
+//! token and nothing else to take credentials from; for EKS Pod Identity, the
+//! container-credentials variables pointing at an agent; for IRSA (a service account annotated
+//! with `eks.amazonaws.com/role-arn` and no Pod Identity association, or `--role-arn`), what the
+//! IRSA webhook injects: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -60,6 +62,10 @@ pub(crate) struct ExecArgs {
         value_parser = clap::value_parser!(u32).range(600..=172_800)
     )]
     token_expiration: u32,
+    /// Use IRSA with this role for this run, whatever the service account's annotations and
+    /// associations say (the token's audience is `sts.amazonaws.com`).
+    #[arg(long, value_name = "ARN")]
+    role_arn: Option<String>,
     /// Seconds between token rotations (default: 80 % of --token-expiration); for tests.
     #[arg(long, hide = true, value_name = "SECONDS")]
     token_refresh_seconds: Option<u64>,
@@ -79,17 +85,31 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         .pod_name
         .clone()
         .unwrap_or_else(|| format!("{}-{}", args.service_account, ids.lower_alphanumeric(5)));
+    let identity = Identity::of(&args, &eks)?;
     let pod = Pod {
         cluster: args.cluster.clone(),
         namespace: args.namespace.clone(),
         service_account: args.service_account.clone(),
         name: pod_name,
         uid: ids.request_id().to_ascii_lowercase(),
-        expiration: args.token_expiration,
+        expiration: match &identity {
+            Identity::Irsa {
+                expiration: Some(seconds),
+                ..
+            } => *seconds,
+            _ => args.token_expiration,
+        },
+        audience: match &identity {
+            Identity::Irsa { audience, .. } => Some(audience.clone()),
+            Identity::PodIdentity => None,
+        },
     };
     let token = pod.mint_token(&eks)?;
     let dir = PrivateDir::create()?;
-    let token_file = dir.path.join("eks-pod-identity-token");
+    let token_file = dir.path.join(match identity {
+        Identity::Irsa { .. } => "token",
+        Identity::PodIdentity => "eks-pod-identity-token",
+    });
     crate::server::write_private(&token_file, &token)?;
     // The pod's AWS config: the region and podid's endpoint, and no credentials at all.
     let config_file = dir.path.join("config");
@@ -105,9 +125,10 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let agent_url = match &args.agent_url {
-        Some(url) => url.clone(),
-        None => {
+    let agent_url = match (&identity, &args.agent_url) {
+        (Identity::Irsa { .. }, _) => String::new(),
+        (Identity::PodIdentity, Some(url)) => url.clone(),
+        (Identity::PodIdentity, None) => {
             let upstream = crate::agent::eks_auth(&args.client, None)?;
             let mut config = AgentConfig::new(&args.cluster);
             config.allowed_hosts = vec!["127.0.0.1".into()];
@@ -135,7 +156,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         Signals::install()
     };
     let every = args.token_refresh_seconds.unwrap_or(
-        u64::from(args.token_expiration) * 4 / 5, // kubelet's rule: at 80 % of the lifetime
+        u64::from(pod.expiration) * 4 / 5, // kubelet's rule: at 80 % of the lifetime
     );
     runtime.spawn(rotate_token(eks, pod, token_file.clone(), every.max(1)));
 
@@ -156,9 +177,23 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
             command.env_remove(name);
         }
     }
+    match &identity {
+        Identity::PodIdentity => command
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent_url)
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        Identity::Irsa { role, regional, .. } => {
+            command
+                .env("AWS_ROLE_ARN", role)
+                .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+                .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+            if *regional {
+                command.env("AWS_STS_REGIONAL_ENDPOINTS", "regional");
+            }
+            &mut command
+        }
+    };
     command
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent_url)
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
         .env("AWS_CONFIG_FILE", &config_file)
         .env("AWS_SHARED_CREDENTIALS_FILE", &credentials_file)
         .env("AWS_ENDPOINT_URL", &endpoint)
@@ -269,6 +304,83 @@ fn exit_code(status: &std::process::ExitStatus) -> u8 {
     1
 }
 
+/// How the pod gets credentials, decided as EKS decides: a Pod Identity association wins over
+/// IRSA's annotation; `--role-arn` forces IRSA.
+enum Identity {
+    /// The agent, with the pod's token.
+    PodIdentity,
+    /// AssumeRoleWithWebIdentity by the SDK, with the pod's token.
+    Irsa {
+        /// `AWS_ROLE_ARN`.
+        role: String,
+        /// The token's audience (`eks.amazonaws.com/audience`, default `sts.amazonaws.com`).
+        audience: String,
+        /// `AWS_STS_REGIONAL_ENDPOINTS=regional` (`eks.amazonaws.com/sts-regional-endpoints`).
+        regional: bool,
+        /// The token's lifetime (`eks.amazonaws.com/token-expiration`).
+        expiration: Option<u32>,
+    },
+}
+
+impl Identity {
+    fn of(args: &ExecArgs, eks: &Client) -> anyhow::Result<Self> {
+        if let Some(role) = &args.role_arn {
+            return Ok(Self::Irsa {
+                role: role.clone(),
+                audience: "sts.amazonaws.com".into(),
+                regional: true,
+                expiration: None,
+            });
+        }
+        let cluster = &args.cluster;
+        let associations = eks
+            .json(
+                "GET",
+                &format!("/clusters/{cluster}/pod-identity-associations"),
+                &format!(
+                    "namespace={}&serviceAccount={}",
+                    args.namespace, args.service_account
+                ),
+                None,
+            )
+            .with_context(|| {
+                format!("cannot list the Pod Identity associations of cluster `{cluster}`")
+            })?;
+        if associations
+            .get("associations")
+            .and_then(Value::as_array)
+            .is_some_and(|list| !list.is_empty())
+        {
+            return Ok(Self::PodIdentity);
+        }
+        let path = format!(
+            "/clusters/{cluster}/podid/service-accounts/{}/{}",
+            args.namespace, args.service_account
+        );
+        let account = match eks.json("GET", &path, "", None) {
+            Ok(account) => account,
+            // No such service account (or no permission to read it): no IRSA annotations.
+            Err(e) if e.downcast_ref::<ApiFailure>().is_some() => return Ok(Self::PodIdentity),
+            Err(e) => return Err(e.context("cannot read the service account")),
+        };
+        let annotation = |name: &str| {
+            account
+                .pointer(&format!("/metadata/annotations/eks.amazonaws.com~1{name}"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(match annotation("role-arn") {
+            Some(role) => Self::Irsa {
+                role,
+                audience: annotation("audience").unwrap_or_else(|| "sts.amazonaws.com".into()),
+                regional: annotation("sts-regional-endpoints").as_deref() == Some("true"),
+                expiration: annotation("token-expiration").and_then(|s| s.parse().ok()),
+            },
+            None => Self::PodIdentity,
+        })
+    }
+}
+
 /// The pod `podid exec` runs as.
 #[derive(Clone)]
 struct Pod {
@@ -278,18 +390,23 @@ struct Pod {
     name: String,
     uid: String,
     expiration: u32,
+    /// The token's audience (default `pods.eks.amazonaws.com`).
+    audience: Option<String>,
 }
 
 impl Pod {
     /// A service-account token for the pod, as kubelet gets one for a projected volume.
     fn mint_token(&self, eks: &Client) -> anyhow::Result<String> {
-        let body = json!({
+        let mut body = json!({
             "namespace": self.namespace,
             "serviceAccount": self.service_account,
             "podName": self.name,
             "podUid": self.uid,
             "expirationSeconds": self.expiration,
         });
+        if let (Some(audience), Some(map)) = (&self.audience, body.as_object_mut()) {
+            map.insert("audiences".into(), json!([audience]));
+        }
         let answer = eks
             .json(
                 "POST",

@@ -8,6 +8,7 @@ mod exec;
 mod listen;
 mod policy;
 mod server;
+mod serviceaccount;
 mod up;
 
 use std::process::ExitCode;
@@ -51,6 +52,11 @@ enum Command {
     /// Service-account tokens of local clusters, as kube-apiserver projects them into pods.
     #[command(subcommand)]
     Token(cluster::TokenCommand),
+    /// Service accounts of a cluster, with the annotations IRSA reads
+    /// (`eks.amazonaws.com/role-arn`, ...): `podid exec` gives a pod of an annotated service
+    /// account what the IRSA webhook would.
+    #[command(subcommand, visible_alias = "sa")]
+    Serviceaccount(serviceaccount::ServiceAccountCommand),
     /// The server's recent EKS Pod Identity decisions: who asked for which pod's credentials,
     /// which association and roles answered, and why a refusal was a refusal. Needs
     /// `podid:ReadAudit`.
@@ -169,6 +175,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::run(args),
         Command::Cluster(command) => cluster::run_cluster(command),
         Command::Token(command) => cluster::run_token(command),
+        Command::Serviceaccount(command) => serviceaccount::run(command),
         Command::Audit(args) => cluster::run_audit(args),
         Command::Agent(args) => agent::run(args),
         Command::Exec(args) => exec::run(args),

@@ -254,7 +254,7 @@ impl Eks<'_> {
         })
     }
 
-    /// DeleteCluster: the cluster, with its associations, is gone; the response shows it
+    /// DeleteCluster: the cluster, with its associations and service accounts, is gone; the response shows it
     /// `DELETING`.
     pub async fn delete_cluster(
         self,
@@ -280,6 +280,7 @@ impl Eks<'_> {
             ns::ASSOCIATION_SA,
             ns::ASSOCIATION_TOKEN,
             ns::ASSOCIATION_COUNT,
+            ns::SERVICE_ACCOUNT,
         ] {
             for item in self.core.store.scan(spaces, &prefix, None, 100_000).await? {
                 ops.push(Op::Delete {

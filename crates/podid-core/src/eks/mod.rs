@@ -6,6 +6,7 @@ mod clusters;
 mod names;
 mod pod_identity;
 mod records;
+mod service_accounts;
 
 use crate::Core;
 
@@ -16,6 +17,7 @@ pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
 use pod_identity::AuditLog;
 pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
 pub use records::{AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
+pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
 
 /// The service principal of EKS Pod Identity.
 pub const PODS_SERVICE: &str = "pods.eks.amazonaws.com";

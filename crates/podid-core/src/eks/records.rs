@@ -12,6 +12,7 @@ pub(crate) mod ns {
     pub(crate) const ASSOCIATION_SA: &str = "association-sa";
     pub(crate) const ASSOCIATION_TOKEN: &str = "association-token";
     pub(crate) const ASSOCIATION_COUNT: &str = "association-count";
+    pub(crate) const SERVICE_ACCOUNT: &str = "service-account";
 }
 
 /// An EKS cluster.
