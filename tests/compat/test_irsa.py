@@ -1,6 +1,7 @@
 """IRSA with the real AWS CLI and boto3: seed 001's cross-account options against a local cluster
 whose issuer is registered as an IAM OIDC provider, and AssumeRoleWithWebIdentity's refusals."""
 
+import base64
 import json
 import os
 import sys
@@ -198,6 +199,24 @@ def test_assume_role_with_web_identity_unsigned_answers_and_refusals(server, uni
     assert refused(f"{parts[0]}.{parts[1]}x.{parts[2]}")[:2] == ("InvalidIdentityToken", 400)
     assert refused("x" * 20001)[:2] == ("ValidationError", 400)
     assert refused(good, DurationSeconds=7200)[:2] == ("ValidationError", 400)
+    # Forged headers: `alg: none`, HMAC keyed with the public key, a `kid` the issuer never had.
+    def header(**fields):
+        return base64.urlsafe_b64encode(json.dumps(fields).encode()).rstrip(b"=").decode()
+    assert refused(f"{header(alg='none', typ='JWT')}.{parts[1]}.")[:2] == ("InvalidIdentityToken", 400)
+    assert refused(f"{header(alg='HS256', typ='JWT')}.{parts[1]}.{parts[2]}")[:2] == ("InvalidIdentityToken", 400)
+    assert refused(f"{header(alg='RS256', kid='not-a-key')}.{parts[1]}.{parts[2]}")[:2] == ("InvalidIdentityToken", 400)
+    # Another service account of the cluster, and a token of another cluster with the same subject.
+    other_sa = token_file(server, cluster, tmp_path, sa="intruder").read_text()
+    assert refused(other_sa) == ("AccessDenied", 403, "Not authorized to perform sts:AssumeRoleWithWebIdentity")
+    other_cluster, other_issuer = cluster_with_issuer(server, unique)
+    other = token_file(server, other_cluster, tmp_path).read_text()
+    assert refused(other) == ("InvalidIdentityToken", 400, f"No OpenIDConnect provider found in your account for {other_issuer}")
+    # A trust without sts:AssumeRoleWithWebIdentity.
+    plain = unique("plain")
+    trust = json.loads(web_identity_trust(A, host))
+    trust["Statement"][0]["Action"] = "sts:AssumeRole"
+    server.aws("iam", "create-role", "--role-name", plain, "--assume-role-policy-document", json.dumps(trust))
+    assert refused(good, RoleArn=f"arn:aws:iam::{A}:role/{plain}")[:2] == ("AccessDenied", 403)
 
 
 def run_podid(server, *args):

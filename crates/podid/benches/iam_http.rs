@@ -1,7 +1,8 @@
 //! Throughput of signed IAM and STS calls over HTTP: CreateRole (a durable write each), GetRole,
 //! AssumeRole (trust and identity policies decided, session tags checked, a session token
 //! sealed) with 1, 8 and many connections, and GetCallerIdentity signed with session credentials
-//! (a token opened and a signature verified per request), against a real `podid server` process
+//! (a token opened and a signature verified per request), AssumeRoleForPodIdentity, and
+//! AssumeRoleWithWebIdentity unsigned as SDKs send it, against a real `podid server` process
 //! on SQLite and, when `PODID_TEST_DATABASE_URL` is set, on PostgreSQL (a fresh schema).
 //!
 //! Run: `cargo bench -p podid --bench iam_http` (optional: `PODID_BENCH_SECONDS`,
@@ -193,6 +194,91 @@ async fn run(label: &str, server: Server, connections: usize, seconds: u64) {
             report(label, what, rate, n, seconds);
         }
     }
+    web_identity(label, &server, &admin, &mut setup, seconds).await;
+}
+
+/// AssumeRoleWithWebIdentity, unsigned as SDKs send it: a token of the local cluster `bench`
+/// (audience `sts.amazonaws.com`), its issuer an OIDC provider of the account, a role trusting
+/// it for `default/web`.
+async fn web_identity(
+    label: &str,
+    server: &Server,
+    admin: &Credentials,
+    setup: &mut Connection,
+    seconds: u64,
+) {
+    let json = "application/json";
+    let (status, text) = setup
+        .send(admin, "eks", "GET", "/clusters/bench", "", json, "")
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let cluster: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let issuer = cluster["cluster"]["identity"]["oidc"]["issuer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let host = issuer.trim_start_matches("https://");
+    let (status, xml) = setup
+        .exchange(
+            admin,
+            "iam",
+            &format!(
+                "Action=CreateOpenIDConnectProvider&Version=2010-05-08&Url={}&ClientIDList.member.1=sts.amazonaws.com",
+                encode(&issuer)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::111122223333:oidc-provider/{host}"}},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{{"StringEquals":{{"{host}:sub":"system:serviceaccount:default:web","{host}:aud":"sts.amazonaws.com"}}}}}}]}}"#
+    );
+    let (status, xml) = setup
+        .exchange(
+            admin,
+            "iam",
+            &format!(
+                "Action=CreateRole&Version=2010-05-08&RoleName=bench-web&AssumeRolePolicyDocument={}",
+                encode(&trust)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let text = eks(
+        setup,
+        admin,
+        "/clusters/bench/podid/service-account-token".into(),
+        r#"{"namespace":"default","serviceAccount":"web","audiences":["sts.amazonaws.com"]}"#
+            .into(),
+    )
+    .await;
+    let token: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let request: Body = Arc::new(move |w, n| {
+        format!(
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fbench-web&RoleSessionName=w-{w}-{n}&WebIdentityToken={token}"
+        )
+    });
+    let anonymous = Credentials {
+        access_key_id: String::new(),
+        secret_access_key: Secret::new(String::new()),
+        session_token: None,
+    };
+    for n in [1, 8] {
+        let rate = load(server, &anonymous, "sts", n, seconds, request.clone()).await;
+        report(label, "AssumeRoleWithWebIdentity", rate, n, seconds);
+    }
+}
+
+/// Percent-encodes a form value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn main() {

@@ -149,13 +149,18 @@ impl Connection {
             headers: &headers,
             body: body.as_bytes(),
         };
-        let signed = sign(
-            &request,
-            credentials,
-            "us-east-1",
-            service,
-            SystemClock.now(),
-        );
+        // No access key: an unsigned request, as SDKs send AssumeRoleWithWebIdentity.
+        let signed = if credentials.access_key_id.is_empty() {
+            Vec::new()
+        } else {
+            sign(
+                &request,
+                credentials,
+                "us-east-1",
+                service,
+                SystemClock.now(),
+            )
+        };
         let target = if query.is_empty() {
             path.to_owned()
         } else {
