@@ -315,3 +315,23 @@ def test_pod_identity_wins_over_irsa_and_role_arn_forces_irsa(server, unique, tm
                        aws_cli()[0], "sts", "get-caller-identity", "--output", "json")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["Arn"].startswith(f"arn:aws:sts::{B}:assumed-role/{irsa_role}/")
+
+
+def test_podid_cluster_associate_oidc_provider(server, unique):
+    cluster, issuer = cluster_with_issuer(server, unique)
+    host = issuer.removeprefix("https://")
+    first = json.loads(podid(server, "cluster", "associate-oidc-provider", cluster, "--account", B))
+    assert first == {"OpenIDConnectProviderArn": f"arn:aws:iam::{B}:oidc-provider/{host}", "Issuer": issuer,
+                     "Created": True}
+    again = json.loads(podid(server, "cluster", "associate-oidc-provider", cluster, "--account", B))
+    assert again["Created"] is False and again["OpenIDConnectProviderArn"] == first["OpenIDConnectProviderArn"]
+    _, providers, _ = server.aws("iam", "list-open-id-connect-providers", profile=B)
+    assert first["OpenIDConnectProviderArn"] in [p["Arn"] for p in providers["OpenIDConnectProviderList"]]
+    _, provider, _ = server.aws("iam", "get-open-id-connect-provider", "--open-id-connect-provider-arn",
+                                first["OpenIDConnectProviderArn"], profile=B)
+    assert provider["ClientIDList"] == ["sts.amazonaws.com"]
+    # In the cluster's own account by default.
+    own = json.loads(podid(server, "cluster", "associate-oidc-provider", cluster))
+    assert own["OpenIDConnectProviderArn"] == f"arn:aws:iam::{A}:oidc-provider/{host}" and own["Created"] is True
+    missing = run_podid(server, "cluster", "associate-oidc-provider", "no-such-cluster")
+    assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr

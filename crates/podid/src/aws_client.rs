@@ -36,6 +36,16 @@ pub(crate) struct ClientArgs {
     pub(crate) endpoint_url: Option<String>,
 }
 
+impl ClientArgs {
+    /// The same flags with another profile.
+    pub(crate) fn with_profile(&self, profile: &str) -> Self {
+        Self {
+            profile: Some(profile.to_owned()),
+            ..self.clone()
+        }
+    }
+}
+
 /// A signed-request client for one service.
 #[derive(Clone)]
 pub(crate) struct Client {
@@ -181,59 +191,22 @@ impl Client {
         query: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let body_text = body.map(Value::to_string).unwrap_or_default();
+        let body_text = body.map(Value::to_string);
         let signed = sign_json(
             &JsonRequest {
                 endpoint: &self.endpoint,
                 method,
                 path,
                 query,
-                body: &body_text,
+                body: body_text.as_deref().unwrap_or_default(),
             },
             &self.credentials,
             &self.region,
             self.service,
             SystemClock.now(),
         );
-        let url = if query.is_empty() {
-            format!("{}{path}", self.endpoint)
-        } else {
-            format!("{}{path}?{query}", self.endpoint)
-        };
-        let agent = podid_agent::http_agent(std::time::Duration::from_secs(60), 0);
-        let mut call = ureq::http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", "application/json");
-        for (name, value) in &signed {
-            call = call.header(name.as_str(), value.as_str());
-        }
-        let sent = if body.is_some() {
-            call.body(body_text.clone().into_bytes())
-                .map(|r| agent.run(r))
-        } else {
-            call.body(()).map(|r| agent.run(r))
-        };
-        let sent = sent.with_context(|| format!("cannot build a request to `{url}`"))?;
-        let mut response = sent.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach {}: {e} (is `podid up` or `podid server` running there?)",
-                self.endpoint
-            )
-        })?;
-        let status = response.status().as_u16();
-        let code = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|c| c.to_str().ok())
-            .map(|c| c.split(':').next().unwrap_or(c).to_owned())
-            .unwrap_or_else(|| "UnknownError".into());
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .context("cannot read the server's answer")?;
+        let (status, error_type, text) =
+            self.exchange(method, path, query, "application/json", &signed, body_text)?;
         if (200..300).contains(&status) {
             return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
         }
@@ -243,11 +216,123 @@ impl Client {
             .unwrap_or(text);
         Err(ApiFailure {
             status,
-            code,
+            code: error_type
+                .map(|c| c.split(':').next().unwrap_or(&c).to_owned())
+                .unwrap_or_else(|| "UnknownError".into()),
             message,
         }
         .into())
     }
+
+    /// Sends a query-protocol request (IAM, STS) with these form parameters (`Action` and
+    /// `Version` among them); the XML answer's text.
+    pub(crate) fn query(&self, params: &[(&str, &str)]) -> anyhow::Result<String> {
+        let body: String = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let host = self
+            .endpoint
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.endpoint)
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let headers = [("host", host), ("content-type", content_type)];
+        let signed = podid_sigv4::sign(
+            &podid_sigv4::HttpRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+                body: body.as_bytes(),
+            },
+            &self.credentials,
+            &self.region,
+            self.service,
+            SystemClock.now(),
+        );
+        let (status, _, text) =
+            self.exchange("POST", "/", "", content_type, &signed, Some(body))?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let element = |name: &str| {
+            let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+            let end = start + text.get(start..)?.find(&format!("</{name}>"))?;
+            text.get(start..end).map(str::to_owned)
+        };
+        Err(ApiFailure {
+            status,
+            code: element("Code").unwrap_or_else(|| "UnknownError".into()),
+            message: element("Message").unwrap_or_else(|| text.clone()),
+        }
+        .into())
+    }
+
+    /// One signed HTTP exchange: the status, `x-amzn-ErrorType` and the body's text.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        signed: &[(String, String)],
+        body: Option<String>,
+    ) -> anyhow::Result<(u16, Option<String>, String)> {
+        let url = if query.is_empty() {
+            format!("{}{path}", self.endpoint)
+        } else {
+            format!("{}{path}?{query}", self.endpoint)
+        };
+        let agent = podid_agent::http_agent(std::time::Duration::from_secs(60), 0);
+        let mut call = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", content_type);
+        for (name, value) in signed {
+            call = call.header(name.as_str(), value.as_str());
+        }
+        let sent = match body {
+            Some(body) => call.body(body.into_bytes()).map(|r| agent.run(r)),
+            None => call.body(()).map(|r| agent.run(r)),
+        };
+        let sent = sent.with_context(|| format!("cannot build a request to `{url}`"))?;
+        let mut response = sent.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach {}: {e} (is `podid up` or `podid server` running there?)",
+                self.endpoint
+            )
+        })?;
+        let status = response.status().as_u16();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_owned);
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .context("cannot read the server's answer")?;
+        Ok((status, error_type, text))
+    }
+}
+
+/// A form value, percent-encoded.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn env(name: &str) -> Option<String> {

@@ -96,6 +96,23 @@ pub(crate) enum ClusterCommand {
         #[arg(long, short, value_enum, default_value_t)]
         output: Format,
     },
+    /// Register the cluster's OIDC issuer as an IAM OIDC provider (client id
+    /// `sts.amazonaws.com`) for IRSA, as eksctl's `utils associate-iam-oidc-provider` does: in
+    /// the cluster's account, or with --account in another one (its profile, as `podid server`
+    /// names them, signs the IAM call). Already registered: not an error. Needs
+    /// `eks:DescribeCluster` and `iam:CreateOpenIDConnectProvider`.
+    AssociateOidcProvider {
+        /// The cluster's name.
+        name: String,
+        /// The account that trusts the issuer (default: the caller's).
+        #[arg(long, value_name = "ACCOUNT_ID")]
+        account: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
     /// Make a new signing key for a local cluster; the old one stays in the JWKS until the
     /// tokens it signed expire.
     RotateKeys {
@@ -210,6 +227,15 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
                 eks(&client).and_then(|c| c.json("DELETE", &format!("/clusters/{name}"), "", None));
             (output, result)
         }
+        ClusterCommand::AssociateOidcProvider {
+            name,
+            account,
+            client,
+            output,
+        } => (
+            output,
+            associate_oidc_provider(&name, account.as_deref(), &client),
+        ),
         ClusterCommand::RotateKeys {
             name,
             client,
@@ -227,6 +253,50 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
         }
     };
     finish(result, output)
+}
+
+/// Registers `cluster`'s issuer as an OIDC provider of `account` (default: the caller's).
+fn associate_oidc_provider(
+    cluster: &str,
+    account: Option<&str>,
+    client: &ClientArgs,
+) -> anyhow::Result<Value> {
+    let described = eks(client)?.json("GET", &format!("/clusters/{cluster}"), "", None)?;
+    let issuer = described
+        .pointer("/cluster/identity/oidc/issuer")
+        .and_then(Value::as_str)
+        .context("the server described the cluster without an OIDC issuer")?
+        .to_owned();
+    let args = account.map_or_else(|| client.clone(), |a| client.with_profile(a));
+    let iam = Client::new(&args, "iam")?;
+    let created = iam.query(&[
+        ("Action", "CreateOpenIDConnectProvider"),
+        ("Version", "2010-05-08"),
+        ("Url", &issuer),
+        ("ClientIDList.member.1", "sts.amazonaws.com"),
+    ]);
+    let already = match &created {
+        Ok(_) => false,
+        Err(e) => e
+            .downcast_ref::<ApiFailure>()
+            .is_some_and(|f| f.code == "EntityAlreadyExists"),
+    };
+    if let (Err(_), false) = (&created, already) {
+        return created.map(|_| Value::Null);
+    }
+    let identity = Client::new(&args, "sts")?
+        .query(&[("Action", "GetCallerIdentity"), ("Version", "2011-06-15")])?;
+    let account = identity
+        .split("<Account>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Account>").next())
+        .context("GetCallerIdentity answered without an account")?;
+    let host = issuer.trim_start_matches("https://");
+    Ok(json!({
+        "OpenIDConnectProviderArn": format!("arn:aws:iam::{account}:oidc-provider/{host}"),
+        "Issuer": issuer,
+        "Created": !already,
+    }))
 }
 
 /// `podid audit`: the server's recent EKS Pod Identity decisions.
