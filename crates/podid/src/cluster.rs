@@ -562,7 +562,15 @@ fn scalar(value: &Value) -> String {
 
 /// A table: one row per cluster (list), or the fields of one object.
 fn table(value: &Value, out: &mut impl std::io::Write) -> anyhow::Result<()> {
-    if let Some(items) = value.get("items").and_then(Value::as_array) {
+    let one = std::slice::from_ref(value);
+    let service_accounts = match value.get("kind").and_then(Value::as_str) {
+        Some("ServiceAccount") => Some(one),
+        _ => value
+            .get("items")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice),
+    };
+    if let Some(items) = service_accounts {
         // Service accounts, as `kubectl get serviceaccounts` lists them, with IRSA's role.
         writeln!(out, "{:<24} {:<32} ROLE", "NAMESPACE", "NAME")?;
         for item in items {
