@@ -15,8 +15,7 @@ use podid_core::eks::{
     ClusterTokens, CreateAssociation, CreateCluster, ListAssociations, ServiceAccountToken,
     UpdateAssociation,
 };
-use podid_core::{Caller, Core, Entity, Error, MasterKey, SeqIds};
-use podid_store::MemoryStore;
+use podid_core::{Caller, Core, Entity, Error};
 use podid_types::{FixedClock, Timestamp};
 
 const REGION: &str = "us-west-2";
@@ -29,28 +28,9 @@ struct World {
 }
 
 async fn world(quota: u32) -> World {
-    let ids = Arc::new(SeqIds::new(11));
-    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
-    let core = Core::new(
-        Arc::new(MemoryStore::new()),
-        clock.clone(),
-        ids.clone(),
-        MasterKey::generate(&*ids),
-    )
-    .with_association_quota(quota);
-    let boot = core
-        .bootstrap(&[
-            "111122223333".parse().unwrap(),
-            "444455556666".parse().unwrap(),
-        ])
-        .await
-        .unwrap();
-    let (record, _) = core
-        .access_key(&boot.keys[0].access_key_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let admin = core.caller(&record).await.unwrap();
+    let (core, clock, admin, _) =
+        common::two_accounts_with(11, 1_700_862_734, |core| core.with_association_quota(quota))
+            .await;
     for (name, trust) in [
         ("my-role", POD_TRUST),
         (
@@ -706,25 +686,9 @@ async fn external_issuers_key_sets_are_fetched_and_refreshed() {
     let jwks = serde_json::to_string(&source.core.eks().cluster_jwks(&local).unwrap()).unwrap();
     let issuer = "https://kubernetes.example.com".to_owned();
     let documents = common::Documents::issuer(&issuer, &jwks);
-    let ids = Arc::new(SeqIds::new(5));
-    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_700_862_734)));
-    let core = Core::new(
-        Arc::new(MemoryStore::new()),
-        clock.clone(),
-        ids.clone(),
-        MasterKey::generate(&*ids),
-    )
-    .with_fetcher(documents.clone());
-    let boot = core
-        .bootstrap(&["111122223333".parse().unwrap()])
-        .await
-        .unwrap();
-    let (record, _) = core
-        .access_key(&boot.keys[0].access_key_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let admin = core.caller(&record).await.unwrap();
+    let fetcher = documents.clone();
+    let (core, clock, admin, _) =
+        common::two_accounts_with(5, 1_700_862_734, move |core| core.with_fetcher(fetcher)).await;
     let external = |name: &str, issuer: &str| CreateCluster {
         name: name.into(),
         region: REGION.into(),

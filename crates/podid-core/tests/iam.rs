@@ -7,6 +7,8 @@
     reason = "tests fail loudly"
 )]
 
+mod common;
+
 use std::sync::Arc;
 
 use podid_core::{
@@ -21,29 +23,7 @@ const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
 const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 
 async fn core() -> (Core, Caller) {
-    let ids = Arc::new(SeqIds::new(42));
-    let master = MasterKey::generate(&*ids);
-    let core = Core::new(
-        Arc::new(MemoryStore::new()),
-        Arc::new(FixedClock::new(Timestamp::from_secs(1_763_800_000))),
-        ids,
-        master,
-    );
-    let boot = core
-        .bootstrap(&[
-            "111122223333".parse().unwrap(),
-            "444455556666".parse().unwrap(),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(boot.keys.len(), 2);
-    let (record, secret) = core
-        .access_key(&boot.keys[0].access_key_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(secret.expose(), boot.keys[0].secret_access_key.expose());
-    let admin = core.caller(&record).await.unwrap();
+    let (core, _, admin, _) = common::two_accounts(42, 1_763_800_000).await;
     (core, admin)
 }
 

@@ -176,6 +176,14 @@ fn push_trimmed(out: &mut String, value: &str) {
 }
 
 /// Percent-encodes every byte except the unreserved characters `A-Z a-z 0-9 - _ . ~`.
+/// `text` percent-encoded as SigV4 encodes: every byte but `A-Z a-z 0-9 - _ . ~`, as `%XX`. Also
+/// what a query-protocol form value needs.
+pub fn uri_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    uri_encode(&mut out, text.as_bytes());
+    out
+}
+
 pub(crate) fn uri_encode(out: &mut String, bytes: &[u8]) {
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -6,7 +6,7 @@ mod query;
 mod sign;
 mod verify;
 
-pub use canonical::path_segments;
+pub use canonical::{path_segments, uri_encoded};
 pub use error::{SigV4Error, SigV4ErrorKind};
 pub use query::{QueryError, query_params};
 pub use sign::{Credentials, JsonRequest, presign, sign, sign_json};

@@ -224,7 +224,7 @@ async fn web_identity(
             "iam",
             &format!(
                 "Action=CreateOpenIDConnectProvider&Version=2010-05-08&Url={}&ClientIDList.member.1=sts.amazonaws.com",
-                encode(&issuer)
+                podid_sigv4::uri_encoded(&issuer)
             ),
         )
         .await;
@@ -238,7 +238,7 @@ async fn web_identity(
             "iam",
             &format!(
                 "Action=CreateRole&Version=2010-05-08&RoleName=bench-web&AssumeRolePolicyDocument={}",
-                encode(&trust)
+                podid_sigv4::uri_encoded(&trust)
             ),
         )
         .await;
@@ -267,18 +267,6 @@ async fn web_identity(
         let rate = load(server, &anonymous, "sts", n, seconds, request.clone()).await;
         report(label, "AssumeRoleWithWebIdentity", rate, n, seconds);
     }
-}
-
-/// Percent-encodes a form value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn main() {

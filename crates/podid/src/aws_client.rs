@@ -229,7 +229,13 @@ impl Client {
     pub(crate) fn query(&self, params: &[(&str, &str)]) -> anyhow::Result<String> {
         let body: String = params
             .iter()
-            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    podid_sigv4::uri_encoded(k),
+                    podid_sigv4::uri_encoded(v)
+                )
+            })
             .collect::<Vec<_>>()
             .join("&");
         let content_type = "application/x-www-form-urlencoded; charset=utf-8";
@@ -321,18 +327,6 @@ impl Client {
             .context("cannot read the server's answer")?;
         Ok((status, error_type, text))
     }
-}
-
-/// A form value, percent-encoded.
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn env(name: &str) -> Option<String> {

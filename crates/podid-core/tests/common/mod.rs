@@ -50,9 +50,11 @@ pub(crate) async fn two_accounts_with(
         ])
         .await
         .unwrap();
+    assert_eq!(boot.keys.len(), 2);
     let mut admins = Vec::new();
     for key in &boot.keys {
-        let (record, _) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
+        let (record, secret) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
+        assert_eq!(secret.expose(), key.secret_access_key.expose());
         admins.push(core.caller(&record).await.unwrap());
     }
     let b = admins.pop().unwrap();
