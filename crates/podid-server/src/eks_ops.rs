@@ -1,4 +1,4 @@
-//! EKS over rest-json: clusters and Pod Identity associations (AWS's paths and shapes), podid's
+//! EKS over rest-json: clusters, Pod Identity associations and add-ons (AWS's paths and shapes), podid's
 //! extensions under `/clusters/{name}/podid/...`, and the OIDC issuers of local clusters.
 
 use std::collections::BTreeMap;
@@ -92,6 +92,13 @@ async fn process(
         (Method::DELETE, ["clusters", _, "pod-identity-associations", _]) => {
             "DeletePodIdentityAssociation"
         }
+        (Method::POST, ["clusters", _, "addons"]) => "CreateAddon",
+        (Method::GET, ["clusters", _, "addons"]) => "ListAddons",
+        (Method::GET, ["clusters", _, "addons", _]) => "DescribeAddon",
+        (Method::POST, ["clusters", _, "addons", _, "update"]) => "UpdateAddon",
+        (Method::DELETE, ["clusters", _, "addons", _]) => "DeleteAddon",
+        (Method::GET, ["addons", "supported-versions"]) => "DescribeAddonVersions",
+        (Method::GET, ["addons", "configuration-schemas"]) => "DescribeAddonConfiguration",
         (Method::POST, ["clusters", _, "podid", "service-account-token"]) => {
             "CreateServiceAccountToken"
         }
@@ -143,13 +150,31 @@ async fn process(
             }
         }
     };
-    let params = podid_sigv4::query_params(query).map_err(|e| {
-        ApiError::sender(400, "InvalidRequestException", capitalized(&e.to_string()))
-    })?;
+    let (params, lists) =
+        podid_sigv4::query_params_with_lists(query, crate::addon_ops::LIST_PARAMS).map_err(
+            |e| ApiError::sender(400, "InvalidRequestException", capitalized(&e.to_string())),
+        )?;
     let cluster = segments.get(1).copied().unwrap_or_default();
     let id = segments.get(3).copied().unwrap_or_default();
     let eks = state.core.eks();
     Ok(match *operation {
+        op @ ("CreateAddon"
+        | "ListAddons"
+        | "DescribeAddon"
+        | "UpdateAddon"
+        | "DeleteAddon"
+        | "DescribeAddonVersions"
+        | "DescribeAddonConfiguration") => {
+            let call = crate::addon_ops::Call {
+                operation: op,
+                region: &region,
+                cluster,
+                addon: segments.get(3).copied().unwrap_or_default(),
+                params: &params,
+                lists: &lists,
+            };
+            crate::addon_ops::call(eks, &caller, call, &body).await?
+        }
         op @ ("CreateServiceAccount"
         | "ListServiceAccounts"
         | "GetServiceAccount"
@@ -582,7 +607,7 @@ fn association_view(a: &AssociationRecord) -> Value {
 }
 
 /// Epoch seconds with milliseconds, as EKS writes timestamps.
-fn epoch(millis: i64) -> Value {
+pub(crate) fn epoch(millis: i64) -> Value {
     #[expect(
         clippy::cast_precision_loss,
         reason = "epoch milliseconds fit an f64 exactly"
@@ -591,15 +616,15 @@ fn epoch(millis: i64) -> Value {
     json!(seconds)
 }
 
-fn string(body: &Map<String, Value>, member: &str) -> String {
+pub(crate) fn string(body: &Map<String, Value>, member: &str) -> String {
     opt(body, member).unwrap_or_default()
 }
 
-fn opt(body: &Map<String, Value>, member: &str) -> Option<String> {
+pub(crate) fn opt(body: &Map<String, Value>, member: &str) -> Option<String> {
     body.get(member).and_then(Value::as_str).map(str::to_owned)
 }
 
-fn tags(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+pub(crate) fn tags(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
     match body.get("tags") {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map
@@ -621,7 +646,7 @@ fn tags(body: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError>
     }
 }
 
-fn max_results(
+pub(crate) fn max_results(
     params: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<u32>, ApiError> {
     match params.get("maxResults") {
@@ -636,7 +661,7 @@ fn max_results(
     }
 }
 
-fn missing(member: &str) -> ApiError {
+pub(crate) fn missing(member: &str) -> ApiError {
     ApiError::sender(
         400,
         "InvalidParameterException",

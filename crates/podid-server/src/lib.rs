@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod addon_ops;
 mod eks_ops;
 mod errors;
 mod iam_ops;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", any(query::handle))
         .route("/clusters", any(eks_ops::handle))
         .route("/clusters/{*rest}", any(eks_ops::handle))
+        .route("/addons/{*rest}", any(eks_ops::handle))
         .route("/podid/{*rest}", any(eks_ops::handle))
         .route(
             "/id/{id}/.well-known/openid-configuration",

@@ -175,7 +175,6 @@ fn push_trimmed(out: &mut String, value: &str) {
     }
 }
 
-/// Percent-encodes every byte except the unreserved characters `A-Z a-z 0-9 - _ . ~`.
 /// `text` percent-encoded as SigV4 encodes: every byte but `A-Z a-z 0-9 - _ . ~`, as `%XX`. Also
 /// what a query-protocol form value needs.
 pub fn uri_encoded(text: &str) -> String {
@@ -184,6 +183,7 @@ pub fn uri_encoded(text: &str) -> String {
     out
 }
 
+/// Percent-encodes every byte except the unreserved characters `A-Z a-z 0-9 - _ . ~`.
 pub(crate) fn uri_encode(out: &mut String, bytes: &[u8]) {
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -8,7 +8,7 @@ mod verify;
 
 pub use canonical::{path_segments, uri_encoded};
 pub use error::{SigV4Error, SigV4ErrorKind};
-pub use query::{QueryError, query_params};
+pub use query::{QueryError, QueryParams, query_params, query_params_with_lists};
 pub use sign::{Credentials, JsonRequest, presign, sign, sign_json};
 pub use verify::{Form, Scope, SignedRequest, parse};
 

@@ -22,20 +22,38 @@ pub enum QueryError {
 /// strings with the same canonical form give the same parameters, so a handler reads what was
 /// signed; a parameter given twice is refused because sorting makes its order unsigned.
 pub fn query_params(query: &str) -> Result<BTreeMap<String, String>, QueryError> {
+    query_params_with_lists(query, &[]).map(|(params, _)| params)
+}
+
+/// Like [`query_params`], but the parameters named in `lists` (list members, which SDKs send
+/// as `types=a&types=b`) may repeat: their values come back sorted, since the signature does
+/// not fix their order; a handler must read them as a set.
+pub fn query_params_with_lists(query: &str, lists: &[&str]) -> Result<QueryParams, QueryError> {
     let mut params = BTreeMap::new();
+    let mut listed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = part.split_once('=').unwrap_or((part, ""));
         let name = String::from_utf8(percent_decode(name))
             .map_err(|e| QueryError::NotUtf8(String::from_utf8_lossy(e.as_bytes()).into_owned()))?;
         let value = String::from_utf8(percent_decode(value))
             .map_err(|_| QueryError::NotUtf8(name.clone()))?;
+        if lists.contains(&name.as_str()) {
+            listed.entry(name).or_default().push(value);
+            continue;
+        }
         if params.contains_key(&name) {
             return Err(QueryError::Duplicate(name));
         }
         params.insert(name, value);
     }
-    Ok(params)
+    for values in listed.values_mut() {
+        values.sort();
+    }
+    Ok((params, listed))
 }
+
+/// Single parameters by name, and list parameters' values by name.
+pub type QueryParams = (BTreeMap<String, String>, BTreeMap<String, Vec<String>>);
 
 #[cfg(test)]
 mod tests {
@@ -51,6 +69,13 @@ mod tests {
         assert_eq!(
             query_params("a=1&b=2&a=3"),
             Err(QueryError::Duplicate("a".into()))
+        );
+        let (single, lists) =
+            query_params_with_lists("types=b&maxResults=5&types=a", &["types"]).unwrap_or_default();
+        assert_eq!(single.get("maxResults").map(String::as_str), Some("5"));
+        assert_eq!(
+            lists.get("types"),
+            Some(&vec!["a".to_owned(), "b".to_owned()])
         );
         assert_eq!(query_params("a=%FF"), Err(QueryError::NotUtf8("a".into())));
     }

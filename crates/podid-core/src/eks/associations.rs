@@ -114,6 +114,20 @@ impl Eks<'_> {
         cluster: &str,
         input: CreateAssociation,
     ) -> Result<AssociationRecord, Error> {
+        self.create_owned_association(caller, region, cluster, input, None)
+            .await
+    }
+
+    /// Creates an association owned by `owner` (an add-on's ARN: deleted with the add-on);
+    /// with no owner, CreatePodIdentityAssociation.
+    pub(crate) async fn create_owned_association(
+        self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        input: CreateAssociation,
+        owner: Option<String>,
+    ) -> Result<AssociationRecord, Error> {
         names::cluster_name(cluster)?;
         names::namespace(&input.namespace)?;
         names::service_account(&input.service_account)?;
@@ -167,7 +181,7 @@ impl Eks<'_> {
             disable_session_tags: input.disable_session_tags,
             policy: input.policy.clone(),
             tags: input.tags.clone(),
-            owner_arn: None,
+            owner_arn: owner.clone(),
             created: now,
             modified: now,
             client_request_token: input.client_request_token.clone(),
@@ -192,7 +206,7 @@ impl Eks<'_> {
                     sa_key.clone(),
                     encode(&IndexEntry {
                         id: id.clone(),
-                        owner: None,
+                        owner: owner.clone(),
                     }),
                 ),
                 count_op(&cluster_key, &id, shard_count + 1, version),
@@ -374,6 +388,21 @@ impl Eks<'_> {
         id: &str,
         input: UpdateAssociation,
     ) -> Result<AssociationRecord, Error> {
+        self.update_owned_association(caller, region, cluster, id, input, None)
+            .await
+    }
+
+    /// Updates an association as `owner` (an add-on's ARN, or `None` for a caller of
+    /// UpdatePodIdentityAssociation): an add-on changes only associations it owns.
+    pub(crate) async fn update_owned_association(
+        self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        id: &str,
+        input: UpdateAssociation,
+        owner: Option<&str>,
+    ) -> Result<AssociationRecord, Error> {
         if input.role_arn.is_none()
             && input.target_role_arn.is_none()
             && input.disable_session_tags.is_none()
@@ -393,6 +422,7 @@ impl Eks<'_> {
                     id,
                 )
                 .await?;
+            check_owner(&association, owner)?;
             if let Some(role) = &input.role_arn {
                 association.role_arn.clone_from(role);
             }
@@ -466,6 +496,19 @@ impl Eks<'_> {
         cluster: &str,
         id: &str,
     ) -> Result<AssociationRecord, Error> {
+        self.delete_owned_association(caller, region, cluster, id, None)
+            .await
+    }
+
+    /// Deletes an association as `owner` (see [`Self::update_owned_association`]).
+    pub(crate) async fn delete_owned_association(
+        self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        id: &str,
+        owner: Option<&str>,
+    ) -> Result<AssociationRecord, Error> {
         for _ in 0..RETRIES {
             let (mut association, version) = self
                 .association_for(
@@ -476,6 +519,7 @@ impl Eks<'_> {
                     id,
                 )
                 .await?;
+            check_owner(&association, owner)?;
             let cluster_key = key(&[&association.account, region, cluster]);
             let (_, shard_count, count_version) = self.association_count(&cluster_key, id).await?;
             let mut ops = vec![
@@ -567,7 +611,7 @@ impl Eks<'_> {
             })
     }
 
-    async fn cluster_record(
+    pub(super) async fn cluster_record(
         self,
         account: &str,
         region: &str,
@@ -690,6 +734,20 @@ impl Eks<'_> {
             .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[cluster_key, &entry.id]))
             .await?
             .map(|(a, _)| a))
+    }
+}
+
+/// An add-on changes or deletes only associations it owns. Anyone allowed to may change or
+/// delete an add-on's association directly, as EKS allows (eksctl's CLI refuses, client-side).
+fn check_owner(association: &AssociationRecord, owner: Option<&str>) -> Result<(), Error> {
+    match owner {
+        Some(addon) if association.owner_arn.as_deref() != Some(addon) => {
+            Err(Error::InvalidRequest(format!(
+                "Pod Identity association {} is not owned by addon {addon}.",
+                association.id
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

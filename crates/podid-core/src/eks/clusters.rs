@@ -281,6 +281,7 @@ impl Eks<'_> {
             ns::ASSOCIATION_TOKEN,
             ns::ASSOCIATION_COUNT,
             ns::SERVICE_ACCOUNT,
+            ns::ADDON,
         ] {
             for item in self.core.store.scan(spaces, &prefix, None, 100_000).await? {
                 ops.push(Op::Delete {

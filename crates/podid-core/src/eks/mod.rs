@@ -1,7 +1,9 @@
-//! EKS: clusters (with the OIDC issuers and signing keys of their service-account tokens) and
-//! Pod Identity associations.
+//! EKS: clusters (with the OIDC issuers and signing keys of their service-account tokens), Pod
+//! Identity associations, add-ons and (podid's own) service accounts.
 
+mod addons;
 mod associations;
+pub mod catalogue;
 mod clusters;
 mod names;
 mod pod_identity;
@@ -10,13 +12,14 @@ mod service_accounts;
 
 use crate::Core;
 
+pub use addons::{AddonAssociation, AddonUpdate, CreateAddon, ListAddonVersions, UpdateAddon};
 pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
 };
 pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
 use pod_identity::AuditLog;
 pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
-pub use records::{AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
+pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
 
 /// The service principal of EKS Pod Identity.

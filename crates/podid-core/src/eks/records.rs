@@ -1,4 +1,5 @@
-//! How EKS's entities are stored: clusters, their signing keys and Pod Identity associations.
+//! How EKS's entities are stored: clusters, their signing keys, Pod Identity associations and
+//! add-ons.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ pub(crate) mod ns {
     pub(crate) const ASSOCIATION_TOKEN: &str = "association-token";
     pub(crate) const ASSOCIATION_COUNT: &str = "association-count";
     pub(crate) const SERVICE_ACCOUNT: &str = "service-account";
+    pub(crate) const ADDON: &str = "addon";
 }
 
 /// An EKS cluster.
@@ -119,4 +121,36 @@ pub struct AssociationRecord {
     /// The `clientRequestToken` that created it, which replays it until it is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_token: Option<String>,
+}
+
+/// An EKS add-on of a cluster. podid runs no add-on's software: the record is the add-on's
+/// settings and the Pod Identity associations it owns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonRecord {
+    /// The add-on's name (`eks-pod-identity-agent`, `vpc-cni`, ...).
+    pub name: String,
+    /// `arn:aws:eks:REGION:ACCOUNT:addon/CLUSTER/NAME/UUID`.
+    pub arn: String,
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The version.
+    pub version: String,
+    /// The namespace its resources live in.
+    pub namespace: String,
+    /// The IRSA role of its service account.
+    pub service_account_role_arn: Option<String>,
+    /// `configurationValues`, as given.
+    pub configuration_values: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// The ARNs of the Pod Identity associations it owns.
+    pub associations: Vec<String>,
+    /// Created, epoch milliseconds.
+    pub created: i64,
+    /// Modified, epoch milliseconds.
+    pub modified: i64,
 }
