@@ -37,6 +37,19 @@ pub(crate) struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// The flags as given elsewhere (eksctl's `-p`, `-r`).
+    pub(crate) fn new(
+        profile: Option<String>,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    ) -> Self {
+        Self {
+            profile,
+            region,
+            endpoint_url,
+        }
+    }
+
     /// The same flags with another profile.
     pub(crate) fn with_profile(&self, profile: &str) -> Self {
         Self {

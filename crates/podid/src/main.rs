@@ -4,6 +4,7 @@
 mod agent;
 mod aws_client;
 mod cluster;
+mod eksctl;
 mod exec;
 mod listen;
 mod policy;
@@ -111,6 +112,70 @@ enum Command {
     /// Print the `export` lines that point the AWS CLI and SDKs at the podid that `podid up`
     /// runs, for `eval "$(podid env)"`.
     Env(up::EnvArgs),
+    /// eksctl's create commands: pod identity associations (with their roles) and add-ons,
+    /// from flags or a ClusterConfig file (-f)
+    ///
+    /// Examples (eksctl's, with `podid` for `eksctl`):
+    ///   podid create addon --cluster my-cluster --name eks-pod-identity-agent
+    ///   podid create podidentityassociation --cluster my-cluster --namespace default \
+    ///       --service-account-name s3-reader \
+    ///       --permission-policy-arns arn:aws:iam::111122223333:policy/s3-read
+    ///   podid create podidentityassociation -f config.yaml
+    #[command(subcommand, verbatim_doc_comment)]
+    Create(EksctlCreate),
+    /// eksctl's get commands: pod identity associations and add-ons, as a table, JSON or YAML.
+    #[command(subcommand)]
+    Get(EksctlGet),
+    /// eksctl's update commands: pod identity associations.
+    #[command(subcommand)]
+    Update(EksctlUpdate),
+    /// eksctl's delete commands: pod identity associations (and the roles podid or eksctl made
+    /// for them) and add-ons.
+    #[command(subcommand)]
+    Delete(EksctlDelete),
+}
+
+/// `podid create ...`.
+#[derive(Debug, Subcommand)]
+enum EksctlCreate {
+    /// Create a pod identity association (and its IAM role, unless --role-arn names one).
+    /// Needs the eks-pod-identity-agent add-on, as eksctl does.
+    #[command(name = "podidentityassociation")]
+    PodIdentityAssociation(eksctl::podidentity::CreateArgs),
+    /// Create an Addon.
+    Addon(eksctl::addons::CreateArgs),
+}
+
+/// `podid get ...`.
+#[derive(Debug, Subcommand)]
+enum EksctlGet {
+    /// Get a pod identity association.
+    #[command(
+        name = "podidentityassociation",
+        visible_alias = "podidentityassociations"
+    )]
+    PodIdentityAssociation(eksctl::podidentity::GetArgs),
+    /// Get an Addon.
+    #[command(visible_alias = "addons")]
+    Addon(eksctl::addons::GetArgs),
+}
+
+/// `podid update ...`.
+#[derive(Debug, Subcommand)]
+enum EksctlUpdate {
+    /// Update pod identity associations.
+    #[command(name = "podidentityassociation")]
+    PodIdentityAssociation(eksctl::podidentity::UpdateArgs),
+}
+
+/// `podid delete ...`.
+#[derive(Debug, Subcommand)]
+enum EksctlDelete {
+    /// Delete pod identity associations.
+    #[command(name = "podidentityassociation")]
+    PodIdentityAssociation(eksctl::podidentity::DeleteArgs),
+    /// Delete an Addon.
+    Addon(eksctl::addons::DeleteArgs),
 }
 
 /// The exit codes, documented in `--help`.
@@ -181,6 +246,19 @@ fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Up(args) => up::run(args),
         Command::Env(args) => up::run_env(args),
+        Command::Create(EksctlCreate::PodIdentityAssociation(args)) => {
+            eksctl::podidentity::create(args)
+        }
+        Command::Create(EksctlCreate::Addon(args)) => eksctl::addons::create(args),
+        Command::Get(EksctlGet::PodIdentityAssociation(args)) => eksctl::podidentity::get(args),
+        Command::Get(EksctlGet::Addon(args)) => eksctl::addons::get(args),
+        Command::Update(EksctlUpdate::PodIdentityAssociation(args)) => {
+            eksctl::podidentity::update(args)
+        }
+        Command::Delete(EksctlDelete::PodIdentityAssociation(args)) => {
+            eksctl::podidentity::delete(args)
+        }
+        Command::Delete(EksctlDelete::Addon(args)) => eksctl::addons::delete(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -181,7 +181,11 @@ mod tests {
     #[test]
     fn the_catalogue_is_in_name_order_with_a_default_version_each() {
         // DescribeAddonVersions pages by name.
-        assert!(ADDONS.windows(2).all(|w| matches!(w, [a, b] if a.name < b.name)));
+        assert!(
+            ADDONS
+                .windows(2)
+                .all(|w| matches!(w, [a, b] if a.name < b.name))
+        );
         assert!(ADDONS.iter().all(|a| !a.versions.is_empty()));
         assert_eq!(addon("vpc-cni").map(|a| a.pod_identity.len()), Some(1));
         assert_eq!(addon("no-such-addon"), None);
