@@ -80,7 +80,10 @@ step "option 2: a pod chains the two roles with the seed's profiles"
 arn="$(pod chained sh -c '
     printf "[profile account_b_role]\nsource_profile = account_a_role\nrole_arn=arn:aws:iam::'"$B"':role/account-b-target\n[profile account_a_role]\nweb_identity_token_file = %s\nrole_arn=arn:aws:iam::'"$A"':role/account-a-role\n" \
         "$AWS_WEB_IDENTITY_TOKEN_FILE" >"$(dirname "$AWS_CONFIG_FILE")/chained-config"
-    AWS_CONFIG_FILE="$(dirname "$AWS_CONFIG_FILE")/chained-config" aws sts get-caller-identity --profile account_b_role --query Arn --output text')"
+    # The pod'"'"'s own HOME: the AWS CLI caches assumed-role credentials in ~/.aws/cli/cache, keyed
+    # by the role, and a cache left by an earlier podid would hand this pod its dead sessions.
+    HOME="$(dirname "$AWS_CONFIG_FILE")" AWS_CONFIG_FILE="$(dirname "$AWS_CONFIG_FILE")/chained-config" \
+        aws sts get-caller-identity --profile account_b_role --query Arn --output text')"
 case "$arn" in
 arn:aws:sts::$B:assumed-role/account-b-target/*) echo "   ok: the chained pod is $arn" ;;
 *) echo "FAIL: the chained pod is $arn, not a session of account B's target role" >&2; exit 1 ;;

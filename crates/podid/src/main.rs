@@ -130,9 +130,25 @@ enum Command {
     #[command(subcommand)]
     Update(EksctlUpdate),
     /// eksctl's delete commands: pod identity associations (and the roles podid or eksctl made
-    /// for them) and add-ons.
+    /// for them), add-ons and iamserviceaccounts.
     #[command(subcommand)]
     Delete(EksctlDelete),
+    /// eksctl's utils: associate-iam-oidc-provider, migrate-to-pod-identity.
+    #[command(subcommand)]
+    Utils(EksctlUtils),
+}
+
+/// `podid utils ...`.
+#[derive(Debug, Subcommand)]
+enum EksctlUtils {
+    /// Setup IAM OIDC provider for a cluster to enable IAM roles for pods (plan unless
+    /// --approve).
+    AssociateIamOidcProvider(eksctl::irsa::AssociateArgs),
+    /// Migrate iamserviceaccounts and add-ons with IRSA roles to pod identity associations:
+    /// the plan, or with --approve the migration (the agent add-on, the roles' trust policies,
+    /// the associations; --remove-oidc-provider-trust-relationship also drops IRSA's trust and
+    /// annotations). A rerun after success changes nothing.
+    MigrateToPodIdentity(eksctl::migrate::MigrateArgs),
 }
 
 /// `podid create ...`.
@@ -144,6 +160,13 @@ enum EksctlCreate {
     PodIdentityAssociation(eksctl::podidentity::CreateArgs),
     /// Create an Addon.
     Addon(eksctl::addons::CreateArgs),
+    /// Create an iamserviceaccount - AWS IAM role bound to a Kubernetes service account (plan
+    /// unless --approve).
+    #[command(name = "iamserviceaccount")]
+    IamServiceAccount(eksctl::irsa::CreateArgs),
+    /// Create a local cluster with what its ClusterConfig file asks for (-f): OIDC provider,
+    /// add-ons, iamserviceaccounts, pod identity associations.
+    Cluster(eksctl::cluster::CreateClusterArgs),
 }
 
 /// `podid get ...`.
@@ -158,6 +181,9 @@ enum EksctlGet {
     /// Get an Addon.
     #[command(visible_alias = "addons")]
     Addon(eksctl::addons::GetArgs),
+    /// Get iamserviceaccount(s).
+    #[command(name = "iamserviceaccount", visible_alias = "iamserviceaccounts")]
+    IamServiceAccount(eksctl::irsa::GetArgs),
 }
 
 /// `podid update ...`.
@@ -176,6 +202,9 @@ enum EksctlDelete {
     PodIdentityAssociation(eksctl::podidentity::DeleteArgs),
     /// Delete an Addon.
     Addon(eksctl::addons::DeleteArgs),
+    /// Delete an IAM service account.
+    #[command(name = "iamserviceaccount")]
+    IamServiceAccount(eksctl::irsa::DeleteArgs),
 }
 
 /// The exit codes, documented in `--help`.
@@ -259,6 +288,14 @@ fn main() -> ExitCode {
             eksctl::podidentity::delete(args)
         }
         Command::Delete(EksctlDelete::Addon(args)) => eksctl::addons::delete(args),
+        Command::Create(EksctlCreate::IamServiceAccount(args)) => eksctl::irsa::create(args),
+        Command::Create(EksctlCreate::Cluster(args)) => eksctl::cluster::create(args),
+        Command::Get(EksctlGet::IamServiceAccount(args)) => eksctl::irsa::get(args),
+        Command::Delete(EksctlDelete::IamServiceAccount(args)) => eksctl::irsa::delete(args),
+        Command::Utils(EksctlUtils::AssociateIamOidcProvider(args)) => {
+            eksctl::irsa::associate(args)
+        }
+        Command::Utils(EksctlUtils::MigrateToPodIdentity(args)) => eksctl::migrate::run(args),
     };
     match result {
         Ok(status) => status.into(),

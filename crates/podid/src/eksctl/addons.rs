@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::config::{Addon, PodIdentityAssociation, texts};
+use super::config::{Addon, IamServiceAccount, PodIdentityAssociation, ServiceAccountMeta, texts};
 use super::roles::{self, RoleSpec};
 use super::tasks::{Level, info, log};
 use super::{AGENT_ADDON, Failure, General, Output, Target, agent_installed, check_cluster};
@@ -87,7 +87,7 @@ fn run_create(args: CreateArgs) -> Result<(), Failure> {
         ),
     ];
     let target = args.general.target(&flags, true)?;
-    let (mut addons, auto_apply) = match &target.config {
+    let (addons, auto_apply) = match &target.config {
         Some(config) => (
             config.addons.clone().unwrap_or_default(),
             config
@@ -116,6 +116,24 @@ fn run_create(args: CreateArgs) -> Result<(), Failure> {
         validate(addon)?;
     }
     check_cluster(&target)?;
+    let metadata_tags = target
+        .config
+        .as_ref()
+        .and_then(|c| c.metadata.as_ref())
+        .and_then(|m| m.tags.as_ref())
+        .map(texts)
+        .unwrap_or_default();
+    create_addons(&target, addons, auto_apply, &metadata_tags)
+}
+
+/// Creates the add-ons (the agent first), after checking that the agent is there or among
+/// them if any add-on wants Pod Identity.
+pub(crate) fn create_addons(
+    target: &Target,
+    mut addons: Vec<Addon>,
+    auto_apply: bool,
+    metadata_tags: &BTreeMap<String, String>,
+) -> Result<(), Failure> {
     // The agent first: the others' associations need it.
     addons.sort_by_key(|a| a.name != AGENT_ADDON);
     let wants_pod_identity = |a: &Addon| {
@@ -129,28 +147,21 @@ fn run_create(args: CreateArgs) -> Result<(), Failure> {
         .iter()
         .any(|a| wants_pod_identity(a) && a.name != AGENT_ADDON)
         && !addons.iter().any(|a| a.name == AGENT_ADDON)
-        && !agent_installed(&target)?
+        && !agent_installed(target)?
     {
         return Err(Failure::Refused(format!(
             "the \"{AGENT_ADDON}\" addon must be installed to create pod identity associations; please enable it using `podid create addon --cluster={} --name={AGENT_ADDON}`, or by adding it to the config file",
             target.cluster
         )));
     }
-    let metadata_tags = target
-        .config
-        .as_ref()
-        .and_then(|c| c.metadata.as_ref())
-        .and_then(|m| m.tags.as_ref())
-        .map(texts)
-        .unwrap_or_default();
     for addon in &addons {
-        create_one(&target, addon, auto_apply, &metadata_tags)?;
+        create_one(target, addon, auto_apply, metadata_tags)?;
     }
     Ok(())
 }
 
 /// eksctl's rules for an add-on (its texts).
-fn validate(addon: &Addon) -> Result<(), Failure> {
+pub(crate) fn validate(addon: &Addon) -> Result<(), Failure> {
     let invalid = |why: &str| {
         Err(Failure::Usage(format!(
             "invalid configuration for {:?} addon: {why}",
@@ -222,15 +233,6 @@ fn validate(addon: &Addon) -> Result<(), Failure> {
             ));
         }
     }
-    if !addon.attach_policy_arns.is_empty()
-        || addon.attach_policy.is_some()
-        || addon.well_known_policies.any()
-    {
-        return Err(Failure::Usage(format!(
-            "addon {:?}: podid does not yet make IRSA roles for add-ons (attachPolicyARNs, attachPolicy, wellKnownPolicies); give serviceAccountRoleARN, or podIdentityAssociations (the way AWS recommends)",
-            addon.name
-        )));
-    }
     Ok(())
 }
 
@@ -283,6 +285,11 @@ fn create_one(
             "\"addonsConfig.autoApplyPodIdentityAssociations\" is set to true; will lookup recommended pod identity configuration for {name:?} addon"
         ));
         associations = recommended(target, name, version.as_deref())?;
+        if !associations.is_empty() {
+            info(&format!(
+                "creating role using recommended policies for {name:?} addon"
+            ));
+        }
     }
     if !associations.is_empty() {
         info(&format!(
@@ -296,6 +303,18 @@ fn create_one(
     }
     // Roles first; each made role is removed again if the add-on is not created.
     let mut made_roles: Vec<String> = Vec::new();
+    let mut service_account_role = addon.service_account_role_arn.clone();
+    if has_irsa_policies(addon) {
+        log(
+            Level::Warning,
+            &format!(
+                "IRSA has been deprecated; the recommended way to provide IAM permissions for {name:?} addon is via pod identity associations; after addon creation is completed, run `podid utils migrate-to-pod-identity`"
+            ),
+        );
+        let arn = irsa_role(target, addon, version.as_deref(), &namespace, metadata_tags)?;
+        made_roles.push(roles::role_name_of(&arn).to_owned());
+        service_account_role = arn;
+    }
     let mut pairs = Vec::new();
     for pia in &associations {
         let sa = &pia.service_account_name;
@@ -323,11 +342,8 @@ fn create_one(
     if let Some(v) = &version {
         body.insert("addonVersion".into(), v.clone().into());
     }
-    if !addon.service_account_role_arn.is_empty() {
-        body.insert(
-            "serviceAccountRoleArn".into(),
-            addon.service_account_role_arn.clone().into(),
-        );
+    if !service_account_role.is_empty() {
+        body.insert("serviceAccountRoleArn".into(), service_account_role.into());
     }
     if let Some(resolve) = &addon.resolve_conflicts {
         body.insert(
@@ -377,6 +393,62 @@ fn create_one(
             ))
         }
     }
+}
+
+/// Whether the add-on asks for an IRSA role to be made.
+fn has_irsa_policies(addon: &Addon) -> bool {
+    !addon.attach_policy_arns.is_empty()
+        || addon.attach_policy.is_some()
+        || addon.well_known_policies.any()
+}
+
+/// Makes the IRSA role of an add-on (`attachPolicyARNs`, `attachPolicy`,
+/// `wellKnownPolicies`): trusting the cluster's OIDC provider for the add-on's service account
+/// (the first one DescribeAddonConfiguration names). Its ARN.
+fn irsa_role(
+    target: &Target,
+    addon: &Addon,
+    version: Option<&str>,
+    namespace: &str,
+    metadata_tags: &BTreeMap<String, String>,
+) -> Result<String, Failure> {
+    let name = &addon.name;
+    let provider = super::irsa::provider(target)?;
+    if !provider.exists {
+        return Err(Failure::Refused(format!(
+            "IRSA config is set for {name:?} addon, but the cluster has no IAM OIDC provider: set `iam.withOIDC: true`, or run `podid utils associate-iam-oidc-provider --cluster={} --approve`",
+            target.cluster
+        )));
+    }
+    let service_account = recommended(target, name, version)?
+        .into_iter()
+        .next()
+        .map(|p| p.service_account_name)
+        .ok_or_else(|| {
+            Failure::Refused(format!(
+                "{name:?} addon names no service account for IAM permissions: give serviceAccountRoleARN instead"
+            ))
+        })?;
+    info(&format!(
+        "creating role using provided policies for {name:?} addon"
+    ));
+    let account = IamServiceAccount {
+        metadata: ServiceAccountMeta {
+            name: service_account,
+            namespace: namespace.to_owned(),
+            ..ServiceAccountMeta::default()
+        },
+        attach_policy_arns: addon.attach_policy_arns.clone(),
+        attach_policy: addon.attach_policy.clone(),
+        well_known_policies: addon.well_known_policies,
+        permissions_boundary: addon.permissions_boundary.clone(),
+        ..IamServiceAccount::default()
+    };
+    let mut spec = super::irsa::role_spec(&target.cluster, &account, &provider, metadata_tags);
+    spec.stack = format!("eksctl-{}-addon-{name}", target.cluster);
+    spec.tags.insert(ADDON_TAG.into(), name.clone());
+    spec.tags.remove(super::irsa::IAMSERVICEACCOUNT_TAG);
+    Ok(roles::create_role(&target.iam, &spec)?)
 }
 
 /// The associations AWS recommends for an add-on: each of its service accounts with a role
@@ -636,8 +708,13 @@ fn delete_one(target: &Target, name: &str, preserve: bool) -> Result<(), Failure
         }
         Err(e) => return Err(e.into()),
     };
-    // The roles made for its associations, known before they go.
-    let mut owned_roles = Vec::new();
+    // The roles made for it (IRSA and its associations), known before they go.
+    let mut candidates: Vec<String> = described
+        .pointer("/addon/serviceAccountRoleArn")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
     for arn in described
         .pointer("/addon/podIdentityAssociations")
         .and_then(Value::as_array)
@@ -657,15 +734,20 @@ fn delete_one(target: &Target, name: &str, preserve: bool) -> Result<(), Failure
         ) else {
             continue;
         };
-        let role = association
+        if let Some(role) = association
             .pointer("/association/roleArn")
             .and_then(Value::as_str)
-            .unwrap_or_default();
-        let tags = roles::role_tags(&target.iam, roles::role_name_of(role))?.unwrap_or_default();
+        {
+            candidates.push(role.to_owned());
+        }
+    }
+    let mut owned_roles = Vec::new();
+    for role in candidates {
+        let tags = roles::role_tags(&target.iam, roles::role_name_of(&role))?.unwrap_or_default();
         if tags.get(roles::CLUSTER_TAG) == Some(&target.cluster)
             && tags.get(ADDON_TAG).map(String::as_str) == Some(name)
         {
-            owned_roles.push(roles::role_name_of(role).to_owned());
+            owned_roles.push(roles::role_name_of(&role).to_owned());
         }
     }
     if preserve {

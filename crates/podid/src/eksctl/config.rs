@@ -162,7 +162,7 @@ pub(crate) struct IamServiceAccount {
     pub(crate) attach_role_arn: String,
     #[serde(default)]
     pub(crate) permissions_boundary: String,
-    status: Option<Value>,
+    pub(crate) status: Option<Value>,
     #[serde(default)]
     pub(crate) role_name: String,
     #[serde(default)]
@@ -174,10 +174,6 @@ pub(crate) struct IamServiceAccount {
 }
 
 /// An iamserviceaccount's `metadata`.
-#[expect(
-    dead_code,
-    reason = "every key of eksctl's schema is read, so that files load; podid acts on some"
-)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ServiceAccountMeta {

@@ -6,7 +6,10 @@
 //! and tagged so that they are known again.
 
 pub(crate) mod addons;
+pub(crate) mod cluster;
 pub(crate) mod config;
+pub(crate) mod irsa;
+pub(crate) mod migrate;
 pub(crate) mod podidentity;
 pub(crate) mod roles;
 pub(crate) mod tasks;

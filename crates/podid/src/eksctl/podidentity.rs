@@ -198,7 +198,7 @@ pub(crate) fn create_associations(
     concurrency: usize,
 ) -> Result<(), Failure> {
     let plan: Vec<Vec<String>> = associations.iter().map(create_steps).collect();
-    info(&tasks::describe_tree("parallel", &plan));
+    info(&tasks::describe_tree(&plan));
     let results = tasks::run_parallel(associations, concurrency, |pia| {
         create_one(target, pia, metadata_tags)
     });
@@ -976,7 +976,7 @@ fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
             ]
         })
         .collect();
-    info(&tasks::describe_tree("parallel", &plan));
+    info(&tasks::describe_tree(&plan));
     let results = tasks::run_parallel(&associations, 8, |pia| delete_one(&target, pia));
     let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     if errors.is_empty() {

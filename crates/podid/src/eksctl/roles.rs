@@ -234,6 +234,97 @@ pub(crate) fn role_tags(
     Ok(Some(keys.into_iter().zip(values).collect()))
 }
 
+/// A role's trust policy document, or `None` if there is no such role.
+pub(crate) fn role_trust(iam: &Client, name: &str) -> anyhow::Result<Option<Value>> {
+    let text = match call(iam, &role_params("GetRole", name)) {
+        Ok(text) => text,
+        Err(e) if is_code(&e, "NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let document = xml_first(&text, "AssumeRolePolicyDocument").unwrap_or_default();
+    let decoded = percent_decoded(&document);
+    Ok(Some(
+        serde_json::from_str(&decoded).context("the role's trust policy is not JSON")?,
+    ))
+}
+
+/// Replaces a role's trust policy.
+pub(crate) fn update_trust(iam: &Client, name: &str, trust: &Value) -> anyhow::Result<()> {
+    let mut params = role_params("UpdateAssumeRolePolicy", name);
+    params.push(("PolicyDocument".into(), trust.to_string()));
+    call(iam, &params).map(|_| ())
+}
+
+/// Adds (or changes) tags of a role, and removes the keys of `remove`.
+pub(crate) fn retag_role(
+    iam: &Client,
+    name: &str,
+    add: &BTreeMap<String, String>,
+    remove: &[&str],
+) -> anyhow::Result<()> {
+    if !add.is_empty() {
+        let mut params = role_params("TagRole", name);
+        for (i, (key, value)) in add.iter().enumerate() {
+            params.push((format!("Tags.member.{}.Key", i + 1), key.clone()));
+            params.push((format!("Tags.member.{}.Value", i + 1), value.clone()));
+        }
+        call(iam, &params)?;
+    }
+    if !remove.is_empty() {
+        let mut params = role_params("UntagRole", name);
+        for (i, key) in remove.iter().enumerate() {
+            params.push((format!("TagKeys.member.{}", i + 1), (*key).to_owned()));
+        }
+        call(iam, &params)?;
+    }
+    Ok(())
+}
+
+/// The roles tagged for `cluster` (eksctl's cluster tag) created at or after `since`: what a
+/// failed `create cluster` made.
+pub(crate) fn roles_tagged_since(
+    iam: &Client,
+    cluster: &str,
+    since: podid_types::Timestamp,
+) -> anyhow::Result<Vec<String>> {
+    let since = since.to_iso8601();
+    let since = since.get(..19).unwrap_or(&since).to_owned();
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut params = vec![
+            ("Action".to_owned(), "ListRoles".to_owned()),
+            ("Version".to_owned(), "2010-05-08".to_owned()),
+        ];
+        if let Some(m) = &marker {
+            params.push(("Marker".into(), m.clone()));
+        }
+        let text = call(iam, &params)?;
+        for block in text.split("<member>").skip(1) {
+            let (Some(name), Some(created)) =
+                (xml_first(block, "RoleName"), xml_first(block, "CreateDate"))
+            else {
+                continue;
+            };
+            if created.get(..19).unwrap_or(&created) < since.as_str() {
+                continue;
+            }
+            let tagged = role_tags(iam, &name)?
+                .is_some_and(|tags| tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster));
+            if tagged {
+                out.push(name);
+            }
+        }
+        match (
+            xml_first(&text, "IsTruncated").as_deref(),
+            xml_first(&text, "Marker"),
+        ) {
+            (Some("true"), Some(next)) => marker = Some(next),
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// Whether `e` is the server's refusal with `code`.
 pub(crate) fn is_code(e: &anyhow::Error, code: &str) -> bool {
     e.downcast_ref::<ApiFailure>()
@@ -307,6 +398,30 @@ fn xml_unescaped(text: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
         .replace("&amp;", "&")
+}
+
+/// IAM returns policy documents URL-encoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The managed policies of the well-known families that eksctl attaches by ARN.
@@ -671,5 +786,6 @@ mod tests {
     fn xml_is_read() {
         let text = "<Tags><member><Key>a&amp;b</Key><Value>1</Value></member></Tags>";
         assert_eq!(xml_all(text, "Key"), ["a&b"]);
+        assert_eq!(percent_decoded("%7B%22a%22%3A1%7D+"), "{\"a\":1}+");
     }
 }

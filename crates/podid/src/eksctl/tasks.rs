@@ -27,41 +27,91 @@ pub(crate) fn log(level: Level, message: &str) {
     let _ = writeln!(err, "{stamp} [{icon}]  {message}");
 }
 
+/// eksctl's warning that a plan changed nothing.
+pub(crate) fn plan_warning() {
+    log(
+        Level::Warning,
+        "no changes were applied, run again with '--approve' to apply the changes",
+    );
+}
+
 /// `log(Level::Info, ..)`.
 pub(crate) fn info(message: &str) {
     log(Level::Info, message);
 }
 
-/// Describes a plan as eksctl's `TaskTree.Describe()`: the top level as `N sequential|parallel
-/// tasks: { ... }`, sub-trees as `N ... sub-tasks: { ... }`, one per line.
-pub(crate) fn describe_tree(kind: &str, items: &[Vec<String>]) -> String {
-    match items {
-        [] => "no tasks".to_owned(),
-        [only] => format!("1 task: {{ {} }}", describe_item(only)),
-        _ => {
-            let described: Vec<String> = items.iter().map(|i| describe_item(i)).collect();
-            format!(
-                "\n{} {kind} tasks: {{ {} \n}}",
-                items.len(),
-                described.join(", ")
-            )
+/// A plan: tasks, run one after another or side by side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Tree {
+    Task(String),
+    Sequential(Vec<Tree>),
+    Parallel(Vec<Tree>),
+}
+
+impl Tree {
+    /// eksctl's `TaskTree.Describe()`: `N sequential|parallel tasks: { ... }` at the top,
+    /// sub-trees as `N ... sub-tasks: { ... }`, one task per line, indented by depth.
+    pub(crate) fn describe(&self) -> String {
+        match self.children() {
+            None => self.describe_at(0),
+            Some([]) => "no tasks".to_owned(),
+            Some([only]) => format!("1 task: {{ {} }}", only.describe_at(0)),
+            Some(children) => {
+                let described: Vec<String> = children.iter().map(|c| c.describe_at(0)).collect();
+                format!(
+                    "\n{} {} tasks: {{ {} \n}}",
+                    children.len(),
+                    self.kind(),
+                    described.join(", ")
+                )
+            }
+        }
+    }
+
+    fn describe_at(&self, depth: usize) -> String {
+        match (self, self.children()) {
+            (Self::Task(text), _) => text.clone(),
+            (_, Some([only])) => only.describe_at(depth),
+            (_, children) => {
+                let children = children.unwrap_or_default();
+                let pad = " ".repeat(4 * (depth + 1));
+                let mut out = format!("\n{pad}{} {} sub-tasks: {{ \n", children.len(), self.kind());
+                for child in children {
+                    out.push_str(&format!("{pad}    {},\n", child.describe_at(depth + 1)));
+                }
+                out.push_str(&format!("{pad}}}\n"));
+                out
+            }
+        }
+    }
+
+    fn children(&self) -> Option<&[Tree]> {
+        match self {
+            Self::Task(_) => None,
+            Self::Sequential(c) | Self::Parallel(c) => Some(c),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Parallel(_) => "parallel",
+            _ => "sequential",
         }
     }
 }
 
-/// One item of a tree: a step, or its steps as a sequential sub-tree.
-fn describe_item(steps: &[String]) -> String {
-    match steps {
-        [one] => one.clone(),
-        many => {
-            let mut out = format!("\n    {} sequential sub-tasks: {{ \n", many.len());
-            for step in many {
-                out.push_str(&format!("        {step},\n"));
-            }
-            out.push_str("    }\n");
-            out
-        }
-    }
+/// A parallel plan of items, each a sequence of steps (a step alone is a task).
+pub(crate) fn describe_tree(items: &[Vec<String>]) -> String {
+    Tree::Parallel(
+        items
+            .iter()
+            .map(|steps| match steps.as_slice() {
+                [one] => Tree::Task(one.clone()),
+                many => Tree::Sequential(many.iter().cloned().map(Tree::Task).collect()),
+            })
+            .collect(),
+    )
+    .describe()
 }
 
 /// Runs `work` on every item, at most `bound` at a time, in order of the items; the results in
@@ -116,24 +166,35 @@ mod tests {
 
     #[test]
     fn plans_read_as_eksctl_prints_them() {
-        assert_eq!(describe_tree("parallel", &[]), "no tasks");
+        assert_eq!(describe_tree(&[]), "no tasks");
         assert_eq!(
-            describe_tree("parallel", &[vec!["create x".into()]]),
+            describe_tree(&[vec!["create x".into()]]),
             "1 task: { create x }"
         );
-        let plan = describe_tree(
-            "parallel",
-            &[
-                vec![
-                    "create role for \"a/b\"".into(),
-                    "create association for \"a/b\"".into(),
-                ],
-                vec!["create association for \"c/d\"".into()],
+        let plan = describe_tree(&[
+            vec![
+                "create role for \"a/b\"".into(),
+                "create association for \"a/b\"".into(),
             ],
-        );
+            vec!["create association for \"c/d\"".into()],
+        ]);
         assert_eq!(
             plan,
             "\n2 parallel tasks: { \n    2 sequential sub-tasks: { \n        create role for \"a/b\",\n        create association for \"a/b\",\n    }\n, create association for \"c/d\" \n}"
+        );
+    }
+
+    #[test]
+    fn the_migration_plan_reads_as_the_seed_shows_it() {
+        let task = |t: &str| Tree::Task(t.to_owned());
+        let plan = Tree::Sequential(vec![
+            task("install eks-pod-identity-agent addon"),
+            Tree::Parallel(vec![task("update a"), task("update b")]),
+            Tree::Parallel(vec![task("create c"), task("create d")]),
+        ]);
+        assert_eq!(
+            plan.describe(),
+            "\n3 sequential tasks: { install eks-pod-identity-agent addon, \n    2 parallel sub-tasks: { \n        update a,\n        update b,\n    }\n, \n    2 parallel sub-tasks: { \n        create c,\n        create d,\n    }\n \n}"
         );
     }
 
