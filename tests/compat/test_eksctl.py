@@ -203,6 +203,20 @@ def test_config_files_create_get_update_delete(server, unique, tmp_path):
         """)
     podid(server, f"update podidentityassociation -f {update}")
     assert role_of(server, cluster, "default", "s3-reader") == second
+    # update -f on a role podid made: its policies become the file's, its ARN stays.
+    owned = config_file(tmp_path, cluster, name="owned.yaml", body="""\
+        iam:
+          podIdentityAssociations:
+          - namespace: dev
+            serviceAccountName: nginx
+            permissionPolicyARNs: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+        """)
+    _, _, err = podid(server, f"update podidentityassociation -f {owned}")
+    assert role_of(server, cluster, "dev", "nginx").endswith("/" + nginx_role)
+    _, out, _ = server.aws("iam", "list-role-policies", "--role-name", nginx_role)
+    assert out["PolicyNames"] == []
+    _, out, _ = server.aws("iam", "list-attached-role-policies", "--role-name", nginx_role)
+    assert [p["PolicyArn"] for p in out["AttachedPolicies"]] == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
     # Flags the file replaces are refused with it.
     code, _, err = podid(server, f"create podidentityassociation -f {path} --cluster {cluster}", check=False)
     assert code == 2 and "cannot use --cluster when --config-file/-f is set" in err

@@ -544,6 +544,31 @@ fn addon_role_spec(
 /// The tag of roles made for an add-on.
 const ADDON_TAG: &str = "alpha.eksctl.io/addon-name";
 
+/// The roles of an add-on's Pod Identity associations (its `Addon` shape given).
+fn association_roles(target: &Target, addon: &Value) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for arn in addon
+        .get("podIdentityAssociations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let id = arn.rsplit('/').next().unwrap_or_default();
+        // An association deleted directly (EKS allows it) is simply gone.
+        let association =
+            match super::podidentity::describe_association(&target.eks, &target.cluster, id) {
+                Ok(a) => a,
+                Err(e) if roles::is_code(&e, "ResourceNotFoundException") => continue,
+                Err(e) => return Err(e),
+            };
+        if let Some(role) = association.get("roleArn").and_then(Value::as_str) {
+            out.push(role.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 fn remove_roles(target: &Target, names: &[String]) {
     for name in names {
         if let Err(e) = roles::delete_role(&target.iam, name) {
@@ -599,31 +624,7 @@ fn run_get(args: GetArgs) -> Result<(), Failure> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let mut association_roles = Vec::new();
-        for arn in addon
-            .get("podIdentityAssociations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            let id = arn.rsplit('/').next().unwrap_or_default();
-            let association = target.eks.json(
-                "GET",
-                &format!(
-                    "/clusters/{}/pod-identity-associations/{id}",
-                    target.cluster
-                ),
-                "",
-                None,
-            )?;
-            if let Some(role) = association
-                .pointer("/association/roleArn")
-                .and_then(Value::as_str)
-            {
-                association_roles.push(role.to_owned());
-            }
-        }
+        let association_roles = association_roles(&target, &addon)?;
         let issues = addon
             .pointer("/health/issues")
             .and_then(Value::as_array)
@@ -715,38 +716,12 @@ fn delete_one(target: &Target, name: &str, preserve: bool) -> Result<(), Failure
         .map(str::to_owned)
         .into_iter()
         .collect();
-    for arn in described
-        .pointer("/addon/podIdentityAssociations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        let id = arn.rsplit('/').next().unwrap_or_default();
-        let Ok(association) = target.eks.json(
-            "GET",
-            &format!(
-                "/clusters/{}/pod-identity-associations/{id}",
-                target.cluster
-            ),
-            "",
-            None,
-        ) else {
-            continue;
-        };
-        if let Some(role) = association
-            .pointer("/association/roleArn")
-            .and_then(Value::as_str)
-        {
-            candidates.push(role.to_owned());
-        }
+    if let Some(addon) = described.get("addon") {
+        candidates.extend(association_roles(target, addon)?);
     }
     let mut owned_roles = Vec::new();
     for role in candidates {
-        let tags = roles::role_tags(&target.iam, roles::role_name_of(&role))?.unwrap_or_default();
-        if tags.get(roles::CLUSTER_TAG) == Some(&target.cluster)
-            && tags.get(ADDON_TAG).map(String::as_str) == Some(name)
-        {
+        if roles::made_for(&target.iam, &role, &target.cluster, (ADDON_TAG, name))? {
             owned_roles.push(roles::role_name_of(&role).to_owned());
         }
     }

@@ -677,10 +677,12 @@ fn delete_one(target: &Target, ns: &str, name: &str) -> anyhow::Result<()> {
         .and_then(|a| a.pointer("/metadata/annotations/eks.amazonaws.com~1role-arn"))
         .and_then(Value::as_str)
     {
-        let tags = roles::role_tags(&target.iam, roles::role_name_of(role))?.unwrap_or_default();
-        if tags.get(roles::CLUSTER_TAG) == Some(&target.cluster)
-            && tags.get(IAMSERVICEACCOUNT_TAG) == Some(&who)
-        {
+        if roles::made_for(
+            &target.iam,
+            role,
+            &target.cluster,
+            (IAMSERVICEACCOUNT_TAG, &who),
+        )? {
             info(&format!("delete IAM role for serviceaccount {who:?}"));
             roles::delete_role(&target.iam, roles::role_name_of(role))?;
         }

@@ -174,9 +174,12 @@ fn candidate(
 ) -> Result<Candidate, Failure> {
     let who = format!("{namespace}/{service_account}");
     let name = roles::role_name_of(&role_arn).to_owned();
-    let tags = roles::role_tags(&target.iam, &name)?.unwrap_or_default();
-    let owned = tags.get(roles::CLUSTER_TAG) == Some(&target.cluster)
-        && tags.get(IAMSERVICEACCOUNT_TAG) == Some(&who);
+    let owned = roles::made_for(
+        &target.iam,
+        &role_arn,
+        &target.cluster,
+        (IAMSERVICEACCOUNT_TAG, &who),
+    )?;
     let trust = roles::role_trust(&target.iam, &name)?.ok_or_else(|| {
         Failure::Refused(format!(
             "the role {role_arn:?} of service account {who:?} does not exist: fix the annotation first"

@@ -656,7 +656,7 @@ pub(crate) fn list_associations(
     }
 }
 
-fn describe_association(eks: &Client, cluster: &str, id: &str) -> anyhow::Result<Value> {
+pub(crate) fn describe_association(eks: &Client, cluster: &str, id: &str) -> anyhow::Result<Value> {
     Ok(eks
         .json(
             "GET",
@@ -746,12 +746,11 @@ fn find(target: &Target, ns: &str, sa: &str) -> anyhow::Result<Option<Value>> {
 
 /// Whether podid (or eksctl) made `role_arn` for this association: its tags say so.
 fn owned_role(target: &Target, role_arn: &str, ns: &str, sa: &str) -> anyhow::Result<bool> {
-    let Some(tags) = roles::role_tags(&target.iam, roles::role_name_of(role_arn))? else {
-        return Ok(false);
-    };
-    Ok(
-        tags.get(roles::CLUSTER_TAG).map(String::as_str) == Some(target.cluster.as_str())
-            && tags.get(roles::ASSOCIATION_TAG) == Some(&format!("{ns}/{sa}")),
+    roles::made_for(
+        &target.iam,
+        role_arn,
+        &target.cluster,
+        (roles::ASSOCIATION_TAG, &format!("{ns}/{sa}")),
     )
 }
 

@@ -234,6 +234,21 @@ pub(crate) fn role_tags(
     Ok(Some(keys.into_iter().zip(values).collect()))
 }
 
+/// Whether podid or eksctl made `role_arn` for `cluster` and for what `tag` names (`key`,
+/// `value`): its tags say so. A role that does not exist is not.
+pub(crate) fn made_for(
+    iam: &Client,
+    role_arn: &str,
+    cluster: &str,
+    (key, value): (&str, &str),
+) -> anyhow::Result<bool> {
+    let Some(tags) = role_tags(iam, role_name_of(role_arn))? else {
+        return Ok(false);
+    };
+    Ok(tags.get(CLUSTER_TAG).map(String::as_str) == Some(cluster)
+        && tags.get(key).map(String::as_str) == Some(value))
+}
+
 /// A role's trust policy document, or `None` if there is no such role.
 pub(crate) fn role_trust(iam: &Client, name: &str) -> anyhow::Result<Option<Value>> {
     let text = match call(iam, &role_params("GetRole", name)) {
