@@ -112,8 +112,9 @@ enum Command {
     /// Print the `export` lines that point the AWS CLI and SDKs at the podid that `podid up`
     /// runs, for `eval "$(podid env)"`.
     Env(up::EnvArgs),
-    /// eksctl's create commands: pod identity associations (with their roles) and add-ons,
-    /// from flags or a ClusterConfig file (-f)
+    /// eksctl's create commands: podidentityassociation, addon, iamserviceaccount, cluster
+    ///
+    /// From flags or a ClusterConfig file (-f), with eksctl's texts (docs/eksctl.md).
     ///
     /// Examples (eksctl's, with `podid` for `eksctl`):
     ///   podid create addon --cluster my-cluster --name eks-pod-identity-agent
@@ -122,89 +123,21 @@ enum Command {
     ///       --permission-policy-arns arn:aws:iam::111122223333:policy/s3-read
     ///   podid create podidentityassociation -f config.yaml
     #[command(subcommand, verbatim_doc_comment)]
-    Create(EksctlCreate),
-    /// eksctl's get commands: pod identity associations and add-ons, as a table, JSON or YAML.
+    Create(eksctl::Create),
+    /// eksctl's get commands: podidentityassociation, addon, iamserviceaccount (table, JSON,
+    /// YAML).
     #[command(subcommand)]
-    Get(EksctlGet),
+    Get(eksctl::Get),
     /// eksctl's update commands: pod identity associations.
     #[command(subcommand)]
-    Update(EksctlUpdate),
+    Update(eksctl::Update),
     /// eksctl's delete commands: pod identity associations (and the roles podid or eksctl made
     /// for them), add-ons and iamserviceaccounts.
     #[command(subcommand)]
-    Delete(EksctlDelete),
+    Delete(eksctl::Delete),
     /// eksctl's utils: associate-iam-oidc-provider, migrate-to-pod-identity.
     #[command(subcommand)]
-    Utils(EksctlUtils),
-}
-
-/// `podid utils ...`.
-#[derive(Debug, Subcommand)]
-enum EksctlUtils {
-    /// Setup IAM OIDC provider for a cluster to enable IAM roles for pods (plan unless
-    /// --approve).
-    AssociateIamOidcProvider(eksctl::irsa::AssociateArgs),
-    /// Migrate iamserviceaccounts and add-ons with IRSA roles to pod identity associations:
-    /// the plan, or with --approve the migration (the agent add-on, the roles' trust policies,
-    /// the associations; --remove-oidc-provider-trust-relationship also drops IRSA's trust and
-    /// annotations). A rerun after success changes nothing.
-    MigrateToPodIdentity(eksctl::migrate::MigrateArgs),
-}
-
-/// `podid create ...`.
-#[derive(Debug, Subcommand)]
-enum EksctlCreate {
-    /// Create a pod identity association (and its IAM role, unless --role-arn names one).
-    /// Needs the eks-pod-identity-agent add-on, as eksctl does.
-    #[command(name = "podidentityassociation")]
-    PodIdentityAssociation(eksctl::podidentity::CreateArgs),
-    /// Create an Addon.
-    Addon(eksctl::addons::CreateArgs),
-    /// Create an iamserviceaccount - AWS IAM role bound to a Kubernetes service account (plan
-    /// unless --approve).
-    #[command(name = "iamserviceaccount")]
-    IamServiceAccount(eksctl::irsa::CreateArgs),
-    /// Create a local cluster with what its ClusterConfig file asks for (-f): OIDC provider,
-    /// add-ons, iamserviceaccounts, pod identity associations.
-    Cluster(eksctl::cluster::CreateClusterArgs),
-}
-
-/// `podid get ...`.
-#[derive(Debug, Subcommand)]
-enum EksctlGet {
-    /// Get a pod identity association.
-    #[command(
-        name = "podidentityassociation",
-        visible_alias = "podidentityassociations"
-    )]
-    PodIdentityAssociation(eksctl::podidentity::GetArgs),
-    /// Get an Addon.
-    #[command(visible_alias = "addons")]
-    Addon(eksctl::addons::GetArgs),
-    /// Get iamserviceaccount(s).
-    #[command(name = "iamserviceaccount", visible_alias = "iamserviceaccounts")]
-    IamServiceAccount(eksctl::irsa::GetArgs),
-}
-
-/// `podid update ...`.
-#[derive(Debug, Subcommand)]
-enum EksctlUpdate {
-    /// Update pod identity associations.
-    #[command(name = "podidentityassociation")]
-    PodIdentityAssociation(eksctl::podidentity::UpdateArgs),
-}
-
-/// `podid delete ...`.
-#[derive(Debug, Subcommand)]
-enum EksctlDelete {
-    /// Delete pod identity associations.
-    #[command(name = "podidentityassociation")]
-    PodIdentityAssociation(eksctl::podidentity::DeleteArgs),
-    /// Delete an Addon.
-    Addon(eksctl::addons::DeleteArgs),
-    /// Delete an IAM service account.
-    #[command(name = "iamserviceaccount")]
-    IamServiceAccount(eksctl::irsa::DeleteArgs),
+    Utils(eksctl::Utils),
 }
 
 /// The exit codes, documented in `--help`.
@@ -275,27 +208,11 @@ fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Up(args) => up::run(args),
         Command::Env(args) => up::run_env(args),
-        Command::Create(EksctlCreate::PodIdentityAssociation(args)) => {
-            eksctl::podidentity::create(args)
-        }
-        Command::Create(EksctlCreate::Addon(args)) => eksctl::addons::create(args),
-        Command::Get(EksctlGet::PodIdentityAssociation(args)) => eksctl::podidentity::get(args),
-        Command::Get(EksctlGet::Addon(args)) => eksctl::addons::get(args),
-        Command::Update(EksctlUpdate::PodIdentityAssociation(args)) => {
-            eksctl::podidentity::update(args)
-        }
-        Command::Delete(EksctlDelete::PodIdentityAssociation(args)) => {
-            eksctl::podidentity::delete(args)
-        }
-        Command::Delete(EksctlDelete::Addon(args)) => eksctl::addons::delete(args),
-        Command::Create(EksctlCreate::IamServiceAccount(args)) => eksctl::irsa::create(args),
-        Command::Create(EksctlCreate::Cluster(args)) => eksctl::cluster::create(args),
-        Command::Get(EksctlGet::IamServiceAccount(args)) => eksctl::irsa::get(args),
-        Command::Delete(EksctlDelete::IamServiceAccount(args)) => eksctl::irsa::delete(args),
-        Command::Utils(EksctlUtils::AssociateIamOidcProvider(args)) => {
-            eksctl::irsa::associate(args)
-        }
-        Command::Utils(EksctlUtils::MigrateToPodIdentity(args)) => eksctl::migrate::run(args),
+        Command::Create(command) => eksctl::finish(eksctl::create(command)),
+        Command::Get(command) => eksctl::finish(eksctl::get(command)),
+        Command::Update(command) => eksctl::finish(eksctl::update(command)),
+        Command::Delete(command) => eksctl::finish(eksctl::delete(command)),
+        Command::Utils(command) => eksctl::finish(eksctl::utils(command)),
     };
     match result {
         Ok(status) => status.into(),

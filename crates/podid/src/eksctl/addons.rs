@@ -9,7 +9,6 @@ use super::config::{Addon, IamServiceAccount, PodIdentityAssociation, ServiceAcc
 use super::roles::{self, RoleSpec};
 use super::tasks::{Level, info, log};
 use super::{AGENT_ADDON, Failure, General, Output, Target, agent_installed, check_cluster};
-use crate::Status;
 
 /// `create addon`.
 #[derive(Debug, clap::Args)]
@@ -65,19 +64,7 @@ pub(crate) struct DeleteArgs {
     preserve: bool,
 }
 
-pub(crate) fn create(args: CreateArgs) -> anyhow::Result<Status> {
-    super::finish(run_create(args))
-}
-
-pub(crate) fn get(args: GetArgs) -> anyhow::Result<Status> {
-    super::finish(run_get(args))
-}
-
-pub(crate) fn delete(args: DeleteArgs) -> anyhow::Result<Status> {
-    super::finish(run_delete(args))
-}
-
-fn run_create(args: CreateArgs) -> Result<(), Failure> {
+pub(crate) fn run_create(args: CreateArgs) -> Result<(), Failure> {
     let flags = [
         ("name", args.name.is_some()),
         ("version", args.version.is_some()),
@@ -395,6 +382,20 @@ fn create_one(
     }
 }
 
+/// DescribeAddonConfiguration of an add-on version.
+pub(crate) fn configuration(target: &Target, name: &str, version: &str) -> anyhow::Result<Value> {
+    target.eks.json(
+        "GET",
+        "/addons/configuration-schemas",
+        &format!(
+            "addonName={}&addonVersion={}",
+            podid_sigv4::uri_encoded(name),
+            podid_sigv4::uri_encoded(version)
+        ),
+        None,
+    )
+}
+
 /// Whether the add-on asks for an IRSA role to be made.
 fn has_irsa_policies(addon: &Addon) -> bool {
     !addon.attach_policy_arns.is_empty()
@@ -474,16 +475,7 @@ fn recommended(
                 .to_owned()
         }
     };
-    let configuration = target.eks.json(
-        "GET",
-        "/addons/configuration-schemas",
-        &format!(
-            "addonName={}&addonVersion={}",
-            podid_sigv4::uri_encoded(name),
-            podid_sigv4::uri_encoded(&version)
-        ),
-        None,
-    )?;
+    let configuration = configuration(target, name, &version)?;
     let mut out = Vec::new();
     for item in configuration
         .get("podIdentityConfiguration")
@@ -580,7 +572,7 @@ fn remove_roles(target: &Target, names: &[String]) {
     }
 }
 
-fn run_get(args: GetArgs) -> Result<(), Failure> {
+pub(crate) fn run_get(args: GetArgs) -> Result<(), Failure> {
     let target = args
         .general
         .target(&[("name", args.name.is_some())], false)?;
@@ -674,7 +666,7 @@ fn run_get(args: GetArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
+pub(crate) fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
     let target = args
         .general
         .target(&[("name", args.name.is_some())], false)?;

@@ -4,7 +4,6 @@
 
 use super::tasks::{Level, info, log};
 use super::{Failure, General, Target, agent_installed, irsa, roles};
-use crate::Status;
 
 /// `create cluster`.
 #[derive(Debug, clap::Args)]
@@ -16,11 +15,7 @@ pub(crate) struct CreateClusterArgs {
     concurrency: usize,
 }
 
-pub(crate) fn create(args: CreateClusterArgs) -> anyhow::Result<Status> {
-    super::finish(run(args))
-}
-
-fn run(args: CreateClusterArgs) -> Result<(), Failure> {
+pub(crate) fn run(args: CreateClusterArgs) -> Result<(), Failure> {
     if args.general.config_file.is_none() {
         return Err(Failure::Usage(
             "podid create cluster reads a ClusterConfig file: give it with -f (a cluster from flags alone is `podid cluster create NAME`)".into(),

@@ -10,7 +10,6 @@ use super::config::{IamServiceAccount, ServiceAccountMeta, WellKnownPolicies, te
 use super::roles::{self, RoleSpec};
 use super::tasks::{self, Level, info, log};
 use super::{Failure, General, Output, Target, check_cluster, key_values, list};
-use crate::Status;
 
 /// IRSA's role annotation.
 pub(crate) const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -96,22 +95,6 @@ pub(crate) struct DeleteArgs {
     approve: bool,
 }
 
-pub(crate) fn associate(args: AssociateArgs) -> anyhow::Result<Status> {
-    super::finish(run_associate(args))
-}
-
-pub(crate) fn create(args: CreateArgs) -> anyhow::Result<Status> {
-    super::finish(run_create(args))
-}
-
-pub(crate) fn get(args: GetArgs) -> anyhow::Result<Status> {
-    super::finish(run_get(args))
-}
-
-pub(crate) fn delete(args: DeleteArgs) -> anyhow::Result<Status> {
-    super::finish(run_delete(args))
-}
-
 /// The cluster's issuer and IAM's OIDC provider for it: (provider ARN, `HOST/PATH`, whether
 /// the provider exists).
 pub(crate) struct Provider {
@@ -165,7 +148,7 @@ pub(crate) fn create_provider(target: &Target, provider: &Provider) -> Result<()
     Ok(())
 }
 
-fn run_associate(args: AssociateArgs) -> Result<(), Failure> {
+pub(crate) fn run_associate(args: AssociateArgs) -> Result<(), Failure> {
     let target = args.general.target(&[], false)?;
     if let Some(config) = &target.config {
         if config.iam.as_ref().and_then(|i| i.with_oidc) != Some(true) {
@@ -200,7 +183,7 @@ fn run_associate(args: AssociateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_create(args: CreateArgs) -> Result<(), Failure> {
+pub(crate) fn run_create(args: CreateArgs) -> Result<(), Failure> {
     let flags = [
         ("name", args.name.is_some()),
         ("namespace", args.namespace.is_some()),
@@ -581,7 +564,7 @@ pub(crate) fn annotated(target: &Target, namespace: Option<&str>) -> anyhow::Res
         .collect())
 }
 
-fn run_get(args: GetArgs) -> Result<(), Failure> {
+pub(crate) fn run_get(args: GetArgs) -> Result<(), Failure> {
     let target = args
         .general
         .target(&[("name", args.name.is_some())], false)?;
@@ -624,7 +607,7 @@ fn run_get(args: GetArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
+pub(crate) fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
     let target = args
         .general
         .target(&[("name", args.name.is_some())], false)?;

@@ -11,7 +11,6 @@ use super::irsa::{self, IAMSERVICEACCOUNT_TAG, ROLE_ANNOTATION};
 use super::roles;
 use super::tasks::{self, Level, Tree, info, log};
 use super::{AGENT_ADDON, Failure, General, Target, agent_installed};
-use crate::Status;
 
 /// `utils migrate-to-pod-identity`.
 #[derive(Debug, clap::Args)]
@@ -25,10 +24,6 @@ pub(crate) struct MigrateArgs {
     /// annotation from the service accounts.
     #[arg(long)]
     remove_oidc_provider_trust_relationship: bool,
-}
-
-pub(crate) fn run(args: MigrateArgs) -> anyhow::Result<Status> {
-    super::finish(migrate(args))
 }
 
 /// One service account or add-on to migrate, and what it still needs.
@@ -57,7 +52,7 @@ impl Candidate {
     }
 }
 
-fn migrate(args: MigrateArgs) -> Result<(), Failure> {
+pub(crate) fn run(args: MigrateArgs) -> Result<(), Failure> {
     let target = args.general.target(&[], false)?;
     let remove_oidc = args.remove_oidc_provider_trust_relationship;
     let provider = irsa::provider(&target)?;
@@ -437,16 +432,8 @@ fn addons_with_irsa(target: &Target) -> anyhow::Result<Vec<(String, String, Stri
             ));
             continue;
         }
-        let configuration = target.eks.json(
-            "GET",
-            "/addons/configuration-schemas",
-            &format!(
-                "addonName={}&addonVersion={}",
-                podid_sigv4::uri_encoded(name),
-                podid_sigv4::uri_encoded(&field("/addon/addonVersion"))
-            ),
-            None,
-        )?;
+        let configuration =
+            super::addons::configuration(target, name, &field("/addon/addonVersion"))?;
         let Some(sa) = configuration
             .pointer("/podIdentityConfiguration/0/serviceAccount")
             .and_then(Value::as_str)

@@ -21,6 +21,118 @@ use crate::Status;
 use crate::aws_client::{ApiFailure, Client, ClientArgs};
 use config::{ClusterConfig, ConfigError};
 
+/// `podid utils ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Utils {
+    /// Setup IAM OIDC provider for a cluster to enable IAM roles for pods (plan unless
+    /// --approve).
+    AssociateIamOidcProvider(irsa::AssociateArgs),
+    /// Migrate iamserviceaccounts and add-ons with IRSA roles to pod identity associations:
+    /// the plan, or with --approve the migration (the agent add-on, the roles' trust policies,
+    /// the associations; --remove-oidc-provider-trust-relationship also drops IRSA's trust and
+    /// annotations). A rerun after success changes nothing.
+    MigrateToPodIdentity(migrate::MigrateArgs),
+}
+
+/// `podid create ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Create {
+    /// Create a pod identity association (and its IAM role, unless --role-arn names one).
+    /// Needs the eks-pod-identity-agent add-on, as eksctl does.
+    #[command(name = "podidentityassociation")]
+    PodIdentityAssociation(podidentity::CreateArgs),
+    /// Create an Addon.
+    Addon(addons::CreateArgs),
+    /// Create an iamserviceaccount - AWS IAM role bound to a Kubernetes service account (plan
+    /// unless --approve).
+    #[command(name = "iamserviceaccount")]
+    IamServiceAccount(irsa::CreateArgs),
+    /// Create a local cluster with what its ClusterConfig file asks for (-f): OIDC provider,
+    /// add-ons, iamserviceaccounts, pod identity associations.
+    Cluster(cluster::CreateClusterArgs),
+}
+
+/// `podid get ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Get {
+    /// Get a pod identity association.
+    #[command(
+        name = "podidentityassociation",
+        visible_alias = "podidentityassociations"
+    )]
+    PodIdentityAssociation(podidentity::GetArgs),
+    /// Get an Addon.
+    #[command(visible_alias = "addons")]
+    Addon(addons::GetArgs),
+    /// Get iamserviceaccount(s).
+    #[command(name = "iamserviceaccount", visible_alias = "iamserviceaccounts")]
+    IamServiceAccount(irsa::GetArgs),
+}
+
+/// `podid update ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Update {
+    /// Update pod identity associations.
+    #[command(name = "podidentityassociation")]
+    PodIdentityAssociation(podidentity::UpdateArgs),
+}
+
+/// `podid delete ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Delete {
+    /// Delete pod identity associations.
+    #[command(name = "podidentityassociation")]
+    PodIdentityAssociation(podidentity::DeleteArgs),
+    /// Delete an Addon.
+    Addon(addons::DeleteArgs),
+    /// Delete an IAM service account.
+    #[command(name = "iamserviceaccount")]
+    IamServiceAccount(irsa::DeleteArgs),
+}
+
+/// Runs `podid create ...`.
+pub(crate) fn create(command: Create) -> Result<(), Failure> {
+    match command {
+        Create::PodIdentityAssociation(args) => podidentity::run_create(args),
+        Create::Addon(args) => addons::run_create(args),
+        Create::IamServiceAccount(args) => irsa::run_create(args),
+        Create::Cluster(args) => cluster::run(args),
+    }
+}
+
+/// Runs `podid get ...`.
+pub(crate) fn get(command: Get) -> Result<(), Failure> {
+    match command {
+        Get::PodIdentityAssociation(args) => podidentity::run_get(args),
+        Get::Addon(args) => addons::run_get(args),
+        Get::IamServiceAccount(args) => irsa::run_get(args),
+    }
+}
+
+/// Runs `podid update ...`.
+pub(crate) fn update(command: Update) -> Result<(), Failure> {
+    match command {
+        Update::PodIdentityAssociation(args) => podidentity::run_update(args),
+    }
+}
+
+/// Runs `podid delete ...`.
+pub(crate) fn delete(command: Delete) -> Result<(), Failure> {
+    match command {
+        Delete::PodIdentityAssociation(args) => podidentity::run_delete(args),
+        Delete::Addon(args) => addons::run_delete(args),
+        Delete::IamServiceAccount(args) => irsa::run_delete(args),
+    }
+}
+
+/// Runs `podid utils ...`.
+pub(crate) fn utils(command: Utils) -> Result<(), Failure> {
+    match command {
+        Utils::AssociateIamOidcProvider(args) => irsa::run_associate(args),
+        Utils::MigrateToPodIdentity(args) => migrate::run(args),
+    }
+}
+
 /// The flags eksctl's commands share.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub(crate) struct General {

@@ -9,7 +9,6 @@ use super::config::{PodIdentityAssociation, WellKnownPolicies, texts};
 use super::roles::{self, RoleSpec};
 use super::tasks::{self, Level, info, log};
 use super::{Failure, General, Output, Target, agent_installed, check_cluster, key_values, list};
-use crate::Status;
 use crate::aws_client::Client;
 
 /// `create podidentityassociation`.
@@ -123,23 +122,7 @@ pub(crate) struct DeleteArgs {
     service_account_name: Option<String>,
 }
 
-pub(crate) fn create(args: CreateArgs) -> anyhow::Result<Status> {
-    super::finish(run_create(args))
-}
-
-pub(crate) fn get(args: GetArgs) -> anyhow::Result<Status> {
-    super::finish(run_get(args))
-}
-
-pub(crate) fn update(args: UpdateArgs) -> anyhow::Result<Status> {
-    super::finish(run_update(args))
-}
-
-pub(crate) fn delete(args: DeleteArgs) -> anyhow::Result<Status> {
-    super::finish(run_delete(args))
-}
-
-fn run_create(args: CreateArgs) -> Result<(), Failure> {
+pub(crate) fn run_create(args: CreateArgs) -> Result<(), Failure> {
     let flags = [
         ("namespace", args.namespace.is_some()),
         ("service-account-name", args.service_account_name.is_some()),
@@ -669,7 +652,7 @@ pub(crate) fn describe_association(eks: &Client, cluster: &str, id: &str) -> any
         .unwrap_or(Value::Null))
 }
 
-fn run_get(args: GetArgs) -> Result<(), Failure> {
+pub(crate) fn run_get(args: GetArgs) -> Result<(), Failure> {
     let target = args.general.target(&[], false)?;
     if args.service_account_name.is_some() && args.namespace.is_none() {
         return Err(Failure::Usage(
@@ -754,7 +737,7 @@ fn owned_role(target: &Target, role_arn: &str, ns: &str, sa: &str) -> anyhow::Re
     )
 }
 
-fn run_update(args: UpdateArgs) -> Result<(), Failure> {
+pub(crate) fn run_update(args: UpdateArgs) -> Result<(), Failure> {
     let flags = [
         ("namespace", args.namespace.is_some()),
         ("service-account-name", args.service_account_name.is_some()),
@@ -936,7 +919,7 @@ fn update_one(
     Ok(())
 }
 
-fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
+pub(crate) fn run_delete(args: DeleteArgs) -> Result<(), Failure> {
     let flags = [
         ("namespace", args.namespace.is_some()),
         ("service-account-name", args.service_account_name.is_some()),
