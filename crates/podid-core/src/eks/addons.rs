@@ -13,7 +13,7 @@ use podid_store::Op;
 
 use super::associations::{CreateAssociation, UpdateAssociation};
 use super::catalogue::{self, AddonSpec, CLUSTER_VERSIONS};
-use super::clusters::{decode_token, encode_token, max_results_of, more, tag_context};
+use super::clusters::{decode_token, encode_token, max_results_of, tag_context};
 use super::records::{AddonRecord, AssociationRecord, ns};
 use super::{Eks, EksPage, key, names};
 use crate::auth::Caller;
@@ -221,27 +221,15 @@ impl Eks<'_> {
         next_token: Option<&str>,
     ) -> Result<EksPage<String>, Error> {
         names::cluster_name(cluster)?;
-        let limit = max_results_of(max_results)?;
+        max_results_of(max_results)?;
         let account = caller.account().to_string();
         let cluster_arn = format!("arn:aws:eks:{region}:{account}:cluster/{cluster}");
         self.core
             .authorize(caller, "eks:ListAddons", &cluster_arn, &[])?;
         self.cluster_record(&account, region, cluster).await?;
         let prefix = format!("{}/", key(&[&account, region, cluster]));
-        let after = next_token.map(|t| decode_token(t, &prefix)).transpose()?;
-        let mut items = self
-            .core
-            .store
-            .scan(ns::ADDON, &prefix, after.as_deref(), limit + 1)
-            .await?;
-        let next = more(&mut items, limit).map(|k| encode_token(&k));
-        Ok(EksPage {
-            items: items
-                .into_iter()
-                .filter_map(|i| i.key.strip_prefix(&prefix).map(str::to_owned))
-                .collect(),
-            next_token: next,
-        })
+        self.name_page(ns::ADDON, &prefix, max_results, next_token)
+            .await
     }
 
     /// UpdateAddon: applied at once. A new `podIdentityAssociations` list replaces the old:

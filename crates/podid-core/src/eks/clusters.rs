@@ -236,19 +236,36 @@ impl Eks<'_> {
             &format!("arn:aws:eks:{region}:{account}:cluster/*"),
             &[],
         )?;
+        self.name_page(
+            ns::CLUSTER,
+            &key(&[&account, region, ""]),
+            max_results,
+            next_token,
+        )
+        .await
+    }
+
+    /// A page of the names under `prefix` in `space` (clusters of a region, add-ons of a
+    /// cluster), in order.
+    pub(super) async fn name_page(
+        self,
+        space: &'static str,
+        prefix: &str,
+        max_results: Option<u32>,
+        next_token: Option<&str>,
+    ) -> Result<EksPage<String>, Error> {
         let limit = max_results_of(max_results)?;
-        let prefix = key(&[&account, region, ""]);
-        let after = next_token.map(|t| decode_token(t, &prefix)).transpose()?;
+        let after = next_token.map(|t| decode_token(t, prefix)).transpose()?;
         let mut items = self
             .core
             .store
-            .scan(ns::CLUSTER, &prefix, after.as_deref(), limit + 1)
+            .scan(space, prefix, after.as_deref(), limit + 1)
             .await?;
         let next = more(&mut items, limit).map(|k| encode_token(&k));
         Ok(EksPage {
             items: items
                 .into_iter()
-                .filter_map(|i| i.key.strip_prefix(&prefix).map(str::to_owned))
+                .filter_map(|i| i.key.strip_prefix(prefix).map(str::to_owned))
                 .collect(),
             next_token: next,
         })
