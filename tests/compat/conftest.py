@@ -82,7 +82,7 @@ class Server:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"podid server exited with {self.process.returncode}; see {self.log.name}")
                 continue
-            match = re.search(r"listening on (http://\S+)", line)
+            match = re.search(r"listening on (https?://\S+)", line)
             if match:
                 self.endpoint = match.group(1)
                 # Keep draining stdout so the server never blocks on a full pipe.

@@ -84,6 +84,7 @@ pub struct EksAuth {
     timeout: Duration,
     /// Keeps connections to EKS Auth alive between calls.
     http: ureq::Agent,
+    trust: Trust,
 }
 
 impl std::fmt::Debug for EksAuth {
@@ -97,14 +98,22 @@ impl std::fmt::Debug for EksAuth {
 
 impl EksAuth {
     /// EKS Auth at `endpoint` (`http://127.0.0.1:4599`), signing for `region`; each attempt
-    /// times out after `timeout` (the reference agent: 1 s).
-    pub fn new(endpoint: &str, region: &str, credentials: Credentials, timeout: Duration) -> Self {
+    /// times out after `timeout` (the reference agent: 1 s). An https endpoint's certificate
+    /// is checked against `trust`.
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        credentials: Credentials,
+        timeout: Duration,
+        trust: Trust,
+    ) -> Self {
         Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
             credentials,
             timeout,
-            http: http_agent(timeout, 0),
+            http: http_agent(timeout, 0, &trust),
+            trust,
         }
     }
 
@@ -184,15 +193,79 @@ fn read_limited(body: &mut ureq::Body) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Which certificate authorities an https server must be signed by: the Mozilla roots (the
+/// default), or the certificates of a CA bundle instead (`--ca-bundle`, `AWS_CA_BUNDLE`, as the
+/// AWS SDKs read it), for a podid behind a private CA.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    bundle: Option<std::sync::Arc<Vec<ureq::tls::Certificate<'static>>>>,
+}
+
+impl Trust {
+    /// The certificates of the PEM file at `path`, trusted instead of the Mozilla roots.
+    pub fn ca_bundle(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read the CA bundle `{}`: {e}", path.display()))?;
+        let mut certificates = Vec::new();
+        for item in ureq::tls::parse_pem(&text) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certificates.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "the CA bundle `{}` is not PEM: {e}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if certificates.is_empty() {
+            return Err(format!(
+                "the CA bundle `{}` holds no certificate: give the PEM certificate of the CA that signed podid's (`-----BEGIN CERTIFICATE-----`)",
+                path.display()
+            ));
+        }
+        Ok(Self {
+            bundle: Some(std::sync::Arc::new(certificates)),
+        })
+    }
+}
+
+/// What to do about a TLS failure, by the text of the error: a certificate from an unknown
+/// CA, or one that does not name the host.
+pub fn tls_hint(error: &str) -> Option<&'static str> {
+    if error.contains("UnknownIssuer") || error.contains("unknown issuer") {
+        Some(
+            "the server's certificate is not signed by a CA this client trusts: give the CA's certificate with --ca-bundle or AWS_CA_BUNDLE",
+        )
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
+        Some(
+            "the server's certificate does not name this host: use a host name the certificate was issued for in the endpoint URL, or reissue the certificate with this one",
+        )
+    } else if error.contains("CertExpired") || error.contains("expired") {
+        Some(
+            "the server's certificate has expired: renew it (podid server reads it again when the file changes)",
+        )
+    } else {
+        None
+    }
+}
+
 /// podid's HTTP(S) client: TLS by rustls on aws-lc-rs (the binary's one crypto provider) with
-/// the Mozilla roots, `timeout` for the whole call, at most `redirects` redirects, and every
-/// status returned as an answer (not an error) so that AWS's error bodies can be read.
-pub fn http_agent(timeout: Duration, redirects: u32) -> ureq::Agent {
+/// the Mozilla roots or `trust`'s CA bundle, `timeout` for the whole call, at most `redirects`
+/// redirects, and every status returned as an answer (not an error) so that AWS's error bodies
+/// can be read.
+pub fn http_agent(timeout: Duration, redirects: u32, trust: &Trust) -> ureq::Agent {
+    let roots = match &trust.bundle {
+        Some(certificates) => ureq::tls::RootCerts::Specific(certificates.clone()),
+        None => ureq::tls::RootCerts::WebPki,
+    };
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
+        .root_certs(roots)
         .build();
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -247,6 +320,7 @@ impl Upstream for EksAuth {
                 credentials: self.credentials.clone(),
                 timeout: self.timeout,
                 http: self.http.clone(),
+                trust: self.trust.clone(),
             };
             let (cluster, token) = (cluster.to_owned(), token.to_owned());
             let result = tokio::task::spawn_blocking(move || this.call(&cluster, &token))
@@ -264,7 +338,8 @@ impl Upstream for EksAuth {
     async fn fetch(&self, url: &str) -> Result<String, String> {
         let url = url.to_owned();
         let timeout = self.timeout * 5;
-        tokio::task::spawn_blocking(move || document(&url, timeout))
+        let trust = self.trust.clone();
+        tokio::task::spawn_blocking(move || document(&url, timeout, &trust))
             .await
             .map_err(|e| e.to_string())?
     }
@@ -272,11 +347,11 @@ impl Upstream for EksAuth {
 
 /// `GET url` (http or https) for an OIDC discovery document or key set: at most 1 MiB, three
 /// redirects, `timeout` in all. Blocking.
-pub fn document(url: &str, timeout: Duration) -> Result<String, String> {
+pub fn document(url: &str, timeout: Duration, trust: &Trust) -> Result<String, String> {
     if !url.starts_with("https://") && !url.starts_with("http://") {
         return Err(format!("`{url}` is not an http(s) URL"));
     }
-    let mut response = http_agent(timeout, 3)
+    let mut response = http_agent(timeout, 3, trust)
         .get(url)
         .call()
         .map_err(|e| e.to_string())?;

@@ -116,12 +116,14 @@ pub(crate) fn eks_auth(client: &ClientArgs, endpoint: Option<&str>) -> anyhow::R
         "eks-auth",
         Some(|region| format!("https://eks-auth.{region}.api.aws")),
     )?;
+    let trust = client.trust();
     let (credentials, region, endpoint) = client.into_parts();
     Ok(EksAuth::new(
         &endpoint,
         &region,
         credentials,
         Duration::from_secs(1),
+        trust,
     ))
 }
 
@@ -150,7 +152,13 @@ pub(crate) async fn start(
             Ok(listener) => {
                 addresses.push(listener.local_addr().unwrap_or(address));
                 let router = podid_agent::credentials_router(agent.clone());
-                tokio::spawn(serve(listener, router, limits, std::future::pending()));
+                tokio::spawn(serve(
+                    listener,
+                    router,
+                    limits,
+                    None,
+                    std::future::pending(),
+                ));
             }
             Err(e) => {
                 let family = if host.is_ipv6() { "IPv6" } else { "IPv4" };
@@ -218,6 +226,12 @@ async fn serve_side(
             format!("cannot listen on {address} for the {what} endpoint: choose another port")
         })?;
     let bound = listener.local_addr().unwrap_or(address);
-    tokio::spawn(serve(listener, router, limits, std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        router,
+        limits,
+        None,
+        std::future::pending(),
+    ));
     Ok(bound)
 }

@@ -34,6 +34,10 @@ pub(crate) struct ClientArgs {
     /// profile's `endpoint_url`).
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) endpoint_url: Option<String>,
+    /// The CA bundle (PEM) that signed the server's certificate, trusted instead of the public
+    /// roots (default: `AWS_CA_BUNDLE`, then the profile's `ca_bundle`), as the AWS CLI reads it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl ClientArgs {
@@ -47,6 +51,7 @@ impl ClientArgs {
             profile,
             region,
             endpoint_url,
+            ca_bundle: None,
         }
     }
 
@@ -66,6 +71,7 @@ pub(crate) struct Client {
     region: String,
     endpoint: String,
     service: &'static str,
+    trust: podid_agent::Trust,
 }
 
 /// A failure the server answered with: its AWS error code and message.
@@ -158,11 +164,25 @@ impl Client {
                     "no endpoint: give --endpoint-url, set AWS_ENDPOINT_URL (or {service_env}), or add `endpoint_url` to the profile"
                 )
             })?;
+        let bundle = args
+            .ca_bundle
+            .clone()
+            .or_else(|| env("AWS_CA_BUNDLE").map(PathBuf::from))
+            .or_else(|| {
+                from_config
+                    .and_then(|s| s.get("ca_bundle"))
+                    .map(PathBuf::from)
+            });
+        let trust = match bundle {
+            Some(path) => podid_agent::Trust::ca_bundle(&path).map_err(anyhow::Error::msg)?,
+            None => podid_agent::Trust::default(),
+        };
         Ok(Self {
             credentials,
             region,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             service,
+            trust,
         })
     }
 
@@ -178,7 +198,13 @@ impl Client {
             region: region.to_owned(),
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             service,
+            trust: podid_agent::Trust::default(),
         }
+    }
+
+    /// The certificate authorities the client trusts.
+    pub(crate) fn trust(&self) -> podid_agent::Trust {
+        self.trust.clone()
     }
 
     /// The server's URL.
@@ -307,7 +333,7 @@ impl Client {
         } else {
             format!("{}{path}?{query}", self.endpoint)
         };
-        let agent = podid_agent::http_agent(std::time::Duration::from_secs(60), 0);
+        let agent = podid_agent::http_agent(std::time::Duration::from_secs(60), 0, &self.trust);
         let mut call = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
@@ -321,10 +347,10 @@ impl Client {
         };
         let sent = sent.with_context(|| format!("cannot build a request to `{url}`"))?;
         let mut response = sent.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach {}: {e} (is `podid up` or `podid server` running there?)",
-                self.endpoint
-            )
+            let text = e.to_string();
+            let hint = podid_agent::tls_hint(&text)
+                .unwrap_or("is `podid up` or `podid server` running there?");
+            anyhow::anyhow!("cannot reach {}: {text} ({hint})", self.endpoint)
         })?;
         let status = response.status().as_u16();
         let error_type = response

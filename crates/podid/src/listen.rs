@@ -18,7 +18,9 @@ use clap::Args;
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+#[cfg(test)]
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
@@ -131,6 +133,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -159,8 +162,21 @@ pub(crate) async fn serve(
         };
         let router = router.clone();
         let stopped = stopped.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(stream, peer, router, limits, stopped).await;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => connection(stream, peer, router, limits, stopped).await,
+                // The handshake is part of the request head: it has the head's time.
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => connection(stream, peer, router, limits, stopped).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -172,14 +188,15 @@ pub(crate) async fn serve(
 }
 
 /// One connection, until the client leaves, a limit is reached, or the server stops.
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: axum::Router,
     limits: Limits,
     mut stopped: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let phase = Arc::new(Mutex::new(Phase::Head(Instant::now())));
     let io = TokioIo::new(Guarded::new(stream, phase.clone(), limits));
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -258,8 +275,8 @@ fn set(phase: &Mutex<Phase>, to: Phase) {
 }
 
 /// The connection's socket, closed with `TimedOut` when the client overstays its phase.
-struct Guarded {
-    io: TcpStream,
+struct Guarded<S> {
+    io: S,
     phase: Arc<Mutex<Phase>>,
     limits: Limits,
     read_timer: Pin<Box<Sleep>>,
@@ -268,8 +285,8 @@ struct Guarded {
     write_timer: Pin<Box<Sleep>>,
 }
 
-impl Guarded {
-    fn new(io: TcpStream, phase: Arc<Mutex<Phase>>, limits: Limits) -> Self {
+impl<S> Guarded<S> {
+    fn new(io: S, phase: Arc<Mutex<Phase>>, limits: Limits) -> Self {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         Self {
             io,
@@ -304,7 +321,7 @@ impl Guarded {
     }
 }
 
-impl Guarded {
+impl<S> Guarded<S> {
     /// A write that waits on the client longer than the body timeout fails.
     fn guard_write(
         &mut self,
@@ -339,7 +356,7 @@ fn timed_out(what: &str) -> io::Error {
     )
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -369,7 +386,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -501,7 +518,13 @@ mod tests {
             idle_timeout: SHORT,
             max_connections,
         };
-        tokio::spawn(serve(listener, router, limits, std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            router,
+            limits,
+            None,
+            std::future::pending(),
+        ));
         address
     }
 

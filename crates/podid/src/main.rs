@@ -10,6 +10,7 @@ mod listen;
 mod policy;
 mod server;
 mod serviceaccount;
+mod tls;
 mod up;
 
 use std::process::ExitCode;

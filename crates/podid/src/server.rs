@@ -54,7 +54,7 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "us-east-1")]
     region: String,
     /// The endpoint URL written into the AWS config file (default: `http://` + the listen
-    /// address).
+    /// address, `https://` with --tls-cert).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
     /// PostgreSQL connections per server.
@@ -71,6 +71,8 @@ pub(crate) struct ServerArgs {
     read_cache_ms: u64,
     #[command(flatten)]
     limits: ListenArgs,
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
 }
 
 impl ServerArgs {
@@ -94,6 +96,7 @@ impl ServerArgs {
             association_quota: 1000,
             read_cache_ms: 1000,
             limits,
+            tls: crate::tls::TlsArgs::default(),
         }
     }
 }
@@ -144,6 +147,7 @@ pub(crate) struct Started {
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Started {
@@ -152,7 +156,7 @@ impl Started {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        crate::listen::serve(self.listener, self.app, self.limits, stop).await;
+        crate::listen::serve(self.listener, self.app, self.limits, self.tls, stop).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -191,10 +195,12 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let tls = args.tls.acceptor()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoint = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
+        .unwrap_or_else(|| format!("{scheme}://{address}"));
     let bootstrapped = core
         .bootstrap(&accounts)
         .await
@@ -267,6 +273,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
         listener,
         app,
         limits: args.limits.limits(),
+        tls,
     })
 }
 
@@ -464,7 +471,11 @@ impl podid_core::Fetcher for HttpFetcher {
     async fn get(&self, url: &str) -> Result<String, String> {
         let url = url.to_owned();
         tokio::task::spawn_blocking(move || {
-            podid_agent::document(&url, std::time::Duration::from_secs(5))
+            podid_agent::document(
+                &url,
+                std::time::Duration::from_secs(5),
+                &podid_agent::Trust::default(),
+            )
         })
         .await
         .map_err(|e| e.to_string())?

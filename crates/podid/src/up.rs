@@ -104,7 +104,13 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
 
     let mut config = AgentConfig::new(&args.cluster);
     config.allowed_hosts = vec!["127.0.0.1".into()];
-    let upstream = EksAuth::new(&endpoint, &region, admin, Duration::from_secs(1));
+    let upstream = EksAuth::new(
+        &endpoint,
+        &region,
+        admin,
+        Duration::from_secs(1),
+        podid_agent::Trust::default(),
+    );
     let agent = podid_agent::agent(config, Arc::new(upstream));
     let running = crate::agent::start(
         agent,
