@@ -99,6 +99,13 @@ def test_the_aws_cli_and_boto3_over_tls(tls_server):
     session = boto3.session.Session(botocore_session=core, profile_name="default")
     iam = session.client("iam", verify=ca, config=botocore.config.Config(retries={"max_attempts": 1}))
     assert "Roles" in iam.list_roles()
+    # Requests over TLS carry aws:SecureTransport = true: a deny of insecure calls leaves them be.
+    deny_insecure = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                                                             "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+    iam.put_user_policy(UserName="admin", PolicyName="deny-insecure", PolicyDocument=json.dumps(deny_insecure))
+    assert "Roles" in iam.list_roles()
+    ok = run([*aws_cli(), "iam", "list-roles"], env_with(tls_server, AWS_CA_BUNDLE=ca))
+    assert ok.returncode == 0, ok.stderr
     # Without the CA, the AWS CLI refuses the server.
     refused = run([*aws_cli(), "sts", "get-caller-identity"], env_with(tls_server, AWS_CA_BUNDLE=str(tls_server.other_ca[2])))
     assert refused.returncode != 0 and "SSL" in refused.stderr

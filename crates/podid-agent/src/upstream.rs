@@ -42,6 +42,12 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether EKS Auth asked the agent to slow down (`ThrottlingException`, 429): retried
+    /// with back-off, and the cached credentials are kept.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Self::Refused { status, code, .. } if *status == 429 || code == "ThrottlingException")
+    }
+
     /// Whether the pod's credentials can never come from this token (evict them).
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Refused { code, .. } if matches!(
@@ -308,7 +314,8 @@ impl Upstream for EksAuth {
         cluster: &str,
         token: &str,
     ) -> Result<UpstreamCredentials, UpstreamError> {
-        // Three attempts on unavailability, with a short backoff; refusals are final.
+        // Three attempts on unavailability or throttling, with a short backoff (200 ms, then
+        // 400 ms); other refusals are final.
         let mut last = UpstreamError::Unavailable("not tried".into());
         for attempt in 0..3u32 {
             if attempt > 0 {
@@ -328,7 +335,10 @@ impl Upstream for EksAuth {
                 .map_err(|e| UpstreamError::Unavailable(e.to_string()))
                 .and_then(|r| r);
             match result {
-                Err(e @ UpstreamError::Unavailable(_)) => last = e,
+                // Unavailable or throttled: try again after the back-off.
+                Err(e) if matches!(e, UpstreamError::Unavailable(_)) || e.is_throttled() => {
+                    last = e;
+                }
                 other => return other,
             }
         }

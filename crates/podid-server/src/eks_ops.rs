@@ -131,9 +131,16 @@ async fn process(
         "eks"
     };
     let (caller, region) = authenticate(state, parts, query, bytes, service).await?;
+    if service == "eks-auth" && !state.throttles.eks_auth(caller.arn()) {
+        return Err(ApiError::sender(
+            429,
+            "ThrottlingException",
+            "Rate exceeded",
+        ));
+    }
     let caller = caller.with_request(RequestInfo {
         source_ip,
-        secure_transport: false,
+        secure_transport: parts.extensions.get::<crate::SecureTransport>().is_some(),
         region: Some(region.clone()),
     });
     let body: Map<String, Value> = if bytes.is_empty() {

@@ -7,6 +7,7 @@ mod iam_ops;
 mod query;
 mod service_accounts;
 mod sts_ops;
+mod throttle;
 mod views;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::routing::{any, get};
 use podid_core::Core;
 
 pub use errors::ApiError;
+pub use throttle::{Rate, Throttles};
 
 /// The largest request body accepted: IAM documents are at most 131,072 characters, which a form
 /// encoding can triple.
@@ -29,7 +31,14 @@ pub struct AppState {
     /// The server's public base URL (`http://127.0.0.1:4599`): local clusters' issuers are
     /// under it.
     pub public_url: String,
+    /// Per-caller limits on the calls that issue credentials.
+    pub throttles: Arc<Throttles>,
 }
+
+/// Marks a request that came over TLS (the listener inserts it): `aws:SecureTransport` is
+/// true for it.
+#[derive(Clone, Copy, Debug)]
+pub struct SecureTransport;
 
 /// The server's routes.
 pub fn app(state: AppState) -> Router {

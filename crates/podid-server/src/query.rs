@@ -173,6 +173,11 @@ async fn process(
     let signed =
         parts.headers.contains_key(header::AUTHORIZATION) || params.contains_key("X-Amz-Signature");
     if service == Service::Sts && operation.name == "AssumeRoleWithWebIdentity" && !signed {
+        // Unsigned: the caller is known by its address until the token is checked.
+        let caller = format!("web-identity:{}", source_ip.as_deref().unwrap_or_default());
+        if !state.throttles.sts(&caller) {
+            return Err(throttled_sts());
+        }
         let request = QueryRequest::decode(model, operation, &params)
             .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
         let output = sts_ops::web_identity(state, &request).await?;
@@ -184,6 +189,9 @@ async fn process(
     };
     let (caller, region) = authenticate(state, parts, query, bytes, signing_name).await?;
     context.account = caller.account().to_string();
+    if service == Service::Sts && !state.throttles.sts(caller.arn()) {
+        return Err(throttled_sts());
+    }
     // GetSessionToken credentials (without MFA, which podid does not have) cannot call IAM.
     if service == Service::Iam
         && caller.session().is_some()
@@ -197,7 +205,7 @@ async fn process(
     }
     let caller = caller.with_request(RequestInfo {
         source_ip,
-        secure_transport: false,
+        secure_transport: parts.extensions.get::<crate::SecureTransport>().is_some(),
         region: Some(region),
     });
     let request = QueryRequest::decode(model, operation, &params)
@@ -207,6 +215,11 @@ async fn process(
         Service::Sts => sts_ops::call(state, &caller, &request).await?,
     };
     Ok(query_response(model, operation, &output, request_id))
+}
+
+/// STS's answer to a caller over its rate (botocore retries `Throttling`).
+fn throttled_sts() -> ApiError {
+    ApiError::sender(400, "Throttling", "Rate exceeded")
 }
 
 /// The service a signed request's credential scope names, if it is one this server speaks.

@@ -48,6 +48,7 @@ async fn harness_seeded(seed: u64) -> Harness {
         state: AppState {
             core,
             public_url: "http://127.0.0.1:4599".into(),
+            throttles: Arc::default(),
         },
         credentials: Credentials {
             access_key_id: key.access_key_id.clone(),

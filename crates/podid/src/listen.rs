@@ -166,12 +166,14 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             match tls {
-                None => connection(stream, peer, router, limits, stopped).await,
+                None => connection(stream, peer, false, router, limits, stopped).await,
                 // The handshake is part of the request head: it has the head's time.
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => connection(stream, peer, router, limits, stopped).await,
+                        Ok(Ok(stream)) => {
+                            connection(stream, peer, true, router, limits, stopped).await;
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -191,6 +193,7 @@ pub(crate) async fn serve(
 async fn connection<S>(
     stream: S,
     peer: SocketAddr,
+    secure: bool,
     router: axum::Router,
     limits: Limits,
     mut stopped: watch::Receiver<bool>,
@@ -220,6 +223,11 @@ async fn connection<S>(
                 })
             });
             request.extensions_mut().insert(ConnectInfo(peer));
+            if secure {
+                request
+                    .extensions_mut()
+                    .insert(podid_server::SecureTransport);
+            }
             let response = match router.oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},

@@ -73,6 +73,52 @@ pub(crate) struct ServerArgs {
     limits: ListenArgs,
     #[command(flatten)]
     tls: crate::tls::TlsArgs,
+    #[command(flatten)]
+    throttle: ThrottleArgs,
+}
+
+/// Per-caller rates of the calls that issue credentials.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub(crate) struct ThrottleArgs {
+    /// STS calls per second per caller (access key's principal or session; unsigned
+    /// AssumeRoleWithWebIdentity by client address), AWS's default STS quota. Over it: STS's
+    /// `Throttling` error, which SDKs retry. 0: no limit.
+    #[arg(long, default_value_t = 600.0, value_name = "PER_SECOND")]
+    sts_rate: f64,
+    /// How many STS calls a caller may make at once before the rate applies.
+    #[arg(long, default_value_t = 600.0, value_name = "N")]
+    sts_burst: f64,
+    /// EKS Auth (AssumeRoleForPodIdentity) calls per second per caller (a node's credentials).
+    /// Over it: `ThrottlingException` (429), which the agent retries with back-off. 0: no limit.
+    #[arg(long, default_value_t = 1000.0, value_name = "PER_SECOND")]
+    eks_auth_rate: f64,
+    /// How many EKS Auth calls a caller may make at once before the rate applies.
+    #[arg(long, default_value_t = 2000.0, value_name = "N")]
+    eks_auth_burst: f64,
+}
+
+impl Default for ThrottleArgs {
+    fn default() -> Self {
+        Self {
+            sts_rate: 600.0,
+            sts_burst: 600.0,
+            eks_auth_rate: 1000.0,
+            eks_auth_burst: 2000.0,
+        }
+    }
+}
+
+impl ThrottleArgs {
+    fn throttles(self) -> podid_server::Throttles {
+        let rate = |per_second: f64, burst: f64| podid_server::Rate {
+            per_second,
+            burst: burst.max(1.0),
+        };
+        podid_server::Throttles::new(
+            rate(self.sts_rate, self.sts_burst),
+            rate(self.eks_auth_rate, self.eks_auth_burst),
+        )
+    }
 }
 
 impl ServerArgs {
@@ -97,6 +143,7 @@ impl ServerArgs {
             read_cache_ms: 1000,
             limits,
             tls: crate::tls::TlsArgs::default(),
+            throttle: ThrottleArgs::default(),
         }
     }
 }
@@ -264,6 +311,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     let app = podid_server::app(podid_server::AppState {
         core,
         public_url: endpoint.clone(),
+        throttles: Arc::new(args.throttle.throttles()),
     });
     Ok(Started {
         endpoint,

@@ -42,6 +42,8 @@ pub(crate) fn start(database_url: Option<&str>, extra: &[&str]) -> Server {
     command
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
+        // Throughput, not the per-caller limits: every load comes from one caller.
+        .args(["--sts-rate", "0", "--eks-auth-rate", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
