@@ -11,6 +11,7 @@ mod ids;
 mod issuers;
 mod names;
 mod records;
+mod rekey;
 mod sts;
 
 use std::collections::HashMap;

@@ -29,12 +29,13 @@ pub(crate) struct ServerArgs {
         long,
         default_value = "podid-data",
         value_name = "DIR",
-        env = "PODID_DATA_DIR"
+        env = "PODID_DATA_DIR",
+        global = true
     )]
     data_dir: PathBuf,
     /// Storage: `sqlite` (the default: `DATA_DIR/podid.db`), `sqlite:PATH`, or a PostgreSQL URL
     /// (`postgres://user@host:5432/db`) shared by any number of servers.
-    #[arg(long, value_name = "URL", env = "PODID_DATABASE_URL")]
+    #[arg(long, value_name = "URL", env = "PODID_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Accounts to create at the first start (comma-separated 12-digit ids), each with an IAM user
     /// `admin` (AdministratorAccess) and an access key. Ignored when the store has accounts.
@@ -48,7 +49,7 @@ pub(crate) struct ServerArgs {
     /// File holding the master key that seals secrets at rest (64 hex digits). Default:
     /// `DATA_DIR/master.key`, created with mode 0600 at the first start. Servers sharing one
     /// PostgreSQL database must share the key. `PODID_MASTER_KEY` may hold the key itself.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     master_key_file: Option<PathBuf>,
     /// The region written into the AWS config file.
     #[arg(long, default_value = "us-east-1")]
@@ -75,6 +76,25 @@ pub(crate) struct ServerArgs {
     tls: crate::tls::TlsArgs,
     #[command(flatten)]
     throttle: ThrottleArgs,
+    #[command(subcommand)]
+    action: Option<ServerAction>,
+}
+
+/// What `podid server` can do besides serving.
+#[derive(Clone, Copy, Debug, clap::Subcommand)]
+pub(crate) enum ServerAction {
+    /// Seal every secret at rest (access keys' secrets, session keys, clusters' signing keys)
+    /// with a new master key, in one transaction, and replace the key file with it
+    ///
+    /// Stop every server of the store first; start them again with the new key, which is
+    /// written where the current one was read (DATA_DIR/master.key or --master-key-file). The
+    /// old key opens nothing afterwards. The new key is written beside the old one before the
+    /// store changes, so an interrupted rotation is finished by the next start.
+    ///
+    /// Example:
+    ///   podid server rotate-master-key --data-dir podid-data
+    #[command(verbatim_doc_comment)]
+    RotateMasterKey,
 }
 
 /// Per-caller rates of the calls that issue credentials.
@@ -144,6 +164,7 @@ impl ServerArgs {
             limits,
             tls: crate::tls::TlsArgs::default(),
             throttle: ThrottleArgs::default(),
+            action: None,
         }
     }
 }
@@ -153,7 +174,58 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    match args.action {
+        Some(ServerAction::RotateMasterKey) => runtime.block_on(rotate_master_key(&args)),
+        None => runtime.block_on(serve(args)),
+    }
+}
+
+/// `podid server rotate-master-key`.
+async fn rotate_master_key(args: &ServerArgs) -> anyhow::Result<Status> {
+    if std::env::var("PODID_MASTER_KEY").is_ok() {
+        bail!(
+            "the current master key comes from PODID_MASTER_KEY, and a rotation writes the new one to a file: put the current key in a file (0600) and give it with --master-key-file"
+        );
+    }
+    let path = key_path(args);
+    if !path.exists() {
+        bail!(
+            "`{}` does not exist: give the current master key with --master-key-file",
+            path.display()
+        );
+    }
+    let store = open_store(args).await?;
+    let current = master_key(args, &*store).await?;
+    let core = Core::new(store, Arc::new(SystemClock), Arc::new(OsIds), current);
+    check_master_key(&core).await?;
+    let new = MasterKey::generate(&OsIds);
+    let pending = pending_key_path(&path);
+    write_private(&pending, &format!("{}\n", new.to_hex().expose()))?;
+    let resealed = core.reseal(&new).await.map_err(|e| {
+        let _ = std::fs::remove_file(&pending);
+        anyhow::anyhow!("{e}")
+    })?;
+    std::fs::rename(&pending, &path)
+        .with_context(|| format!("cannot move the new key to `{}`", path.display()))?;
+    println!(
+        "resealed {resealed} secrets with a new master key, now in `{}`; the old key opens nothing any more: start every server of this store with the new one",
+        path.display()
+    );
+    Ok(Status::Success)
+}
+
+/// Where the master key file is (when it is not given by `PODID_MASTER_KEY`).
+fn key_path(args: &ServerArgs) -> PathBuf {
+    args.master_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("master.key"))
+}
+
+/// Where a rotation writes the new key before the store changes.
+fn pending_key_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
@@ -217,20 +289,44 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
             args.data_dir.display()
         )
     })?;
+    private_directory(&args.data_dir);
     let store = open_store(args).await?;
     let accounts = parse_accounts(&args.accounts)?;
     let master = master_key(args, &*store).await?;
-    let core = Arc::new(
-        Core::new(
-            store.clone(),
-            Arc::new(SystemClock),
-            Arc::new(OsIds),
-            master,
+    let make_core = |master: MasterKey| {
+        Arc::new(
+            Core::new(
+                store.clone(),
+                Arc::new(SystemClock),
+                Arc::new(OsIds),
+                master,
+            )
+            .with_association_quota(args.association_quota)
+            .with_fetcher(Arc::new(HttpFetcher)),
         )
-        .with_association_quota(args.association_quota)
-        .with_fetcher(Arc::new(HttpFetcher)),
-    );
-    check_master_key(&core).await?;
+    };
+    let mut core = make_core(master);
+    if let Err(e) = check_master_key(&core).await {
+        // A rotation interrupted after the store changed: its new key is beside the old one.
+        let pending = pending_key_path(&key_path(args));
+        let finished = match std::fs::read_to_string(&pending).map(|t| MasterKey::parse(&t)) {
+            Ok(Ok(new)) => {
+                let candidate = make_core(new);
+                check_master_key(&candidate)
+                    .await
+                    .is_ok()
+                    .then_some(candidate)
+            }
+            _ => None,
+        };
+        let Some(candidate) = finished else {
+            return Err(e);
+        };
+        std::fs::rename(&pending, key_path(args))
+            .with_context(|| format!("cannot move `{}` into place", pending.display()))?;
+        tracing::warn!(key = %key_path(args).display(), "finished an interrupted master-key rotation: the new key is in place");
+        core = candidate;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -387,6 +483,12 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
         },
     };
     let store = podid_store_sqlite::SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sibling = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    private_files(&[path.clone(), sibling("-wal"), sibling("-shm")]);
     Ok(Arc::new(store))
 }
 
@@ -413,10 +515,7 @@ async fn master_key(args: &ServerArgs, store: &dyn Store) -> anyhow::Result<Mast
     if let Ok(text) = std::env::var("PODID_MASTER_KEY") {
         return MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("PODID_MASTER_KEY: {e}"));
     }
-    let path = args
-        .master_key_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("master.key"));
+    let path = key_path(args);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             MasterKey::parse(&text).map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))
@@ -508,6 +607,28 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
+}
+
+/// Makes `dir` readable by its owner only (0700): it holds the database and the master key.
+fn private_directory(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot make the data directory private (0700)");
+        }
+    }
+}
+
+/// Makes the SQLite files readable and writable by their owner only (0600).
+fn private_files(paths: &[PathBuf]) {
+    #[cfg(unix)]
+    for path in paths.iter().filter(|p| p.exists()) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot make a database file private (0600)");
+        }
+    }
 }
 
 /// Fetches external issuers' discovery documents and key sets: `GET` over http(s), 5 s, at
