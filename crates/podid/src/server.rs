@@ -83,10 +83,10 @@ pub(crate) struct ServerArgs {
 /// What `podid server` can do besides serving.
 #[derive(Clone, Copy, Debug, clap::Subcommand)]
 pub(crate) enum ServerAction {
-    /// Seal every secret at rest (access keys' secrets, session keys, clusters' signing keys)
-    /// with a new master key, in one transaction, and replace the key file with it
+    /// Reseal every secret at rest with a new master key, and replace the key file with it
     ///
-    /// Stop every server of the store first; start them again with the new key, which is
+    /// The secrets are access keys' secrets, session keys and clusters' signing keys, resealed
+    /// in one transaction. Stop every server of the store first; start them again with the new key, which is
     /// written where the current one was read (DATA_DIR/master.key or --master-key-file). The
     /// old key opens nothing afterwards. The new key is written beside the old one before the
     /// store changes, so an interrupted rotation is finished by the next start.
