@@ -197,6 +197,12 @@ pub(crate) fn uri_encode(out: &mut String, bytes: &[u8]) {
 }
 
 /// Decodes `%XX` sequences; anything else (including `+`) is kept as it is.
+/// `text` with its `%XX` sequences decoded (other bytes as they are), as text: what
+/// [`uri_encoded`] encodes, and how AWS's query APIs encode policy documents.
+pub fn percent_decoded(text: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(text)).into_owned()
+}
+
 pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

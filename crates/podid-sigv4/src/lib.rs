@@ -6,7 +6,7 @@ mod query;
 mod sign;
 mod verify;
 
-pub use canonical::{path_segments, uri_encoded};
+pub use canonical::{path_segments, percent_decoded, uri_encoded};
 pub use error::{SigV4Error, SigV4ErrorKind};
 pub use query::{QueryError, QueryParams, query_params, query_params_with_lists};
 pub use sign::{Credentials, JsonRequest, presign, sign, sign_json};

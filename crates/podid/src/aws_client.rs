@@ -410,6 +410,30 @@ fn read_ini(path: &PathBuf) -> anyhow::Result<BTreeMap<String, BTreeMap<String, 
     Ok(sections)
 }
 
+/// The text of every `<tag>` element (XML-unescaped).
+pub(crate) fn xml_all(text: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    text.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next())
+        .map(xml_unescaped)
+        .collect()
+}
+
+/// The text of the first `<tag>` element.
+pub(crate) fn xml_first(text: &str, tag: &str) -> Option<String> {
+    xml_all(text, tag).into_iter().next()
+}
+
+fn xml_unescaped(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

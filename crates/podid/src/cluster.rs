@@ -286,10 +286,7 @@ fn associate_oidc_provider(
     }
     let identity = Client::new(&args, "sts")?
         .query(&[("Action", "GetCallerIdentity"), ("Version", "2011-06-15")])?;
-    let account = identity
-        .split("<Account>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Account>").next())
+    let account = crate::aws_client::xml_first(&identity, "Account")
         .context("GetCallerIdentity answered without an account")?;
     let host = issuer.trim_start_matches("https://");
     Ok(json!({

@@ -221,7 +221,6 @@ impl Eks<'_> {
         next_token: Option<&str>,
     ) -> Result<EksPage<String>, Error> {
         names::cluster_name(cluster)?;
-        max_results_of(max_results)?;
         let account = caller.account().to_string();
         let cluster_arn = format!("arn:aws:eks:{region}:{account}:cluster/{cluster}");
         self.core

@@ -199,25 +199,8 @@ pub(crate) fn validate(addon: &Addon) -> Result<(), Failure> {
         if pia.service_account_name.is_empty() {
             return invalid(&format!("{path}.serviceAccountName must be set"));
         }
-        let inline = pia
-            .permission_policy
-            .as_ref()
-            .is_some_and(|p| !p.is_empty());
-        if pia.role_arn.is_empty()
-            && !inline
-            && pia.permission_policy_arns.is_empty()
-            && !pia.well_known_policies.any()
-        {
-            return invalid(&format!(
-                "at least one of the following must be specified: {path}.roleARN, {path}.permissionPolicy, {path}.permissionPolicyARNs, {path}.wellKnownPolicies"
-            ));
-        }
-        if !pia.role_arn.is_empty()
-            && (inline || !pia.permission_policy_arns.is_empty() || pia.well_known_policies.any())
-        {
-            return invalid(&format!(
-                "{path}.permissionPolicy, {path}.permissionPolicyARNs and {path}.wellKnownPolicies cannot be specified when {path}.roleARN is set"
-            ));
+        if let Some(why) = super::podidentity::role_source_rule(pia, &path) {
+            return invalid(&why);
         }
     }
     Ok(())

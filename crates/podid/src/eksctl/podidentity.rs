@@ -546,36 +546,13 @@ pub(crate) fn validate(
         if !is_create {
             continue;
         }
+        if let Some(why) = role_source_rule(pia, &path) {
+            return invalid(why);
+        }
         let inline = pia
             .permission_policy
             .as_ref()
             .is_some_and(|p| !p.is_empty());
-        if pia.role_arn.is_empty()
-            && !inline
-            && pia.permission_policy_arns.is_empty()
-            && !pia.well_known_policies.any()
-        {
-            return invalid(format!(
-                "at least one of the following must be specified: {path}.roleARN, {path}.permissionPolicy, {path}.permissionPolicyARNs, {path}.wellKnownPolicies"
-            ));
-        }
-        if !pia.role_arn.is_empty() {
-            if inline {
-                return invalid(format!(
-                    "{path}.permissionPolicy cannot be specified when {path}.roleARN is set"
-                ));
-            }
-            if !pia.permission_policy_arns.is_empty() {
-                return invalid(format!(
-                    "{path}.permissionPolicyARNs cannot be specified when {path}.roleARN is set"
-                ));
-            }
-            if pia.well_known_policies.any() {
-                return invalid(format!(
-                    "{path}.wellKnownPolicies cannot be specified when {path}.roleARN is set"
-                ));
-            }
-        }
         if !pia.permission_policy_name.is_empty() {
             if !inline {
                 return invalid(format!(
@@ -599,6 +576,32 @@ pub(crate) fn validate(
         }
     }
     Ok(())
+}
+
+/// eksctl's rule for where an association's role comes from (its texts): `roleARN`, or
+/// policies to make one with, not both. Also the rule of an add-on's associations.
+pub(crate) fn role_source_rule(pia: &PodIdentityAssociation, path: &str) -> Option<String> {
+    let inline = pia
+        .permission_policy
+        .as_ref()
+        .is_some_and(|p| !p.is_empty());
+    let given = [
+        ("permissionPolicy", inline),
+        (
+            "permissionPolicyARNs",
+            !pia.permission_policy_arns.is_empty(),
+        ),
+        ("wellKnownPolicies", pia.well_known_policies.any()),
+    ];
+    if pia.role_arn.is_empty() {
+        return (!given.iter().any(|(_, set)| *set)).then(|| format!(
+            "at least one of the following must be specified: {path}.roleARN, {path}.permissionPolicy, {path}.permissionPolicyARNs, {path}.wellKnownPolicies"
+        ));
+    }
+    given
+        .iter()
+        .find(|(_, set)| *set)
+        .map(|(field, _)| format!("{path}.{field} cannot be specified when {path}.roleARN is set"))
 }
 
 /// An association as listed: `associationArn`, `associationId`, `namespace`,

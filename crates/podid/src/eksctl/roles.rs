@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::config::WellKnownPolicies;
-use crate::aws_client::{ApiFailure, Client};
+use crate::aws_client::{ApiFailure, Client, xml_all, xml_first};
 
 /// The tag eksctl puts on what it makes for a cluster.
 pub(crate) const CLUSTER_TAG: &str = "alpha.eksctl.io/cluster-name";
@@ -257,7 +257,8 @@ pub(crate) fn role_trust(iam: &Client, name: &str) -> anyhow::Result<Option<Valu
         Err(e) => return Err(e),
     };
     let document = xml_first(&text, "AssumeRolePolicyDocument").unwrap_or_default();
-    let decoded = percent_decoded(&document);
+    // IAM returns policy documents URL-encoded.
+    let decoded = podid_sigv4::percent_decoded(&document);
     Ok(Some(
         serde_json::from_str(&decoded).context("the role's trust policy is not JSON")?,
     ))
@@ -389,54 +390,6 @@ fn random_suffix(len: usize) -> String {
         out.push(char::from(ALPHABET.get(n).copied().unwrap_or(b'A')));
     }
     out
-}
-
-/// The text of every `<tag>` element (XML-unescaped).
-pub(crate) fn xml_all(text: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    text.split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.split(&close).next())
-        .map(xml_unescaped)
-        .collect()
-}
-
-/// The text of the first `<tag>` element.
-pub(crate) fn xml_first(text: &str, tag: &str) -> Option<String> {
-    xml_all(text, tag).into_iter().next()
-}
-
-fn xml_unescaped(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// IAM returns policy documents URL-encoded.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The managed policies of the well-known families that eksctl attaches by ARN.
@@ -801,6 +754,9 @@ mod tests {
     fn xml_is_read() {
         let text = "<Tags><member><Key>a&amp;b</Key><Value>1</Value></member></Tags>";
         assert_eq!(xml_all(text, "Key"), ["a&b"]);
-        assert_eq!(percent_decoded("%7B%22a%22%3A1%7D+"), "{\"a\":1}+");
+        assert_eq!(
+            podid_sigv4::percent_decoded("%7B%22a%22%3A1%7D+"),
+            "{\"a\":1}+"
+        );
     }
 }
