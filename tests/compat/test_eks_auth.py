@@ -84,12 +84,13 @@ def test_seed_000_target_role_in_another_account(server, unique, tmp_path):
         iam_b.get_role(RoleName=target_role)
     assert e.value.response["Error"]["Code"] == "AccessDenied"
     # The audit shows the decision.
-    result = subprocess.run([podid_bin(), "audit", "--limit", "5", "--output", "json"], env=server.env(),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([podid_bin(), "audit", "--event-name", "AssumeRoleForPodIdentity", "--cluster", cluster,
+                             "--output", "json"], env=server.env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    decisions = json.loads(result.stdout)["decisions"]
-    assert decisions[-1]["outcome"] == "allowed"
-    assert decisions[-1]["roles"] == [f"arn:aws:iam::{A}:role/{pod_role}", f"arn:aws:iam::{B}:role/{target_role}"]
+    decision = json.loads(result.stdout)["events"][-1]
+    assert decision["outcome"] == "success" and decision["eventSource"] == "eks-auth.amazonaws.com"
+    assert decision["additionalEventData"]["podIdentity"]["roles"] == [f"arn:aws:iam::{A}:role/{pod_role}",
+                                                                        f"arn:aws:iam::{B}:role/{target_role}"]
 
 
 def test_eks_auth_errors(server, unique, tmp_path):

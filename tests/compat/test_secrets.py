@@ -72,13 +72,17 @@ def test_no_issued_secret_reaches_the_log_or_the_audit(tmp_path):
             forged.get_caller_identity()
         except Exception:
             pass
-        audit = run("audit", "--output", "json")
+        audit = run("audit", "--output", "jsonl")
         assert audit.returncode == 0, audit.stderr
     finally:
         server.stop()
     log = (data.parent / f"{data.name}.log").read_text()
     assert "request" in log and len(log) > 1000, "the log should hold the run at debug level"
-    assert "\"decisions\"" in audit.stdout and "role/worker" in audit.stdout
+    records = [json.loads(line) for line in audit.stdout.splitlines()]
+    names = {r["eventName"] for r in records}
+    assert {"CreateAccessKey", "AssumeRole", "AssumeRoleWithWebIdentity", "CreateServiceAccountToken",
+            "AssumeRoleForPodIdentity"} <= names, names
+    assert "role/worker" in audit.stdout
     assert len(secrets) == 10 and all(len(s) >= 30 for s in secrets)
     for secret in secrets:
         # Whole, and the signature part of tokens (which alone would let one forge nothing, but

@@ -7,6 +7,7 @@ use podid_policy::{
 };
 use podid_types::{AccountId, Arn, Secret, Timestamp};
 
+use crate::audit::RequestAudit;
 use crate::error::Error;
 use crate::names::{entity_key, policy_arn_parts};
 use crate::records::{AccessKeyRecord, PolicyHolder, PolicyRecord, UserRecord, ns};
@@ -55,6 +56,8 @@ pub struct RequestInfo {
     pub secure_transport: bool,
     /// The region the request was signed for (`aws:RequestedRegion`).
     pub region: Option<String>,
+    /// The request's audit, when the call is one that is audited.
+    pub audit: Option<RequestAudit>,
 }
 
 /// An authenticated caller, with the policies that decide what it may do.
@@ -138,6 +141,11 @@ impl Caller {
     /// The caller as the policy engine sees it.
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The audit of the current request, if it is audited.
+    pub fn audit(&self) -> Option<&RequestAudit> {
+        self.info.audit.as_ref()
     }
 
     /// The caller with facts about the current request.
@@ -317,6 +325,11 @@ impl Core {
         if caller.identity == Identity::Root {
             // Root may do anything in its own account and nothing in others.
             return if resource_account.is_none_or(|a| a == caller.account) {
+                if let Some(audit) = caller.audit() {
+                    audit.note_reason(format!(
+                        "{action} on {resource}: allowed for the account's root user"
+                    ));
+                }
                 Ok(())
             } else {
                 Err(Error::AccessDenied(format!(
@@ -334,6 +347,9 @@ impl Core {
             Request::new(&caller.principal, action, resource, &context).with_ownership(ownership);
         let decision = caller.policies.evaluate(&request);
         if decision.is_allowed() {
+            if let Some(audit) = caller.audit() {
+                audit.note_decision(&caller.policies, &decision, action, resource);
+            }
             Ok(())
         } else {
             let message = decision

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod audit;
 mod auth;
 mod bootstrap;
 mod catalogue;
@@ -23,6 +24,10 @@ use podid_types::Clock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use audit::{
+    Audit, AuditPage, AuditQuery, AuditRecord, Ending, HIDDEN, MAX_PAGE as MAX_AUDIT_PAGE, Outcome,
+    RequestAudit, RequestEvent, UserIdentity, redacted,
+};
 pub use auth::{Caller, Identity, RequestInfo, SessionInfo};
 pub use bootstrap::{ADMIN_USER, BootstrapKey, Bootstrapped};
 pub use catalogue::AwsManagedPolicy;
@@ -115,7 +120,7 @@ impl Core {
         eks::Eks { core: self }
     }
 
-    /// EKS Auth: AssumeRoleForPodIdentity and its audit.
+    /// EKS Auth: AssumeRoleForPodIdentity.
     pub fn eks_auth(&self) -> eks::EksAuth<'_> {
         eks::EksAuth { core: self }
     }

@@ -129,11 +129,29 @@ impl World {
             .unwrap();
     }
 
+    /// AssumeRoleForPodIdentity on `my-cluster` as `a`, audited as the server audits it.
     async fn call(&self, token: &str) -> Result<podid_core::eks::PodCredentials, Error> {
-        self.core
+        let (caller, audit) = common::audited(
+            &self.core,
+            &self.a,
+            "AssumeRoleForPodIdentity",
+            serde_json::json!({"clusterName": "my-cluster", "token": token}),
+        );
+        let result = self
+            .core
             .eks_auth()
-            .assume_role_for_pod_identity(&self.a, REGION, "my-cluster", token)
-            .await
+            .assume_role_for_pod_identity(&caller, REGION, "my-cluster", token)
+            .await;
+        common::finish(&self.core, &audit, &caller, &result).await;
+        result
+    }
+
+    /// What the newest audit record says EKS Auth decided.
+    async fn last_decision(&self) -> serde_json::Value {
+        let record = common::last_record(&self.core, &self.a).await;
+        assert_eq!(record.event_name, "AssumeRoleForPodIdentity");
+        assert_eq!(record.request_parameters["token"], podid_core::HIDDEN);
+        record.additional_event_data.unwrap()["podIdentity"].clone()
     }
 
     async fn session(&self, creds: &podid_core::eks::PodCredentials) -> Caller {
@@ -197,15 +215,10 @@ async fn one_hop_with_the_six_transitive_session_tags() {
         "all transitive"
     );
     // The audit keeps the decision.
-    let recent = w
-        .core
-        .eks_auth()
-        .recent_pod_identity_decisions(&w.a, 10)
-        .unwrap();
-    let last = recent.last().unwrap();
-    assert_eq!(last.outcome, "allowed");
-    assert_eq!(last.roles, [POD_ROLE]);
-    assert_eq!(last.pod.as_deref(), Some("app-7d9f-x2k4q"));
+    let last = w.last_decision().await;
+    assert_eq!(last["outcome"], "allowed");
+    assert_eq!(last["roles"], serde_json::json!([POD_ROLE]));
+    assert_eq!(last["pod"], "app-7d9f-x2k4q");
 }
 
 #[tokio::test]
@@ -248,12 +261,13 @@ async fn seed_000_target_role_in_another_account() {
         matches!(&denied, Error::AccessDenied(m) if m.contains("with an explicit deny")),
         "{denied:?}"
     );
-    let recent = w
-        .core
-        .eks_auth()
-        .recent_pod_identity_decisions(&w.a, 1)
-        .unwrap();
-    assert_eq!(recent[0].roles, [POD_ROLE, TARGET]);
+    assert_eq!(
+        w.last_decision().await["roles"],
+        serde_json::json!([POD_ROLE, TARGET])
+    );
+    // Account B's audit shows the call too: its role was reached.
+    let seen_by_b = common::last_record(&w.core, &w.b).await;
+    assert_eq!(seen_by_b.event_name, "AssumeRoleForPodIdentity");
 }
 
 fn b64(text: &str) -> String {
@@ -460,12 +474,10 @@ async fn a_deleted_association_stops_new_credentials_not_issued_ones() {
     // The credentials already issued stay valid until they expire.
     let session = w.session(&creds).await;
     assert!(session.session().is_some());
-    let recent = w
-        .core
-        .eks_auth()
-        .recent_pod_identity_decisions(&w.a, 1)
-        .unwrap();
-    assert_eq!(recent[0].outcome, "ResourceNotFoundException");
+    assert_eq!(
+        w.last_decision().await["outcome"],
+        "ResourceNotFoundException"
+    );
 }
 
 /// An external cluster `real` whose issuer signs with `key` (its JWKS given inline), and an

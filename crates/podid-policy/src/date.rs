@@ -5,7 +5,7 @@
 /// `YYYY-MM-DDThh:mmTZD`, `YYYY-MM-DDThh:mm:ssTZD`, `YYYY-MM-DDThh:mm:ss.sTZD`, where `TZD` is
 /// `Z`, `+hh:mm` or `-hh:mm` (a missing `TZD` means UTC). Digits alone are epoch seconds, even
 /// when there are four of them.
-pub(crate) fn parse_millis(text: &str) -> Option<i64> {
+pub fn parse_millis(text: &str) -> Option<i64> {
     let text = text.trim();
     if !text.is_empty()
         && text

@@ -20,6 +20,9 @@ pub use ast::{
 };
 pub use cases::{Case, CaseFileError, CaseResult};
 pub use condition::{Condition, Operator, OperatorSpec, SetQualifier};
+/// Milliseconds since the epoch of a date as IAM's date conditions read it: epoch seconds or an
+/// ISO 8601 date in one of the W3C profiles (`2026-12-04`, `2026-12-04T08:00:00Z`, ...).
+pub use date::parse_millis as parse_date;
 pub use error::{ErrorKind, PolicyError, PolicyErrors};
 pub use eval::{AllowPath, Decision, NamedPolicy, Outcome, PolicySet, StatementMatch};
 pub use explain::{ExplainedStatement, Explanation, NearMiss};

@@ -8,11 +8,11 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use podid_core::RequestInfo;
 use podid_core::eks::{
     AssociationRecord, ClusterRecord, ClusterTokens, CreateAssociation, CreateCluster,
     ListAssociations, ServiceAccountToken, UpdateAssociation,
 };
+use podid_core::{Caller, RequestAudit, RequestInfo};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
@@ -31,7 +31,17 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
     let mut operation = "";
     let result = match read_body(body).await {
         Err(e) => Err(e),
-        Ok(bytes) => process(&state, &parts, &bytes, source_ip, &mut operation).await,
+        Ok(bytes) => {
+            process(
+                &state,
+                &parts,
+                &bytes,
+                source_ip,
+                &mut operation,
+                &request_id,
+            )
+            .await
+        }
     };
     // EKS Auth's model answers AccessDeniedException with 400, not 403.
     let result = result.map_err(|e| {
@@ -67,6 +77,7 @@ async fn process(
     bytes: &[u8],
     source_ip: Option<String>,
     operation: &mut &'static str,
+    request_id: &str,
 ) -> Result<Value, ApiError> {
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or_default();
@@ -115,7 +126,7 @@ async fn process(
         (Method::POST, ["clusters", _, "assume-role-for-pod-identity"]) => {
             "AssumeRoleForPodIdentity"
         }
-        (Method::GET, ["podid", "audit", "pod-identity"]) => "ReadPodIdentityAudit",
+        (Method::GET, ["podid", "audit", "events"]) => "LookupAuditEvents",
         _ => {
             return Err(ApiError::sender(
                 404,
@@ -130,7 +141,7 @@ async fn process(
     } else {
         "eks"
     };
-    let (caller, region) = authenticate(state, parts, query, bytes, service).await?;
+    let (caller, region, access_key_id) = authenticate(state, parts, query, bytes, service).await?;
     if service == "eks-auth" && !state.throttles.eks_auth(caller.arn()) {
         return Err(ApiError::sender(
             429,
@@ -138,11 +149,78 @@ async fn process(
             "Rate exceeded",
         ));
     }
+    let operation: &'static str = operation;
+    let audit = crate::audit::audited(operation).then(|| {
+        let mut event = crate::audit::start(
+            state,
+            parts,
+            request_id,
+            if service == "eks-auth" {
+                "eks-auth.amazonaws.com"
+            } else {
+                "eks.amazonaws.com"
+            },
+            operation,
+            source_ip.as_deref(),
+        );
+        event.region = Some(region.clone());
+        event.access_key_id = Some(access_key_id);
+        (event.cluster, event.parameters) = audit_parameters(&segments, bytes);
+        RequestAudit::new(event)
+    });
     let caller = caller.with_request(RequestInfo {
         source_ip,
         secure_transport: parts.extensions.get::<crate::SecureTransport>().is_some(),
         region: Some(region.clone()),
+        audit: audit.clone(),
     });
+    let result = dispatch(state, &caller, &region, operation, &segments, query, bytes).await;
+    crate::audit::finish(state, audit.as_ref(), Some(&caller), result, true).await
+}
+
+/// The cluster a request is about and its parameters, for its audit record: the body's members
+/// and the path's names (the body's secrets are hidden when the audit starts).
+fn audit_parameters(segments: &[&str], bytes: &[u8]) -> (Option<String>, Value) {
+    let mut parameters = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let mut cluster = None;
+    if let ["clusters", name, rest @ ..] = segments {
+        cluster = Some((*name).to_owned());
+        parameters.insert("clusterName".into(), json!(name));
+        match rest {
+            ["pod-identity-associations", id, ..] => {
+                parameters.insert("associationId".into(), json!(id));
+            }
+            ["addons", addon, ..] => {
+                parameters.insert("addonName".into(), json!(addon));
+            }
+            ["podid", "service-accounts", namespace, name] => {
+                parameters.insert("namespace".into(), json!(namespace));
+                parameters.insert("name".into(), json!(name));
+            }
+            _ => {}
+        }
+    } else if segments == ["clusters"] {
+        cluster = parameters
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    (cluster, Value::Object(parameters))
+}
+
+/// Runs the EKS, EKS Auth or podid operation `operation` for an authenticated caller.
+async fn dispatch(
+    state: &AppState,
+    caller: &Caller,
+    region: &str,
+    operation: &'static str,
+    segments: &[&str],
+    query: &str,
+    bytes: &[u8],
+) -> Result<Value, ApiError> {
     let body: Map<String, Value> = if bytes.is_empty() {
         Map::new()
     } else {
@@ -164,7 +242,7 @@ async fn process(
     let cluster = segments.get(1).copied().unwrap_or_default();
     let id = segments.get(3).copied().unwrap_or_default();
     let eks = state.core.eks();
-    Ok(match *operation {
+    Ok(match operation {
         op @ ("CreateAddon"
         | "ListAddons"
         | "DescribeAddon"
@@ -174,13 +252,13 @@ async fn process(
         | "DescribeAddonConfiguration") => {
             let call = crate::addon_ops::Call {
                 operation: op,
-                region: &region,
+                region,
                 cluster,
                 addon: segments.get(3).copied().unwrap_or_default(),
                 params: &params,
                 lists: &lists,
             };
-            crate::addon_ops::call(eks, &caller, call, &body).await?
+            crate::addon_ops::call(eks, caller, call, &body).await?
         }
         op @ ("CreateServiceAccount"
         | "ListServiceAccounts"
@@ -189,24 +267,24 @@ async fn process(
         | "DeleteServiceAccount") => {
             let call = crate::service_accounts::Call {
                 operation: op,
-                region: &region,
+                region,
                 cluster,
                 path: segments.get(4).copied().zip(segments.get(5).copied()),
                 namespace_filter: params.get("namespace").map(String::as_str),
             };
-            crate::service_accounts::call(eks, &caller, call, &body).await?
+            crate::service_accounts::call(eks, caller, call, &body).await?
         }
         "CreateCluster" => {
             let cluster = eks
-                .create_cluster(&caller, create_cluster(&region, body)?)
+                .create_cluster(caller, create_cluster(region, body)?)
                 .await?;
             json!({"cluster": cluster_view(&cluster)})
         }
         "ListClusters" => {
             let page = eks
                 .list_clusters(
-                    &caller,
-                    &region,
+                    caller,
+                    region,
                     max_results(&params)?,
                     params.get("nextToken").map(String::as_str),
                 )
@@ -218,10 +296,10 @@ async fn process(
             out
         }
         "DescribeCluster" => {
-            json!({"cluster": cluster_view(&eks.describe_cluster(&caller, &region, cluster).await?)})
+            json!({"cluster": cluster_view(&eks.describe_cluster(caller, region, cluster).await?)})
         }
         "DeleteCluster" => {
-            let mut view = cluster_view(&eks.delete_cluster(&caller, &region, cluster).await?);
+            let mut view = cluster_view(&eks.delete_cluster(caller, region, cluster).await?);
             if let Some(map) = view.as_object_mut() {
                 map.insert("status".into(), "DELETING".into());
             }
@@ -251,15 +329,15 @@ async fn process(
                 }
             }
             let association = eks
-                .create_association(&caller, &region, cluster, input)
+                .create_association(caller, region, cluster, input)
                 .await?;
             json!({"association": association_view(&association)})
         }
         "ListPodIdentityAssociations" => {
             let page = eks
                 .list_associations(
-                    &caller,
-                    &region,
+                    caller,
+                    region,
                     cluster,
                     &ListAssociations {
                         namespace: params.get("namespace").cloned(),
@@ -294,7 +372,7 @@ async fn process(
         }
         "DescribePodIdentityAssociation" => {
             let a = eks
-                .describe_association(&caller, &region, cluster, id)
+                .describe_association(caller, region, cluster, id)
                 .await?;
             json!({"association": association_view(&a)})
         }
@@ -306,14 +384,12 @@ async fn process(
                 policy: opt(&body, "policy"),
             };
             let a = eks
-                .update_association(&caller, &region, cluster, id, input)
+                .update_association(caller, region, cluster, id, input)
                 .await?;
             json!({"association": association_view(&a)})
         }
         "DeletePodIdentityAssociation" => {
-            let a = eks
-                .delete_association(&caller, &region, cluster, id)
-                .await?;
+            let a = eks.delete_association(caller, region, cluster, id).await?;
             json!({"association": association_view(&a)})
         }
         "CreateServiceAccountToken" => {
@@ -329,8 +405,8 @@ async fn process(
             };
             let token = eks
                 .create_service_account_token(
-                    &caller,
-                    &region,
+                    caller,
+                    region,
                     cluster,
                     ServiceAccountToken {
                         namespace: string(&body, "namespace"),
@@ -352,7 +428,7 @@ async fn process(
             let pod = state
                 .core
                 .eks_auth()
-                .assume_role_for_pod_identity(&caller, &region, cluster, &token)
+                .assume_role_for_pod_identity(caller, region, cluster, &token)
                 .await?;
             let c = &pod.assumed.credentials;
             json!({
@@ -374,20 +450,9 @@ async fn process(
                 },
             })
         }
-        "ReadPodIdentityAudit" => {
-            let limit = params
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(100)
-                .min(1000);
-            let decisions = state
-                .core
-                .eks_auth()
-                .recent_pod_identity_decisions(&caller, limit)?;
-            json!({"decisions": decisions})
-        }
+        "LookupAuditEvents" => crate::audit::lookup(state, caller, &params).await?,
         "RotateSigningKeys" => {
-            let cluster = eks.rotate_cluster_keys(&caller, &region, cluster).await?;
+            let cluster = eks.rotate_cluster_keys(caller, region, cluster).await?;
             json!({"cluster": cluster_view(&cluster)})
         }
         _ => json!({}),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod addon_ops;
+mod audit;
 mod eks_ops;
 mod errors;
 mod iam_ops;

@@ -7,12 +7,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use podid_core::{Caller, Identity, RequestInfo};
+use podid_core::{Caller, Identity, RequestAudit, RequestInfo};
 use podid_protocol::{QueryRequest, Service, error_response, form_params, query_response};
 use podid_sigv4::{HttpRequest, SigV4Error};
 
 use crate::errors::ApiError;
-use crate::{AppState, MAX_BODY, iam_ops, sts_ops};
+use crate::{AppState, MAX_BODY, audit, iam_ops, sts_ops};
 
 pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let request_id = state.core.ids().request_id();
@@ -178,16 +178,34 @@ async fn process(
         if !state.throttles.sts(&caller) {
             return Err(throttled_sts());
         }
-        let request = QueryRequest::decode(model, operation, &params)
-            .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
-        let output = sts_ops::web_identity(state, &request).await?;
+        let mut event = audit::start(
+            state,
+            parts,
+            request_id,
+            "sts.amazonaws.com",
+            &operation.name,
+            source_ip.as_deref(),
+        );
+        let decoded = QueryRequest::decode(model, operation, &params)
+            .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()));
+        event.parameters = parameters(decoded.as_ref().ok(), &params);
+        let audit = RequestAudit::new(event);
+        if let Some(role) = params.get("RoleArn") {
+            audit.note_account_of(role);
+        }
+        let result = match decoded {
+            Ok(request) => sts_ops::web_identity(state, &request, Some(&audit)).await,
+            Err(e) => Err(e),
+        };
+        let output = audit::finish(state, Some(&audit), None, result, false).await?;
         return Ok(query_response(model, operation, &output, request_id));
     }
     let signing_name = match service {
         Service::Iam => "iam",
         Service::Sts => "sts",
     };
-    let (caller, region) = authenticate(state, parts, query, bytes, signing_name).await?;
+    let (caller, region, access_key_id) =
+        authenticate(state, parts, query, bytes, signing_name).await?;
     context.account = caller.account().to_string();
     if service == Service::Sts && !state.throttles.sts(caller.arn()) {
         return Err(throttled_sts());
@@ -203,18 +221,58 @@ async fn process(
             "The security token included in the request is invalid",
         ));
     }
+    let decoded = QueryRequest::decode(model, operation, &params)
+        .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()));
+    let audit = audit::audited(&operation.name).then(|| {
+        let mut event = audit::start(
+            state,
+            parts,
+            request_id,
+            match service {
+                Service::Iam => "iam.amazonaws.com",
+                Service::Sts => "sts.amazonaws.com",
+            },
+            &operation.name,
+            source_ip.as_deref(),
+        );
+        event.region = Some(region.clone());
+        event.access_key_id = Some(access_key_id);
+        event.parameters = parameters(decoded.as_ref().ok(), &params);
+        RequestAudit::new(event)
+    });
     let caller = caller.with_request(RequestInfo {
         source_ip,
         secure_transport: parts.extensions.get::<crate::SecureTransport>().is_some(),
         region: Some(region),
+        audit: audit.clone(),
     });
-    let request = QueryRequest::decode(model, operation, &params)
-        .map_err(|e| ApiError::sender(400, "ValidationError", e.to_string()))?;
-    let output = match service {
-        Service::Iam => iam_ops::call(state, &caller, &request).await?,
-        Service::Sts => sts_ops::call(state, &caller, &request).await?,
+    let result = match decoded {
+        Ok(request) => match service {
+            Service::Iam => iam_ops::call(state, &caller, &request).await,
+            Service::Sts => sts_ops::call(state, &caller, &request).await,
+        },
+        Err(e) => Err(e),
     };
+    let output = audit::finish(state, audit.as_ref(), Some(&caller), result, false).await?;
     Ok(query_response(model, operation, &output, request_id))
+}
+
+/// A request's parameters for its audit record: the decoded input, or when it could not be
+/// decoded, the form's parameters as they came (the protocol's own are left out).
+fn parameters(
+    decoded: Option<&QueryRequest>,
+    params: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
+    match decoded {
+        Some(request) => request.input.clone(),
+        None => params
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(k.as_str(), "Action" | "Version") && !k.starts_with("X-Amz-")
+            })
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    }
 }
 
 /// STS's answer to a caller over its rate (botocore retries `Throttling`).
@@ -249,7 +307,7 @@ pub(crate) async fn authenticate(
     query: &str,
     body: &[u8],
     service: &str,
-) -> Result<(Caller, String), ApiError> {
+) -> Result<(Caller, String, String), ApiError> {
     let headers: Vec<(&str, &str)> = parts
         .headers
         .iter()
@@ -275,7 +333,8 @@ pub(crate) async fn authenticate(
             return Err(SigV4Error::wrong_service(service).into());
         }
         let region = signed.scope().region.clone();
-        return Ok((state.core.session_caller(&session).await?, region));
+        let key = signed.access_key_id().to_owned();
+        return Ok((state.core.session_caller(&session).await?, region, key));
     }
     let Some((key, secret)) = state.core.access_key(signed.access_key_id()).await? else {
         return Err(SigV4Error::unknown_key().into());
@@ -285,7 +344,8 @@ pub(crate) async fn authenticate(
         return Err(SigV4Error::wrong_service(service).into());
     }
     let region = signed.scope().region.clone();
-    Ok((state.core.caller(&key).await?, region))
+    let key_id = signed.access_key_id().to_owned();
+    Ok((state.core.caller(&key).await?, region, key_id))
 }
 
 /// `the query string ...` → `The query string ...`, with a full stop, as AWS's messages read.

@@ -1,6 +1,9 @@
 //! Every STS operation: wire input → domain call → wire output.
 
-use podid_core::{AssumeRole, AssumeRoleWithWebIdentity, AssumedRole, Caller, SessionCredentials};
+use podid_core::{
+    AssumeRole, AssumeRoleWithWebIdentity, AssumedRole, Caller, RequestAudit, SessionCredentials,
+    UserIdentity,
+};
 use podid_protocol::QueryRequest;
 use podid_types::Secret;
 use serde_json::{Value, json};
@@ -38,7 +41,7 @@ pub(crate) async fn call(
                 .await?;
             Value::Object(assumed_output(assumed))
         }
-        "AssumeRoleWithWebIdentity" => web_identity(state, request).await?,
+        "AssumeRoleWithWebIdentity" => web_identity(state, request, caller.audit()).await?,
         "GetCallerIdentity" => {
             let identity = sts.caller_identity(caller);
             json!({"UserId": identity.user_id, "Account": identity.account, "Arn": identity.arn})
@@ -63,6 +66,7 @@ pub(crate) async fn call(
 pub(crate) async fn web_identity(
     state: &AppState,
     request: &QueryRequest,
+    audit: Option<&RequestAudit>,
 ) -> Result<Value, ApiError> {
     let input = &request.input;
     let session = state
@@ -77,6 +81,19 @@ pub(crate) async fn web_identity(
             policy_arns: policy_arns(input),
         })
         .await?;
+    if let Some(audit) = audit {
+        // CloudTrail's identity of a web identity caller: the provider, audience and subject.
+        audit.set_identity(UserIdentity {
+            kind: "WebIdentityUser".into(),
+            principal_id: Some(format!(
+                "{}:{}:{}",
+                session.provider, session.audience, session.subject
+            )),
+            arn: None,
+            account_id: None,
+            access_key_id: None,
+        });
+    }
     let mut out = assumed_output(session.assumed);
     out.insert("SubjectFromWebIdentityToken".into(), json!(session.subject));
     out.insert("Provider".into(), json!(session.provider));

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A point in time: milliseconds since the Unix epoch, UTC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -39,6 +39,14 @@ impl Timestamp {
             (rem % 3600) / 60,
             rem % 60
         )
+    }
+
+    /// The ISO 8601 form with milliseconds, as CloudTrail's digests write it, e.g.
+    /// `2024-05-01T10:00:00.250Z`.
+    pub fn to_iso8601_millis(self) -> String {
+        let whole = self.to_iso8601();
+        let stem = whole.trim_end_matches('Z');
+        format!("{stem}.{:03}Z", self.0.rem_euclid(1000))
     }
 }
 

@@ -296,67 +296,6 @@ fn associate_oidc_provider(
     }))
 }
 
-/// `podid audit`: the server's recent EKS Pod Identity decisions.
-#[derive(Debug, clap::Args)]
-pub(crate) struct AuditArgs {
-    /// How many decisions, newest last (at most 1,000 are kept per server).
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
-    #[command(flatten)]
-    client: ClientArgs,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t)]
-    output: Format,
-}
-
-pub(crate) fn run_audit(args: AuditArgs) -> anyhow::Result<Status> {
-    let result = eks(&args.client).and_then(|c| {
-        c.json(
-            "GET",
-            "/podid/audit/pod-identity",
-            &format!("limit={}", args.limit),
-            None,
-        )
-    });
-    match result {
-        Ok(value) if args.output == Format::Table => {
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<24} {:<20} {:<32} {:<24} OUTCOME",
-                "TIME", "CLUSTER", "NAMESPACE/SERVICEACCOUNT", "POD"
-            )?;
-            for d in value
-                .get("decisions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-                let time = d
-                    .get("time")
-                    .and_then(Value::as_i64)
-                    .map(|ms| podid_types::Timestamp::from_millis(ms).to_iso8601())
-                    .unwrap_or_default();
-                let mut outcome = text("outcome");
-                if let Some(reason) = d.get("reason").and_then(Value::as_str) {
-                    outcome.push_str(": ");
-                    outcome.push_str(reason);
-                }
-                writeln!(
-                    out,
-                    "{time:<24} {:<20} {:<32} {:<24} {outcome}",
-                    text("cluster"),
-                    format!("{}/{}", text("namespace"), text("serviceAccount")),
-                    text("pod")
-                )?;
-            }
-            Ok(Status::Success)
-        }
-        other => finish(other, args.output),
-    }
-}
-
 pub(crate) fn run_token(command: TokenCommand) -> anyhow::Result<Status> {
     let TokenCommand::Create {
         cluster,

@@ -85,7 +85,7 @@ impl ListenArgs {
     }
 }
 
-/// `3h`, `45m`, `90s`, `500ms`, `1h30m`, `0`.
+/// `90d`, `3h`, `45m`, `90s`, `500ms`, `1h30m`, `0`.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
@@ -100,6 +100,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             continue;
         }
         let unit = match c {
+            'd' => 86_400_000,
             'h' => 3_600_000,
             'm' if chars.peek() == Some(&'s') => {
                 chars.next();
@@ -109,7 +110,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             's' => 1000,
             _ => {
                 return Err(format!(
-                    "`{text}`: use hours, minutes, seconds and milliseconds, e.g. `3h`, `45m`, `1h30m`, `500ms`"
+                    "`{text}`: use days, hours, minutes, seconds and milliseconds, e.g. `90d`, `3h`, `45m`, `1h30m`, `500ms`"
                 ));
             }
         };
@@ -121,7 +122,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     if !number.is_empty() {
         return Err(format!(
-            "`{text}`: give a unit (`h`, `m`, `s` or `ms`) after `{number}`"
+            "`{text}`: give a unit (`d`, `h`, `m`, `s` or `ms`) after `{number}`"
         ));
     }
     Ok(Duration::from_millis(millis))
@@ -491,7 +492,8 @@ mod tests {
         );
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("3").is_err());
-        assert!(parse_duration("3d").is_err());
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert!(parse_duration("3w").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("ms").is_err());
     }

@@ -2,6 +2,7 @@
 //! parses the command line and calls into the library crates.
 
 mod agent;
+mod audit;
 mod aws_client;
 mod cluster;
 mod eksctl;
@@ -59,10 +60,10 @@ enum Command {
     /// account what the IRSA webhook would.
     #[command(subcommand, visible_alias = "sa")]
     Serviceaccount(serviceaccount::ServiceAccountCommand),
-    /// The server's recent EKS Pod Identity decisions: who asked for which pod's credentials,
-    /// which association and roles answered, and why a refusal was a refusal. Needs
+    /// The audit trail: every change, every credential issued (EKS Auth, STS, service-account
+    /// tokens) and every refusal of one, with who, what, when, from where and why. Needs
     /// `podid:ReadAudit`.
-    Audit(cluster::AuditArgs),
+    Audit(audit::AuditArgs),
     /// The node agent, a drop-in for the EKS Pod Identity agent
     ///
     /// Pods' AWS SDKs call `GET http://169.254.170.23/v1/credentials` with their
@@ -204,7 +205,7 @@ fn main() -> ExitCode {
         Command::Cluster(command) => cluster::run_cluster(command),
         Command::Token(command) => cluster::run_token(command),
         Command::Serviceaccount(command) => serviceaccount::run(command),
-        Command::Audit(args) => cluster::run_audit(args),
+        Command::Audit(args) => audit::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Up(args) => up::run(args),

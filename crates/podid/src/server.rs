@@ -70,6 +70,10 @@ pub(crate) struct ServerArgs {
     /// cache off. SQLite needs none: its reads are local.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     read_cache_ms: u64,
+    /// How long audit records are kept (`90d`, `36h`, ...; at least a minute). Older ones are
+    /// deleted at start and every ten minutes, by every replica. `podid audit` reads the trail.
+    #[arg(long, default_value = "90d", value_name = "DURATION", value_parser = audit_retention)]
+    audit_retention: std::time::Duration,
     #[command(flatten)]
     limits: ListenArgs,
     #[command(flatten)]
@@ -95,6 +99,20 @@ pub(crate) enum ServerAction {
     ///   podid server rotate-master-key --data-dir podid-data
     #[command(verbatim_doc_comment)]
     RotateMasterKey,
+}
+
+/// How long audit records are kept unless told otherwise (CloudTrail's event history: 90 days).
+const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 90;
+
+/// `--audit-retention`: a duration of at least a minute.
+fn audit_retention(text: &str) -> Result<std::time::Duration, String> {
+    let duration = crate::listen::parse_duration(text)?;
+    if duration < std::time::Duration::from_secs(60) {
+        return Err(format!(
+            "`{text}`: the audit trail keeps records for at least a minute; give e.g. `90d` or `7d`"
+        ));
+    }
+    Ok(duration)
 }
 
 /// Per-caller rates of the calls that issue credentials.
@@ -161,6 +179,7 @@ impl ServerArgs {
             database_pool: 16,
             association_quota: 1000,
             read_cache_ms: 1000,
+            audit_retention: std::time::Duration::from_secs(DEFAULT_AUDIT_RETENTION_DAYS * 86_400),
             limits,
             tls: crate::tls::TlsArgs::default(),
             throttle: ThrottleArgs::default(),
@@ -400,6 +419,23 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
             every.tick().await;
             if let Err(e) = rotating.sts().rotate_session_keys().await {
                 tracing::error!(error = %e, "session key rotation failed; retrying in an hour");
+            }
+        }
+    });
+    let pruning = core.clone();
+    let retention = i64::try_from(args.audit_retention.as_millis()).unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match pruning.audit().prune(retention).await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(deleted, "deleted audit records past their retention")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pruning the audit trail failed; retrying in ten minutes")
+                }
             }
         }
     });

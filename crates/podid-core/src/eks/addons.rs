@@ -182,8 +182,10 @@ impl Eks<'_> {
         };
         match self
             .core
-            .store
-            .commit(vec![Op::create(ns::ADDON, addon_key, encode(&addon))])
+            .commit_as(
+                caller,
+                vec![Op::create(ns::ADDON, addon_key, encode(&addon))],
+            )
             .await
         {
             Ok(()) => Ok(addon),
@@ -294,13 +296,10 @@ impl Eks<'_> {
             let addon_key = key(&[&addon.account, region, cluster, name]);
             match self
                 .core
-                .store
-                .commit(vec![Op::update(
-                    ns::ADDON,
-                    addon_key,
-                    encode(&addon),
-                    version,
-                )])
+                .commit_as(
+                    caller,
+                    vec![Op::update(ns::ADDON, addon_key, encode(&addon), version)],
+                )
                 .await
             {
                 Ok(()) => {
@@ -345,8 +344,7 @@ impl Eks<'_> {
             let addon_key = key(&[&addon.account, region, cluster, name]);
             match self
                 .core
-                .store
-                .commit(vec![Op::delete(ns::ADDON, addon_key, version)])
+                .commit_as(caller, vec![Op::delete(ns::ADDON, addon_key, version)])
                 .await
             {
                 Ok(()) => return Ok(addon),

@@ -221,7 +221,7 @@ impl Eks<'_> {
                     }),
                 ));
             }
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(association),
                 Err(podid_store::StoreError::Conflict { index: 1, .. }) => {
                     // Another create for this service account won (perhaps this very request,
@@ -471,13 +471,15 @@ impl Eks<'_> {
             let association_key = key(&[&association.account, region, cluster, id]);
             match self
                 .core
-                .store
-                .commit(vec![Op::update(
-                    ns::ASSOCIATION,
-                    association_key,
-                    encode(&association),
-                    version,
-                )])
+                .commit_as(
+                    caller,
+                    vec![Op::update(
+                        ns::ASSOCIATION,
+                        association_key,
+                        encode(&association),
+                        version,
+                    )],
+                )
                 .await
             {
                 Ok(()) => return Ok(association),
@@ -548,7 +550,7 @@ impl Eks<'_> {
                     condition: Condition::Any,
                 });
             }
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => {
                     association.modified = self.core.now();
                     return Ok(association);

@@ -193,11 +193,13 @@ impl Eks<'_> {
         let cluster_key = key(&[&account, &input.region, &input.name]);
         match self
             .core
-            .store
-            .commit(vec![
-                Op::create(ns::CLUSTER, cluster_key.clone(), encode(&record)),
-                Op::create(ns::CLUSTER_ID, id, cluster_key),
-            ])
+            .commit_as(
+                caller,
+                vec![
+                    Op::create(ns::CLUSTER, cluster_key.clone(), encode(&record)),
+                    Op::create(ns::CLUSTER_ID, id, cluster_key),
+                ],
+            )
             .await
         {
             Ok(()) => Ok(record),
@@ -308,7 +310,7 @@ impl Eks<'_> {
                 });
             }
         }
-        match self.core.store.commit(ops).await {
+        match self.core.commit_as(caller, ops).await {
             Ok(()) => Ok(cluster),
             Err(e) if is_conflict(&e) => Err(busy()),
             Err(e) => Err(e.into()),
@@ -475,13 +477,15 @@ impl Eks<'_> {
             let cluster_key = key(&[&cluster.account, region, name]);
             match self
                 .core
-                .store
-                .commit(vec![Op::update(
-                    ns::CLUSTER,
-                    cluster_key,
-                    encode(&cluster),
-                    version,
-                )])
+                .commit_as(
+                    caller,
+                    vec![Op::update(
+                        ns::CLUSTER,
+                        cluster_key,
+                        encode(&cluster),
+                        version,
+                    )],
+                )
                 .await
             {
                 Ok(()) => return Ok(cluster),

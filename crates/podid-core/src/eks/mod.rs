@@ -17,7 +17,6 @@ pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
 };
 pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
-use pod_identity::AuditLog;
 pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
 pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
@@ -35,7 +34,7 @@ pub struct Eks<'a> {
     pub(crate) core: &'a Core,
 }
 
-/// EKS Auth: AssumeRoleForPodIdentity, and the audit of its recent decisions. A view of the
+/// EKS Auth: AssumeRoleForPodIdentity. A view of the
 /// [`Core`]: `core.eks_auth()`.
 #[derive(Clone, Copy, Debug)]
 pub struct EksAuth<'a> {
@@ -45,14 +44,12 @@ pub struct EksAuth<'a> {
 /// EKS's settings and state in the core.
 pub(crate) struct State {
     association_quota: u32,
-    audit: AuditLog,
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
             association_quota: DEFAULT_ASSOCIATION_QUOTA,
-            audit: AuditLog::default(),
         }
     }
 }

@@ -9,11 +9,9 @@
 //! 5. With a target role, the first session assumes it (role chaining), passing the
 //!    association's external id and session policy.
 //!
-//! Every call leaves an audit record: a structured log line (target `podid::audit`) and an
-//! entry in a bounded in-memory list that `EksAuth::recent_pod_identity_decisions` reads.
-
-use std::collections::VecDeque;
-use std::sync::Mutex;
+//! Every call leaves a structured log line (target `podid::audit`) and adds what it found (the
+//! token's namespace, service account and pod, the association, the roles assumed) to the
+//! request's audit record, which the server writes before the credentials are returned.
 
 use podid_jwt::Jwks;
 use serde::Serialize;
@@ -34,9 +32,6 @@ const ONE_HOP_SECONDS: u32 = 6 * 3600;
 
 /// How long a target role's credentials last: role chaining's limit, one hour.
 const TARGET_SECONDS: u32 = 3600;
-
-/// How many decisions are kept for `podid audit`.
-const AUDIT_ENTRIES: usize = 1000;
 
 /// What AssumeRoleForPodIdentity returns.
 #[derive(Clone, Debug)]
@@ -77,12 +72,6 @@ pub struct PodIdentityDecision {
     pub outcome: String,
     /// Why not, when refused.
     pub reason: Option<String>,
-}
-
-/// The recent decisions of this server.
-#[derive(Debug, Default)]
-pub(crate) struct AuditLog {
-    entries: Mutex<VecDeque<PodIdentityDecision>>,
 }
 
 /// What a verified token says.
@@ -133,33 +122,16 @@ impl EksAuth<'_> {
             reason = decision.reason.as_deref().unwrap_or("-"),
             "AssumeRoleForPodIdentity"
         );
-        if let Ok(mut entries) = self.core.eks.audit.entries.lock() {
-            if entries.len() >= AUDIT_ENTRIES {
-                entries.pop_front();
+        if let Some(audit) = caller.audit() {
+            for role in &decision.roles {
+                audit.note_account_of(role);
             }
-            entries.push_back(decision);
+            audit.add_data(
+                "podIdentity",
+                serde_json::to_value(&decision).unwrap_or_default(),
+            );
         }
         result
-    }
-
-    /// The most recent AssumeRoleForPodIdentity decisions of this server, newest last (at most
-    /// 1,000 are kept). Authorized as `podid:ReadAudit` on `*`.
-    pub fn recent_pod_identity_decisions(
-        self,
-        caller: &Caller,
-        limit: usize,
-    ) -> Result<Vec<PodIdentityDecision>, Error> {
-        self.core.authorize(caller, "podid:ReadAudit", "*", &[])?;
-        let entries = self
-            .core
-            .eks
-            .audit
-            .entries
-            .lock()
-            .map(|e| e.iter().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
-        let skip = entries.len().saturating_sub(limit);
-        Ok(entries.into_iter().skip(skip).collect())
     }
 
     async fn pod_identity(

@@ -100,12 +100,14 @@ impl Eks<'_> {
         };
         match self
             .core
-            .store
-            .commit(vec![Op::create(
-                ns::SERVICE_ACCOUNT,
-                sa_key(&account, sa),
-                encode(&record),
-            )])
+            .commit_as(
+                caller,
+                vec![Op::create(
+                    ns::SERVICE_ACCOUNT,
+                    sa_key(&account, sa),
+                    encode(&record),
+                )],
+            )
             .await
         {
             Ok(()) => Ok(record),
@@ -180,13 +182,15 @@ impl Eks<'_> {
             check_metadata(&record.labels, &record.annotations)?;
             match self
                 .core
-                .store
-                .commit(vec![Op::update(
-                    ns::SERVICE_ACCOUNT,
-                    sa_key(&account, sa),
-                    encode(&record),
-                    version,
-                )])
+                .commit_as(
+                    caller,
+                    vec![Op::update(
+                        ns::SERVICE_ACCOUNT,
+                        sa_key(&account, sa),
+                        encode(&record),
+                        version,
+                    )],
+                )
                 .await
             {
                 Ok(()) => return Ok(record),
@@ -213,12 +217,14 @@ impl Eks<'_> {
                 .ok_or_else(|| not_found(sa))?;
             match self
                 .core
-                .store
-                .commit(vec![Op::Delete {
-                    ns: ns::SERVICE_ACCOUNT,
-                    key: sa_key(&account, sa),
-                    condition: podid_store::Condition::Version(version),
-                }])
+                .commit_as(
+                    caller,
+                    vec![Op::Delete {
+                        ns: ns::SERVICE_ACCOUNT,
+                        key: sa_key(&account, sa),
+                        condition: podid_store::Condition::Version(version),
+                    }],
+                )
                 .await
             {
                 Ok(()) => return Ok(record),

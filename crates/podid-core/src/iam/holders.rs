@@ -142,7 +142,7 @@ impl Iam<'_> {
             let mut ops = change(&mut record)?;
             let key = entity_key(&caller.account().to_string(), name);
             ops.insert(0, Op::update(entity.ns(), key, encode(&record), version));
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),

@@ -89,12 +89,14 @@ impl Iam<'_> {
         };
         match self
             .core
-            .store
-            .commit(vec![Op::create(
-                ns::OIDC,
-                format!("{account}/{host_and_path}"),
-                encode(&record),
-            )])
+            .commit_as(
+                caller,
+                vec![Op::create(
+                    ns::OIDC,
+                    format!("{account}/{host_and_path}"),
+                    encode(&record),
+                )],
+            )
             .await
         {
             Ok(()) => Ok(record),
@@ -163,8 +165,7 @@ impl Iam<'_> {
             .ok_or_else(not_found)?;
         match self
             .core
-            .store
-            .commit(vec![Op::delete(ns::OIDC, key, version)])
+            .commit_as(caller, vec![Op::delete(ns::OIDC, key, version)])
             .await
         {
             Ok(()) => Ok(()),

@@ -112,12 +112,14 @@ impl Iam<'_> {
         };
         match self
             .core
-            .store
-            .commit(vec![Op::create(
-                ns::POLICY,
-                entity_key(&account, &record.name),
-                encode(&record),
-            )])
+            .commit_as(
+                caller,
+                vec![Op::create(
+                    ns::POLICY,
+                    entity_key(&account, &record.name),
+                    encode(&record),
+                )],
+            )
             .await
         {
             Ok(()) => Ok(view(&record, 0, 0)),
@@ -249,8 +251,10 @@ impl Iam<'_> {
             let key = entity_key(&caller.account().to_string(), &record.name);
             match self
                 .core
-                .store
-                .commit(vec![Op::update(ns::POLICY, key, encode(&record), version)])
+                .commit_as(
+                    caller,
+                    vec![Op::update(ns::POLICY, key, encode(&record), version)],
+                )
                 .await
             {
                 Ok(()) => return Ok(record),
@@ -409,21 +413,17 @@ impl Iam<'_> {
             let mut restored = current;
             restored.deleting = false;
             self.core
-                .store
-                .commit(vec![Op::update(
-                    ns::POLICY,
-                    key,
-                    encode(&restored),
-                    version,
-                )])
+                .commit_as(
+                    caller,
+                    vec![Op::update(ns::POLICY, key, encode(&restored), version)],
+                )
                 .await?;
             return Err(Error::DeleteConflict(
                 "Cannot delete a policy attached to entities.".into(),
             ));
         }
         self.core
-            .store
-            .commit(vec![Op::delete(ns::POLICY, key, version)])
+            .commit_as(caller, vec![Op::delete(ns::POLICY, key, version)])
             .await?;
         Ok(())
     }

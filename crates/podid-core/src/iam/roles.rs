@@ -76,7 +76,7 @@ impl Iam<'_> {
             0,
             Op::create(ns::ROLE, entity_key(&account, &role.name), encode(&role)),
         );
-        match self.core.store.commit(ops).await {
+        match self.core.commit_as(caller, ops).await {
             Ok(()) => Ok(role),
             Err(e) if is_conflict(&e) => match e {
                 podid_store::StoreError::Conflict { index: 0, .. } => {
@@ -131,7 +131,7 @@ impl Iam<'_> {
             let mut ops = change(&mut role)?;
             let key = entity_key(&caller.account().to_string(), name);
             ops.insert(0, Op::update(ns::ROLE, key, encode(&role), version));
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(role),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -204,7 +204,7 @@ impl Iam<'_> {
                     condition: Condition::Any,
                 });
             }
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),

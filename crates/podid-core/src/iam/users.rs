@@ -50,12 +50,13 @@ impl Iam<'_> {
             &tag_context(&input.tags),
         )?;
         super::check_new_tags(&input.tags, true)?;
-        self.insert_user(&account, input).await
+        self.insert_user(caller, &account, input).await
     }
 
     /// Creates a user; the caller has been authorized.
     pub(crate) async fn insert_user(
         self,
+        caller: &Caller,
         account: &str,
         input: CreateUser,
     ) -> Result<UserRecord, Error> {
@@ -82,7 +83,7 @@ impl Iam<'_> {
             0,
             Op::create(ns::USER, entity_key(account, &user.name), encode(&user)),
         );
-        match self.core.store.commit(ops).await {
+        match self.core.commit_as(caller, ops).await {
             Ok(()) => Ok(user),
             Err(podid_store::StoreError::Conflict { index: 0, .. }) => {
                 Err(Error::EntityAlreadyExists(format!(
@@ -164,7 +165,7 @@ impl Iam<'_> {
                     condition: podid_store::Condition::Any,
                 });
             }
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -205,13 +206,14 @@ impl Iam<'_> {
     ) -> Result<NewAccessKey, Error> {
         let name = self.user_name_of(caller, name)?.to_owned();
         self.user_for(caller, "iam:CreateAccessKey", &name).await?;
-        self.insert_access_key(&caller.account().to_string(), &name)
+        self.insert_access_key(caller, &caller.account().to_string(), &name)
             .await
     }
 
     /// Creates an access key; the caller has been authorized.
     pub(crate) async fn insert_access_key(
         self,
+        caller: &Caller,
         account: &str,
         name: &str,
     ) -> Result<NewAccessKey, Error> {
@@ -244,7 +246,7 @@ impl Iam<'_> {
                 Op::update(ns::USER, key.clone(), encode(&user), version),
                 Op::create(ns::ACCESS_KEY, record.id.clone(), encode(&record)),
             ];
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(NewAccessKey { record, secret }),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
@@ -283,7 +285,7 @@ impl Iam<'_> {
                 ),
                 Op::delete(ns::ACCESS_KEY, key_id, key_version),
             ];
-            match self.core.store.commit(ops).await {
+            match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),

@@ -286,6 +286,9 @@ impl Sts<'_> {
             if !decision.is_allowed() {
                 return Err(denied(action, &request, &decision));
             }
+            if let Some(audit) = caller.and_then(Caller::audit) {
+                audit.note_decision(&set, &decision, action, resource);
+            }
         }
 
         // Duration: the role's maximum first, then the chaining limit (AWS's order).

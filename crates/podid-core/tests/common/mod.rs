@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use podid_core::eks::{ClusterTokens, CreateCluster};
-use podid_core::{Caller, Core, CreateRole, MasterKey, SeqIds};
+use podid_core::{
+    AuditQuery, AuditRecord, Caller, Core, CreateRole, Ending, MasterKey, RequestAudit,
+    RequestEvent, RequestInfo, SeqIds,
+};
 use podid_store::MemoryStore;
 use podid_types::{FixedClock, Timestamp};
 
@@ -119,4 +122,64 @@ impl podid_core::Fetcher for Documents {
             .cloned()
             .ok_or_else(|| format!("404 for {url}"))
     }
+}
+
+/// `caller` with an audit of operation `name` with `parameters` started, as the server starts
+/// it for an audited request.
+pub(crate) fn audited(
+    core: &Core,
+    caller: &Caller,
+    name: &str,
+    parameters: serde_json::Value,
+) -> (Caller, RequestAudit) {
+    let audit = RequestAudit::new(RequestEvent {
+        request_id: core.ids().request_id(),
+        time: core.clock().now(),
+        source: "test.amazonaws.com",
+        name: name.into(),
+        parameters,
+        ..RequestEvent::default()
+    });
+    let caller = caller.clone().with_request(RequestInfo {
+        audit: Some(audit.clone()),
+        ..RequestInfo::default()
+    });
+    (caller, audit)
+}
+
+/// Finishes `audit` as the server does: the error's text stands for its code.
+pub(crate) async fn finish<T>(
+    core: &Core,
+    audit: &RequestAudit,
+    caller: &Caller,
+    result: &Result<T, podid_core::Error>,
+) {
+    let message = result.as_ref().err().map(ToString::to_string);
+    let ending = match &message {
+        None => Ending::Success(None),
+        Some(message) => Ending::Failure {
+            code: "Refused",
+            message,
+        },
+    };
+    core.audit()
+        .finish(audit, Some(caller), ending)
+        .await
+        .unwrap();
+}
+
+/// The newest audit record `caller`'s account sees.
+pub(crate) async fn last_record(core: &Core, caller: &Caller) -> AuditRecord {
+    let page = core
+        .audit()
+        .lookup(
+            caller,
+            &AuditQuery {
+                max_results: 1000,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    page.records.last().cloned().unwrap()
 }
