@@ -82,9 +82,9 @@ if out="$("$PODID" exec --cluster local --namespace default --service-account re
     exit 1
 fi
 echo "   ok: a new pod gets no credentials"
-echo "   the audit log says why:"
-"$PODID" audit --limit 1 --output table | tee "$work/audit.txt"
-grep -q "reporting-1.*target-role" "$work/audit.txt"
+echo "   the audit trail says why:"
+"$PODID" audit --event-name AssumeRoleForPodIdentity --outcome denied --output table | tee "$work/audit.txt"
+grep -q "AccessDeniedException: EKS Pod Identity could not assume the target role.*reporting-1" "$work/audit.txt"
 
 echo
 echo "example passed: cross-account target role (seed 000)"

@@ -638,8 +638,19 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         let mut file = options
             .open(&tmp)
             .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
+        let written = file
+            .write_all(contents.as_bytes())
+            .and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            // Nothing half-written stays behind (a full disk, typically).
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot write `{}`: is the disk full? Free space and start again",
+                    path.display()
+                )
+            });
+        }
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())

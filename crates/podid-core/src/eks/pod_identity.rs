@@ -304,6 +304,11 @@ impl EksAuth<'_> {
                     "The service account token is signed with key `{kid}`, which is not a key of cluster {}'s issuer: was it issued by another cluster?",
                     cluster.name
                 )),
+                podid_jwt::JwtError::NotYetValid { claim, at } => Error::InvalidToken(format!(
+                    "The service account token's `{claim}` claim says it is not valid before {}, but this server's clock reads {}: the clocks of the token's issuer and of this server differ by more than {TOKEN_LEEWAY_SECONDS} seconds; synchronize them (NTP).",
+                    at.to_iso8601(),
+                    now.to_iso8601()
+                )),
                 other => Error::InvalidToken(format!(
                     "The service account token was refused: {other}."
                 )),

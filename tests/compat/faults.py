@@ -1,0 +1,96 @@
+"""Fault injection on loopback: a TCP proxy in front of a real server (PostgreSQL, podid) that
+passes traffic through, or drops every connection, refuses new ones, answers slowly, or answers
+HTTP 500, as a test switches it."""
+
+import socket
+import threading
+import time
+
+
+class FaultProxy:
+    """Listens on a free loopback port and forwards to `target` ("host:port").
+
+    Modes: `pass`; `refuse` (new connections are closed at once, as while a server restarts);
+    `slow` (each new connection waits `delay` seconds before anything is forwarded); `error500`
+    (each request gets `HTTP/1.1 500` with an AWS-shaped JSON error). `drop()` closes every open
+    connection, as a server that goes away does."""
+
+    def __init__(self, target):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.mode = "pass"
+        self.delay = 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.connections = set()
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop(self):
+        with self.lock:
+            connections, self.connections = self.connections, set()
+        for s in connections:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closed = True
+        self.drop()
+        self.listener.close()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            mode = self.mode
+            if mode == "refuse":
+                client.close()
+                continue
+            threading.Thread(target=self._serve, args=(client, mode), daemon=True).start()
+
+    def _serve(self, client, mode):
+        if mode == "error500":
+            client.settimeout(5)
+            try:
+                client.recv(65536)
+                body = b'{"__type":"ServerException","message":"injected fault"}'
+                client.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                               b"x-amzn-ErrorType: ServerException\r\nConnection: close\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+            client.close()
+            return
+        if mode == "slow":
+            time.sleep(self.delay)
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self.lock:
+            self.connections.update((client, upstream))
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
