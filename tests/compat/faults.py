@@ -94,3 +94,82 @@ class FaultProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+class PostgresTlsFront:
+    """A PostgreSQL front on loopback that speaks TLS the way a PostgreSQL server with `ssl = on`
+    does (an `SSLRequest` answered `S`, then the handshake with `cert`/`key`), and forwards the
+    decrypted protocol to the real server at `target`. A client that starts without TLS is
+    forwarded as it is. `sessions` counts what each connection used: `tls` or `plain`."""
+
+    SSL_REQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+
+    def __init__(self, target, cert, key):
+        import ssl
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sessions = {"tls": 0, "plain": 0, "failed": 0}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _count(self, kind):
+        with self.lock:
+            self.sessions[kind] += 1
+
+    def _serve(self, client):
+        client.settimeout(10)
+        try:
+            first = b""
+            while len(first) < 8:
+                chunk = client.recv(8 - len(first))
+                if not chunk:
+                    raise OSError("closed")
+                first += chunk
+            upstream = socket.create_connection(self.target, timeout=10)
+            if first == self.SSL_REQUEST:
+                client.sendall(b"S")
+                client = self.context.wrap_socket(client, server_side=True)
+                kind = "tls"
+            else:
+                upstream.sendall(first)
+                kind = "plain"
+        except Exception:  # noqa: BLE001 - a refused handshake is what some tests want
+            self._count("failed")
+            client.close()
+            return
+        self._count(kind)
+        client.settimeout(None)
+        upstream.settimeout(None)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source, sink):
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    for s in (source, sink):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

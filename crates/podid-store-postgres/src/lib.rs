@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+mod tls;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use podid_store::{Condition, Item, Op, Store, StoreError};
 use tokio::sync::Semaphore;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 
 /// The schema version this code writes.
 const SCHEMA_VERSION: i32 = 1;
@@ -17,6 +19,7 @@ const RETRIES: usize = 5;
 /// A store in a PostgreSQL database.
 pub struct PostgresStore {
     config: Config,
+    tls: tls::RustlsConnect,
     idle: Arc<Mutex<Vec<Conn>>>,
     permits: Arc<Semaphore>,
 }
@@ -49,18 +52,27 @@ struct Conn {
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://user@host:port/db`, with libpq's options)
-    /// with up to `pool_size` connections, and migrates it to the current schema.
+    /// Connects to the database at `url` (`postgres://user@host:port/db`, with libpq's options,
+    /// `sslmode` and `sslrootcert` as libpq reads them) with up to `pool_size` connections, and
+    /// migrates it to the current schema.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let mut config: Config = url.parse().map_err(|e| {
-            StoreError::Unusable(format!("`{}` is not a PostgreSQL URL: {e}", redact(url)))
+        let (tls, rest) = tls::settings(url)?;
+        let mut config: Config = rest.parse().map_err(|e| {
+            StoreError::Unusable(format!(
+                "`{}` is not a PostgreSQL URL: {}",
+                redact(url),
+                with_causes(&e)
+            ))
         })?;
+        config.ssl_mode(tls.mode.wire());
+        let connector = tls.connector()?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("podid");
         let store = Self {
             config,
+            tls: connector,
             idle: Arc::new(Mutex::new(Vec::new())),
             permits: Arc::new(Semaphore::new(pool_size.max(1))),
         };
@@ -73,7 +85,7 @@ impl PostgresStore {
     async fn open(&self) -> Result<Conn, StoreError> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| unavailable(&e))?;
         tokio::spawn(async move {
@@ -384,7 +396,27 @@ async fn run(tx: &Client, conn: &Conn, op: &Op) -> Result<bool, Failure> {
 }
 
 fn unavailable(e: &tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    // tokio-postgres's own text is generic ("error performing TLS handshake"); the cause says
+    // what went wrong.
+    let mut message = with_causes(e);
+    if message.contains("TLS handshake") && message.contains("certificate") {
+        message.push_str(
+            " (with sslmode=verify-full or verify-ca, sslrootcert must hold the CA that signed the PostgreSQL server's certificate, and with verify-full the URL's host must be a name the certificate holds)",
+        );
+    }
+    StoreError::Unavailable(message)
+}
+
+/// `e`'s text followed by its causes'.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// The URL without its password, for messages.

@@ -34,7 +34,8 @@ pub(crate) struct ServerArgs {
     )]
     data_dir: PathBuf,
     /// Storage: `sqlite` (the default: `DATA_DIR/podid.db`), `sqlite:PATH`, or a PostgreSQL URL
-    /// (`postgres://user@host:5432/db`) shared by any number of servers.
+    /// (`postgres://user@host:5432/db`) shared by any number of servers. TLS to PostgreSQL as
+    /// libpq says it: `?sslmode=verify-full&sslrootcert=ca.pem` (or PGSSLMODE, PGSSLROOTCERT).
     #[arg(long, value_name = "URL", env = "PODID_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Accounts to create at the first start (comma-separated 12-digit ids), each with an IAM user
