@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import json
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -178,3 +179,49 @@ def test_bad_certificate_files_stop_the_server_with_the_fix(tmp_path):
     only_cert = subprocess.run([podid_bin(), "server", "--tls-cert", "x.pem"], capture_output=True, text=True, timeout=30)
     assert only_cert.returncode == 2 and "--tls-key" in only_cert.stderr
     assert os.path.exists(tmp_path / "empty.pem")
+
+
+def test_podid_up_over_tls_with_its_ca(tmp_path):
+    """`podid up --tls-cert --tls-key --ca-bundle`: HTTPS on loopback; the agent, the profiles
+    (`ca_bundle`) and `podid env` (AWS_CA_BUNDLE) trust the CA, so a pod run by `podid exec`
+    gets credentials and the AWS CLI works, all over TLS."""
+    ca = make_ca(tmp_path, "up-ca")
+    issue(ca, tmp_path, tmp_path / "up.pem", tmp_path / "up.key")
+    data = tmp_path / "data"
+    process = subprocess.Popen([podid_bin(), "up", "--data-dir", str(data), "--listen", "127.0.0.1:0",
+                                "--agent-port", "0", "--tls-cert", str(tmp_path / "up.pem"),
+                                "--tls-key", str(tmp_path / "up.key"), "--ca-bundle", str(ca[2])],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "RUST_LOG": "warn"})
+    try:
+        out = ""
+        deadline = time.time() + 60
+        while "ready in" not in out and time.time() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                raise AssertionError(f"podid up exited with {process.wait()}: {out}")
+            out += line
+        assert "podid server listening on https://127.0.0.1:" in out, out
+        assert f"export AWS_CA_BUNDLE={ca[2]}" in out, out
+        assert f"ca_bundle = {ca[2]}" in (data / "aws" / "config").read_text()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        for line in subprocess.run([podid_bin(), "env", "--data-dir", str(data)], capture_output=True, text=True,
+                                   check=True).stdout.splitlines():
+            key, value = line.removeprefix("export ").split("=", 1)
+            env[key] = value
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                                         "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+        cli = aws_cli()
+        subprocess.run([*cli, "iam", "create-role", "--role-name", "tls-app", "--assume-role-policy-document",
+                        json.dumps(trust)], env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([*cli, "eks", "create-pod-identity-association", "--cluster-name", "local", "--namespace",
+                        "default", "--service-account", "app", "--role-arn", "arn:aws:iam::111122223333:role/tls-app"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        pod = subprocess.run([podid_bin(), "exec", "--cluster", "local", "--namespace", "default",
+                              "--service-account", "app", "--", *cli, "sts", "get-caller-identity", "--output", "json"],
+                             env=env, capture_output=True, text=True, timeout=180)
+        assert pod.returncode == 0, pod.stderr
+        assert ":assumed-role/tls-app/eks-local-" in json.loads(pod.stdout)["Arn"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0

@@ -202,6 +202,13 @@ impl Client {
         }
     }
 
+    /// The client trusting `trust`'s certificate authorities.
+    #[must_use]
+    pub(crate) fn with_trust(mut self, trust: podid_agent::Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
     /// The certificate authorities the client trusts.
     pub(crate) fn trust(&self) -> podid_agent::Trust {
         self.trust.clone()

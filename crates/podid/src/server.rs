@@ -83,6 +83,9 @@ pub(crate) struct ServerArgs {
     throttle: ThrottleArgs,
     #[command(subcommand)]
     action: Option<ServerAction>,
+    /// Written as `ca_bundle` into the AWS config files' profiles (`podid up --ca-bundle`).
+    #[arg(skip)]
+    profile_ca_bundle: Option<PathBuf>,
 }
 
 /// What `podid server` can do besides serving.
@@ -185,7 +188,16 @@ impl ServerArgs {
             tls: crate::tls::TlsArgs::default(),
             throttle: ThrottleArgs::default(),
             action: None,
+            profile_ca_bundle: None,
         }
+    }
+
+    /// These settings serving HTTPS with `tls`, the profiles trusting `ca_bundle`.
+    #[must_use]
+    pub(crate) fn with_tls(mut self, tls: crate::tls::TlsArgs, ca_bundle: Option<PathBuf>) -> Self {
+        self.tls = tls;
+        self.profile_ca_bundle = ca_bundle;
+        self
     }
 }
 
@@ -377,7 +389,13 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the administrators' access keys: {e}"))?;
     if !admin_keys.is_empty() {
-        write_aws_files(&aws_dir, &admin_keys, &args.region, &endpoint)?;
+        write_aws_files(
+            &aws_dir,
+            &admin_keys,
+            &args.region,
+            &endpoint,
+            args.profile_ca_bundle.as_deref(),
+        )?;
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -602,8 +620,12 @@ fn write_aws_files(
     keys: &[BootstrapKey],
     region: &str,
     endpoint: &str,
+    ca_bundle: Option<&Path>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let ca_line = ca_bundle
+        .map(|path| format!("ca_bundle = {}\n", path.display()))
+        .unwrap_or_default();
     let mut config = String::new();
     let mut credentials = String::new();
     for (i, key) in keys.iter().enumerate() {
@@ -614,7 +636,7 @@ fn write_aws_files(
         }
         for (config_section, credentials_section) in sections {
             config.push_str(&format!(
-                "[{config_section}]\nregion = {region}\nendpoint_url = {endpoint}\n\n"
+                "[{config_section}]\nregion = {region}\nendpoint_url = {endpoint}\n{ca_line}\n"
             ));
             credentials.push_str(&format!(
                 "[{credentials_section}]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n",

@@ -48,6 +48,14 @@ pub(crate) struct UpArgs {
     region: String,
     #[command(flatten)]
     limits: ListenArgs,
+    /// Serve HTTPS instead of plain HTTP (with --tls-key; loopback stays plain unless asked).
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
+    /// The CA certificate (PEM) that signed --tls-cert: the agent, podid's clients and the AWS
+    /// config files' profiles (`ca_bundle`) trust it, and `podid env` exports it as
+    /// AWS_CA_BUNDLE for the AWS CLI, the SDKs and `podid exec`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -69,13 +77,28 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<Status> {
 async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
     let stop_signal = crate::server::shutdown();
     let data_dir = data_dir(args.data_dir.clone())?;
+    // The CA bundle is written into the config files by its absolute path: they are read from
+    // any directory.
+    let ca_bundle = args
+        .ca_bundle
+        .as_deref()
+        .map(|path| {
+            std::fs::canonicalize(path)
+                .with_context(|| format!("--ca-bundle `{}` cannot be read", path.display()))
+        })
+        .transpose()?;
+    let trust = match &ca_bundle {
+        Some(path) => podid_agent::Trust::ca_bundle(path).map_err(|e| anyhow::anyhow!(e))?,
+        None => podid_agent::Trust::default(),
+    };
     let server_args = ServerArgs::local(
         args.listen,
         data_dir.clone(),
         args.accounts.clone(),
         args.region.clone(),
         args.limits.clone(),
-    );
+    )
+    .with_tls(args.tls.clone(), ca_bundle.clone());
     let started = crate::server::start(&server_args).await?;
     let (endpoint, aws_dir, region) = (
         started.endpoint.clone(),
@@ -96,7 +119,7 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
         let _ = stopped.await;
     }));
 
-    let eks = Client::with(admin.clone(), &region, &endpoint, "eks");
+    let eks = Client::with(admin.clone(), &region, &endpoint, "eks").with_trust(trust.clone());
     let cluster = args.cluster.clone();
     let created = tokio::task::spawn_blocking(move || ensure_cluster(&eks, &cluster))
         .await
@@ -104,13 +127,7 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
 
     let mut config = AgentConfig::new(&args.cluster);
     config.allowed_hosts = vec!["127.0.0.1".into()];
-    let upstream = EksAuth::new(
-        &endpoint,
-        &region,
-        admin,
-        Duration::from_secs(1),
-        podid_agent::Trust::default(),
-    );
+    let upstream = EksAuth::new(&endpoint, &region, admin, Duration::from_secs(1), trust);
     let agent = podid_agent::agent(config, Arc::new(upstream));
     let running = crate::agent::start(
         agent,
@@ -133,12 +150,18 @@ async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
         .map(|a| format!("http://{a}/v1/credentials"))
         .unwrap_or_default();
 
-    let exports = format!(
+    let mut exports = format!(
         "export AWS_CONFIG_FILE={}\nexport AWS_SHARED_CREDENTIALS_FILE={}\nexport PODID_DATA_DIR={}\n",
         shell_quote(&aws_dir.join("config").display().to_string()),
         shell_quote(&aws_dir.join("credentials").display().to_string()),
         shell_quote(&data_dir.display().to_string()),
     );
+    if let Some(path) = &ca_bundle {
+        exports.push_str(&format!(
+            "export AWS_CA_BUNDLE={}\n",
+            shell_quote(&path.display().to_string())
+        ));
+    }
     crate::server::write_private(&data_dir.join("env"), &exports)?;
     let mut out = std::io::stdout().lock();
     writeln!(
