@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use podid_policy::{Decision, PolicySet};
-use podid_store::{Condition, Op};
+use podid_store::{Condition, Op, Store, StoreError};
 use podid_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -44,6 +44,9 @@ const MAX_SCANNED: usize = 20_000;
 
 /// Records deleted per transaction when pruning.
 const PRUNE_BATCH: usize = 1000;
+
+/// The most records one group commit writes.
+const MAX_GROUP: usize = 512;
 
 /// How a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -422,8 +425,8 @@ impl Audit<'_> {
         }
         let record = audit.record(caller, ending);
         self.core
-            .store
-            .commit(vec![Op::upsert(NS, audit.key(), encode(&record))])
+            .audit_writer
+            .write(&*self.core.store, Op::upsert(NS, audit.key(), encode(&record)))
             .await
             .map_err(|e| {
                 tracing::error!(request_id = %audit.event.request_id, error = %e, "the audit record could not be written");
@@ -563,6 +566,118 @@ impl Core {
             }
         }
         Ok(())
+    }
+}
+
+/// Writes the records of calls that change nothing (issuances, refusals) in groups: one store
+/// transaction (one `fsync`, one PostgreSQL commit) for every record that arrived while the
+/// previous group was being written, as databases group their commits. Each caller still waits
+/// until its own record is durable.
+///
+/// No task of its own: the first caller to find no group in flight leads, writing its record
+/// with every one waiting, then hands the lead to the next waiter (or gives it up). A leader whose
+/// future is dropped hands the lead on as it goes, so the writer never stalls.
+#[derive(Debug, Default)]
+pub(crate) struct AuditWriter {
+    state: Mutex<WriterState>,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    leading: bool,
+    waiting: Vec<(Op, tokio::sync::oneshot::Sender<Turn>)>,
+}
+
+#[derive(Debug)]
+enum Turn {
+    /// The group with this waiter's record was written, or failed.
+    Done(Result<(), StoreError>),
+    /// This waiter leads now, with its own record.
+    Lead(Op),
+}
+
+impl AuditWriter {
+    /// Writes `op` durably, grouped with the others waiting.
+    async fn write(&self, store: &dyn Store, op: Op) -> Result<(), StoreError> {
+        let (reply, turn) = tokio::sync::oneshot::channel();
+        let leads = {
+            let mut state = self.lock();
+            if state.leading {
+                state.waiting.push((op, reply));
+                None
+            } else {
+                state.leading = true;
+                Some(op)
+            }
+        };
+        let own = match leads {
+            Some(op) => op,
+            None => match turn.await {
+                Ok(Turn::Done(result)) => return result,
+                Ok(Turn::Lead(op)) => op,
+                Err(_) => {
+                    return Err(StoreError::Unavailable(
+                        "the audit write was interrupted".into(),
+                    ));
+                }
+            },
+        };
+        let mut lead = Lead {
+            writer: self,
+            group: Vec::new(),
+        };
+        let mut ops = vec![own];
+        {
+            let mut state = self.lock();
+            let take = state.waiting.len().min(MAX_GROUP - 1);
+            for (op, reply) in state.waiting.drain(..take) {
+                ops.push(op);
+                lead.group.push(reply);
+            }
+        }
+        let result = store.commit(ops).await;
+        for reply in lead.group.drain(..) {
+            let _ = reply.send(Turn::Done(result.clone()));
+        }
+        drop(lead);
+        result
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Passes the lead to the first waiter whose call still waits, or gives it up.
+    fn hand_on(&self) {
+        let mut state = self.lock();
+        while !state.waiting.is_empty() {
+            let (op, reply) = state.waiting.remove(0);
+            if reply.send(Turn::Lead(op)).is_ok() {
+                return;
+            }
+            // That call is gone (its client left): nobody waits for its record.
+        }
+        state.leading = false;
+    }
+}
+
+/// The lead of a group: when it ends (written, or the leader's future dropped), the waiters of
+/// an unfinished group learn it failed, and the lead passes on.
+struct Lead<'a> {
+    writer: &'a AuditWriter,
+    group: Vec<tokio::sync::oneshot::Sender<Turn>>,
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        for reply in self.group.drain(..) {
+            let _ = reply.send(Turn::Done(Err(StoreError::Unavailable(
+                "the audit write was interrupted".into(),
+            ))));
+        }
+        self.writer.hand_on();
     }
 }
 

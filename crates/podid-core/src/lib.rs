@@ -65,6 +65,7 @@ pub struct Core {
     fetcher: Option<Arc<dyn Fetcher>>,
     key_sets: issuers::KeySets,
     eks: eks::State,
+    audit_writer: audit::AuditWriter,
 }
 
 impl std::fmt::Debug for Core {
@@ -93,6 +94,7 @@ impl Core {
             fetcher: None,
             key_sets: issuers::KeySets::default(),
             eks: eks::State::default(),
+            audit_writer: audit::AuditWriter::default(),
         }
     }
 

@@ -405,3 +405,108 @@ async fn reading_the_trail_needs_podid_read_audit() {
         "{denied:?}"
     );
 }
+
+/// A memory store that counts commits and takes a millisecond over each, as a disk's `fsync`
+/// does.
+#[derive(Debug, Default)]
+struct SlowCounting {
+    inner: MemoryStore,
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowCounting {
+    async fn get(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(ns, key).await
+    }
+
+    async fn scan(
+        &self,
+        ns: &'static str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.inner.scan(ns, prefix, after, limit).await
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        self.inner.commit(ops).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_written_at_once_share_commits_and_each_is_durable() {
+    let ids = Arc::new(SeqIds::new(11));
+    let store = Arc::new(SlowCounting::default());
+    let core = Arc::new(Core::new(
+        store.clone(),
+        Arc::new(FixedClock::new(Timestamp::from_secs(1_760_000_000))),
+        ids.clone(),
+        MasterKey::generate(&*ids),
+    ));
+    let admin = Caller::root("111122223333".parse().unwrap());
+    let before = store.commits.load(Ordering::SeqCst);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (core, admin) = (core.clone(), admin.clone());
+        calls.spawn(async move {
+            let (caller, audit) = common::audited(
+                &core,
+                &admin,
+                "AssumeRole",
+                serde_json::json!({"RoleSessionName": format!("s{i}")}),
+            );
+            core.audit()
+                .finish(&audit, Some(&caller), Ending::Success(None))
+                .await
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let commits = store.commits.load(Ordering::SeqCst) - before;
+    assert!(
+        commits < 200,
+        "200 records in {commits} commits: none grouped"
+    );
+    let page = core
+        .audit()
+        .lookup(
+            &admin,
+            &AuditQuery {
+                max_results: 1000,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 200, "every record is there");
+    println!("200 concurrent records in {commits} commits");
+}
+
+#[tokio::test]
+async fn after_a_failed_group_the_next_records_are_written() {
+    let w = world().await;
+    w.store.broken.store(true, Ordering::SeqCst);
+    let (caller, audit) = common::audited(&w.core, &w.a, "AssumeRole", serde_json::Value::Null);
+    let failed = w
+        .core
+        .audit()
+        .finish(&audit, Some(&caller), Ending::Success(None))
+        .await;
+    assert!(matches!(failed, Err(Error::ServiceFailure(_))));
+    w.store.broken.store(false, Ordering::SeqCst);
+    let (caller, audit) = common::audited(&w.core, &w.a, "AssumeRole", serde_json::Value::Null);
+    w.core
+        .audit()
+        .finish(&audit, Some(&caller), Ending::Success(None))
+        .await
+        .unwrap();
+}
