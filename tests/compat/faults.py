@@ -78,22 +78,7 @@ class FaultProxy:
         with self.lock:
             self.connections.update((client, upstream))
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source, sink):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        for s in (source, sink):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
 
 class PostgresTlsFront:

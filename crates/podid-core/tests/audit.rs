@@ -21,12 +21,15 @@ use podid_types::{FixedClock, Timestamp};
 
 const TRUST_A: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AccountA","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#;
 
-/// A memory store whose commits that carry an audit record fail while `broken` is set: a disk
-/// that refuses the audit's writes.
+/// A memory store whose commits that carry an audit record fail while `broken` is set (a disk
+/// that refuses the audit's writes), and which counts commits and, with `slow`, takes a
+/// millisecond over each, as a disk's `fsync` does.
 #[derive(Debug, Default)]
 struct AuditBreaks {
     inner: MemoryStore,
     broken: AtomicBool,
+    slow: AtomicBool,
+    commits: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -46,6 +49,10 @@ impl Store for AuditBreaks {
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        if self.slow.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         if self.broken.load(Ordering::SeqCst) && ops.iter().any(|op| op.target().0 == "audit") {
             return Err(StoreError::Unavailable("no space left on device".into()));
         }
@@ -406,45 +413,11 @@ async fn reading_the_trail_needs_podid_read_audit() {
     );
 }
 
-/// A memory store that counts commits and takes a millisecond over each, as a disk's `fsync`
-/// does.
-#[derive(Debug, Default)]
-struct SlowCounting {
-    inner: MemoryStore,
-    commits: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Store for SlowCounting {
-    async fn get(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
-        self.inner.get(ns, key).await
-    }
-
-    async fn scan(
-        &self,
-        ns: &'static str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        self.inner.scan(ns, prefix, after, limit).await
-    }
-
-    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        self.inner.commit(ops).await
-    }
-
-    fn backend(&self) -> &'static str {
-        "memory"
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_written_at_once_share_commits_and_each_is_durable() {
     let ids = Arc::new(SeqIds::new(11));
-    let store = Arc::new(SlowCounting::default());
+    let store = Arc::new(AuditBreaks::default());
+    store.slow.store(true, Ordering::SeqCst);
     let core = Arc::new(Core::new(
         store.clone(),
         Arc::new(FixedClock::new(Timestamp::from_secs(1_760_000_000))),
