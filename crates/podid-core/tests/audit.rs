@@ -73,29 +73,9 @@ struct World {
 }
 
 async fn world() -> World {
-    let ids = Arc::new(SeqIds::new(7));
-    let clock = Arc::new(FixedClock::new(Timestamp::from_secs(1_760_000_000)));
     let store = Arc::new(AuditBreaks::default());
-    let core = Core::new(
-        store.clone(),
-        clock.clone(),
-        ids.clone(),
-        MasterKey::generate(&*ids),
-    );
-    let boot = core
-        .bootstrap(&[
-            "111122223333".parse().unwrap(),
-            "444455556666".parse().unwrap(),
-        ])
-        .await
-        .unwrap();
-    let mut admins = Vec::new();
-    for key in &boot.keys {
-        let (record, _) = core.access_key(&key.access_key_id).await.unwrap().unwrap();
-        admins.push(core.caller(&record).await.unwrap());
-    }
-    let b = admins.pop().unwrap();
-    let a = admins.pop().unwrap();
+    let (core, clock, a, b) =
+        common::two_accounts_on(store.clone(), 7, 1_760_000_000, |core| core).await;
     World {
         core,
         store,

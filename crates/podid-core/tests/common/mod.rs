@@ -38,10 +38,20 @@ pub(crate) async fn two_accounts_with(
     secs: i64,
     configure: impl FnOnce(Core) -> Core,
 ) -> (Core, Arc<FixedClock>, Caller, Caller) {
+    two_accounts_on(Arc::new(MemoryStore::new()), seed, secs, configure).await
+}
+
+/// [`two_accounts_with`] on `store`.
+pub(crate) async fn two_accounts_on(
+    store: Arc<dyn podid_store::Store>,
+    seed: u64,
+    secs: i64,
+    configure: impl FnOnce(Core) -> Core,
+) -> (Core, Arc<FixedClock>, Caller, Caller) {
     let ids = Arc::new(SeqIds::new(seed));
     let clock = Arc::new(FixedClock::new(Timestamp::from_secs(secs)));
     let core = configure(Core::new(
-        Arc::new(MemoryStore::new()),
+        store,
         clock.clone(),
         ids.clone(),
         MasterKey::generate(&*ids),
