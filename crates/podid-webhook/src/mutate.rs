@@ -118,6 +118,20 @@ pub fn mutate(
             .and_then(|a| a.get(format!("{}/{name}", config.annotation_prefix)))
             .and_then(Value::as_str)
     };
+    // The label the webhook's object selector excludes; honoured here too, should the
+    // configuration lack the selector.
+    let opted_out = pod
+        .pointer("/metadata/labels")
+        .and_then(|l| {
+            l.get(format!(
+                "{}/skip-pod-identity-webhook",
+                config.annotation_prefix
+            ))
+        })
+        .is_some();
+    if opted_out {
+        return Mutation::default();
+    }
     let identity = if associated {
         Identity::PodIdentity
     } else if let Some(role_arn) = sa_annotation("role-arn").filter(|a| !a.is_empty()) {
@@ -383,33 +397,42 @@ fn pointer_escaped(text: &str) -> String {
     text.replace('~', "~0").replace('/', "~1")
 }
 
-/// Applies `patch` (`add` operations only, as [`mutate`] makes them) to `value`: for tests of
-/// what a patched pod looks like.
-#[cfg(test)]
-fn apply(value: &mut Value, patch: &[Value]) {
+/// Applies `patch` (`add` operations only, as [`mutate`] makes them) to `value`: what the API
+/// server does with the webhook's answer, and what `podid exec` does with its pod.
+///
+/// # Errors
+/// An operation that is not an `add`, or whose parent does not exist, is named.
+pub fn apply(value: &mut Value, patch: &[Value]) -> Result<(), String> {
     for op in patch {
-        assert_eq!(op["op"], "add");
-        let path = op["path"].as_str().unwrap_or_default();
+        let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
+        if op.get("op").and_then(Value::as_str) != Some("add") {
+            return Err(format!("only `add` operations can be applied, not `{op}`"));
+        }
         let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
         let last = last.replace("~1", "/").replace("~0", "~");
-        let target = value
-            .pointer_mut(parent)
-            .unwrap_or_else(|| panic!("no parent for {path}"));
-        let new = op["value"].clone();
-        match target {
-            Value::Array(items) if last == "-" => items.push(new),
-            Value::Array(items) => items.insert(last.parse().unwrap_or_default(), new),
-            Value::Object(map) => {
+        let new = op.get("value").cloned().unwrap_or(Value::Null);
+        match value.pointer_mut(parent) {
+            Some(Value::Array(items)) if last == "-" => items.push(new),
+            Some(Value::Array(items)) => match last.parse::<usize>() {
+                Ok(index) if index <= items.len() => items.insert(index, new),
+                _ => return Err(format!("`{path}`: no such index")),
+            },
+            Some(Value::Object(map)) => {
                 map.insert(last, new);
             }
-            other => panic!("cannot add under {other}"),
+            _ => return Err(format!("`{path}`: its parent is not an object or array")),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn apply_ok(value: &mut Value, patch: &[Value]) {
+        assert_eq!(apply(value, patch), Ok(()));
+    }
 
     fn pod() -> Value {
         json!({
@@ -449,7 +472,7 @@ mod tests {
     ) -> (Mutation, Value) {
         let mutation = mutate(pod, sa, associated, config, &mut |low, _| low);
         let mut out = pod.clone();
-        apply(&mut out, &mutation.patch);
+        apply_ok(&mut out, &mutation.patch);
         (mutation, out)
     }
 

@@ -72,7 +72,13 @@ pub(crate) struct Client {
     endpoint: String,
     service: &'static str,
     trust: podid_agent::Trust,
+    /// Connections kept alive between calls; rebuilt when the trust or the timeout changes.
+    agent: ureq::Agent,
+    timeout: std::time::Duration,
 }
+
+/// How long a call may take unless [`Client::with_timeout`] says otherwise.
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A failure the server answered with: its AWS error code and message.
 #[derive(Debug)]
@@ -182,7 +188,9 @@ impl Client {
             region,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             service,
+            agent: podid_agent::http_agent(DEFAULT_TIMEOUT, 0, &trust),
             trust,
+            timeout: DEFAULT_TIMEOUT,
         })
     }
 
@@ -199,13 +207,24 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             service,
             trust: podid_agent::Trust::default(),
+            agent: podid_agent::http_agent(DEFAULT_TIMEOUT, 0, &podid_agent::Trust::default()),
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 
     /// The client trusting `trust`'s certificate authorities.
     #[must_use]
     pub(crate) fn with_trust(mut self, trust: podid_agent::Trust) -> Self {
+        self.agent = podid_agent::http_agent(self.timeout, 0, &trust);
         self.trust = trust;
+        self
+    }
+
+    /// The client whose calls give up after `timeout` (connecting, sending and reading).
+    #[must_use]
+    pub(crate) fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.agent = podid_agent::http_agent(timeout, 0, &self.trust);
+        self.timeout = timeout;
         self
     }
 
@@ -340,7 +359,7 @@ impl Client {
         } else {
             format!("{}{path}?{query}", self.endpoint)
         };
-        let agent = podid_agent::http_agent(std::time::Duration::from_secs(60), 0, &self.trust);
+        let agent = &self.agent;
         let mut call = ureq::http::Request::builder()
             .method(method)
             .uri(&url)

@@ -1,14 +1,17 @@
-//! `podid exec`: runs a command as a pod of a local cluster runs: with a fresh service-account
-//! token and nothing else to take credentials from; for EKS Pod Identity, the
+//! `podid exec`: runs a command as a pod of a local cluster runs. It builds the pod (one
+//! container, `main`), mutates it with `podid_webhook::mutate` (what `podid webhook` does to real
+//! pods), and gives the command that container's variables and token: for EKS Pod Identity, the
 //! container-credentials variables pointing at an agent; for IRSA (a service account annotated
-//! with `eks.amazonaws.com/role-arn` and no Pod Identity association, or `--role-arn`), what the
-//! IRSA webhook injects: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`.
+//! with `eks.amazonaws.com/role-arn` and no Pod Identity association, or `--role-arn`),
+//! `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`. The token volume is a private directory:
+//! paths under the volume's mount path are moved under it. Nothing else to take credentials
+//! from is left in the environment.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use podid_agent::AgentConfig;
 use podid_core::{Ids as _, OsIds};
@@ -32,6 +35,8 @@ const REMOVED: &[&str] = &[
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 ];
 
 #[derive(Debug, Args)]
@@ -85,32 +90,80 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         .pod_name
         .clone()
         .unwrap_or_else(|| format!("{}-{}", args.service_account, ids.lower_alphanumeric(5)));
-    let identity = Identity::of(&args, &eks)?;
+    let uid = ids.request_id().to_ascii_lowercase();
+    let (account, associated) = identity_of(&args, &eks)?;
+    let spec = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": args.namespace, "uid": uid},
+        "spec": {"serviceAccountName": args.service_account, "containers": [{"name": "main"}]},
+    });
+    let mut config = podid_webhook::Config {
+        token_expiration: i64::from(args.token_expiration),
+        region: Some(region.clone()),
+        ..podid_webhook::Config::default()
+    };
+    let mutate = |config: &podid_webhook::Config| {
+        podid_webhook::mutate(
+            &spec,
+            Some(&account),
+            associated,
+            config,
+            &mut crate::webhook::jitter,
+        )
+    };
+    // Which identity, first: the agent's URL goes into the variables.
+    let pod_identity = mutate(&config).mode == Some("pod-identity");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if pod_identity {
+        config.pod_identity_uri = match &args.agent_url {
+            Some(url) => url.clone(),
+            None => {
+                let upstream = crate::agent::eks_auth(&args.client, None)?;
+                let mut agent_config = AgentConfig::new(&args.cluster);
+                agent_config.allowed_hosts = vec!["127.0.0.1".into()];
+                let agent = podid_agent::agent(agent_config, Arc::new(upstream));
+                let running = runtime.block_on(crate::agent::start(
+                    agent,
+                    &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                    0,
+                    None,
+                    None,
+                    crate::listen::Limits::default(),
+                ))?;
+                let address = running
+                    .addresses
+                    .first()
+                    .context("the agent did not start")?;
+                format!("http://{address}/v1/credentials")
+            }
+        };
+    }
+    let mutation = mutate(&config);
+    if let Some(reason) = &mutation.skipped {
+        bail!("the pod cannot be given an identity: {reason}");
+    }
+    let mut pod_json = spec.clone();
+    podid_webhook::apply(&mut pod_json, &mutation.patch).map_err(anyhow::Error::msg)?;
+    let dir = PrivateDir::create()?;
+    let container = Container::of(&pod_json, &dir.path)?;
     let pod = Pod {
         cluster: args.cluster.clone(),
         namespace: args.namespace.clone(),
         service_account: args.service_account.clone(),
         name: pod_name,
-        uid: ids.request_id().to_ascii_lowercase(),
-        expiration: match &identity {
-            Identity::Irsa {
-                expiration: Some(seconds),
-                ..
-            } => *seconds,
-            _ => args.token_expiration,
-        },
-        audience: match &identity {
-            Identity::Irsa { audience, .. } => Some(audience.clone()),
-            Identity::PodIdentity => None,
-        },
+        uid,
+        expiration: container.token.expiration,
+        audience: container.token.audience.clone(),
     };
     let token = pod.mint_token(&eks)?;
-    let dir = PrivateDir::create()?;
-    let token_file = dir.path.join(match identity {
-        Identity::Irsa { .. } => "token",
-        Identity::PodIdentity => "eks-pod-identity-token",
-    });
-    crate::server::write_private(&token_file, &token)?;
+    let token_file = container.token.file.clone();
+    write_token(&token_file, &token)?;
     // The pod's AWS config: the region and podid's endpoint, and no credentials at all.
     let config_file = dir.path.join("config");
     crate::server::write_private(
@@ -120,34 +173,6 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
     let credentials_file = dir.path.join("credentials");
     crate::server::write_private(&credentials_file, "")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let agent_url = match (&identity, &args.agent_url) {
-        (Identity::Irsa { .. }, _) => String::new(),
-        (Identity::PodIdentity, Some(url)) => url.clone(),
-        (Identity::PodIdentity, None) => {
-            let upstream = crate::agent::eks_auth(&args.client, None)?;
-            let mut config = AgentConfig::new(&args.cluster);
-            config.allowed_hosts = vec!["127.0.0.1".into()];
-            let agent = podid_agent::agent(config, Arc::new(upstream));
-            let running = runtime.block_on(crate::agent::start(
-                agent,
-                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                0,
-                None,
-                None,
-                crate::listen::Limits::default(),
-            ))?;
-            let address = running
-                .addresses
-                .first()
-                .context("the agent did not start")?;
-            format!("http://{address}/v1/credentials")
-        }
-    };
     // Signals: Ctrl-C reaches the command from the terminal (it signals the whole process
     // group); SIGTERM and SIGHUP, sent to podid alone, are passed on. Either way podid waits for
     // the command to end and cleans up rather than dying first.
@@ -158,7 +183,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
     let every = args.token_refresh_seconds.unwrap_or(
         u64::from(pod.expiration) * 4 / 5, // kubelet's rule: at 80 % of the lifetime
     );
-    runtime.spawn(rotate_token(eks, pod, token_file.clone(), every.max(1)));
+    runtime.spawn(rotate_token(eks, pod, token_file, every.max(1)));
 
     let (program, rest) = args
         .command
@@ -177,28 +202,14 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
             command.env_remove(name);
         }
     }
-    match &identity {
-        Identity::PodIdentity => command
-            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent_url)
-            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
-        Identity::Irsa { role, regional, .. } => {
-            command
-                .env("AWS_ROLE_ARN", role)
-                .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
-                .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-                .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-            if *regional {
-                command.env("AWS_STS_REGIONAL_ENDPOINTS", "regional");
-            }
-            &mut command
-        }
-    };
+    // What the webhook gives the pod's container, exactly.
+    for (name, value) in &container.env {
+        command.env(name, value);
+    }
     command
         .env("AWS_CONFIG_FILE", &config_file)
         .env("AWS_SHARED_CREDENTIALS_FILE", &credentials_file)
         .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_REGION", &region)
-        .env("AWS_DEFAULT_REGION", &region)
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let status = command
         .spawn()
@@ -225,6 +236,93 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         }
     };
     Ok(Status::Exit(exit_code(&status)))
+}
+
+/// The pod's one container after the webhook's patch: its variables (paths inside its token
+/// volume moved under the private directory) and the token it mounts.
+struct Container {
+    env: Vec<(String, String)>,
+    token: Projected,
+}
+
+/// A projected service-account token: where it goes and what it is.
+struct Projected {
+    file: PathBuf,
+    audience: String,
+    expiration: u32,
+}
+
+impl Container {
+    fn of(pod: &Value, root: &Path) -> anyhow::Result<Self> {
+        let container = pod
+            .pointer("/spec/containers/0")
+            .context("the mutated pod has no container")?;
+        let mount = container
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .and_then(|m| m.first())
+            .context("the mutated pod mounts no token")?;
+        let text = |v: &Value, key: &str| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (volume_name, mount_path) = (text(mount, "name"), text(mount, "mountPath"));
+        let source = pod
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .and_then(|v| {
+                v.iter()
+                    .find(|v| v.get("name").and_then(Value::as_str) == Some(volume_name.as_str()))
+            })
+            .and_then(|v| v.pointer("/projected/sources/0/serviceAccountToken"))
+            .context("the mutated pod's token volume is missing")?;
+        let local_mount = root.join(mount_path.trim_start_matches('/'));
+        let file = local_mount.join(text(source, "path"));
+        let env = container
+            .get("env")
+            .and_then(Value::as_array)
+            .map(|vars| {
+                vars.iter()
+                    .map(|var| {
+                        let value = text(var, "value");
+                        let value = match value.strip_prefix(&format!("{mount_path}/")) {
+                            Some(inside) => local_mount.join(inside).display().to_string(),
+                            None => value,
+                        };
+                        (text(var, "name"), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            env,
+            token: Projected {
+                file,
+                audience: text(source, "audience"),
+                expiration: source
+                    .get("expirationSeconds")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| u32::try_from(s).ok())
+                    .context("the mutated pod's token has no lifetime")?,
+            },
+        })
+    }
+}
+
+/// Writes the token, creating its directory (owner only) first.
+fn write_token(file: &Path, token: &str) -> anyhow::Result<()> {
+    if let Some(parent) = file.parent() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+    }
+    crate::server::write_private(file, token)
 }
 
 /// The signals podid passes on to the command, installed before it starts.
@@ -304,81 +402,63 @@ fn exit_code(status: &std::process::ExitStatus) -> u8 {
     1
 }
 
-/// How the pod gets credentials, decided as EKS decides: a Pod Identity association wins over
-/// IRSA's annotation; `--role-arn` forces IRSA.
-enum Identity {
-    /// The agent, with the pod's token.
-    PodIdentity,
-    /// AssumeRoleWithWebIdentity by the SDK, with the pod's token.
-    Irsa {
-        /// `AWS_ROLE_ARN`.
-        role: String,
-        /// The token's audience (`eks.amazonaws.com/audience`, default `sts.amazonaws.com`).
-        audience: String,
-        /// `AWS_STS_REGIONAL_ENDPOINTS=regional` (`eks.amazonaws.com/sts-regional-endpoints`).
-        regional: bool,
-        /// The token's lifetime (`eks.amazonaws.com/token-expiration`).
-        expiration: Option<u32>,
-    },
-}
-
-impl Identity {
-    fn of(args: &ExecArgs, eks: &Client) -> anyhow::Result<Self> {
-        if let Some(role) = &args.role_arn {
-            return Ok(Self::Irsa {
-                role: role.clone(),
-                audience: "sts.amazonaws.com".into(),
-                regional: true,
-                expiration: None,
-            });
-        }
-        let cluster = &args.cluster;
-        let associations = eks
-            .json(
-                "GET",
-                &format!("/clusters/{cluster}/pod-identity-associations"),
-                &format!(
-                    "namespace={}&serviceAccount={}",
-                    args.namespace, args.service_account
-                ),
-                None,
-            )
-            .with_context(|| {
-                format!("cannot list the Pod Identity associations of cluster `{cluster}`")
-            })?;
-        if associations
-            .get("associations")
-            .and_then(Value::as_array)
-            .is_some_and(|list| !list.is_empty())
-        {
-            return Ok(Self::PodIdentity);
-        }
-        let path = format!(
-            "/clusters/{cluster}/podid/service-accounts/{}/{}",
-            args.namespace, args.service_account
+/// What the webhook would know of the pod's service account: its annotations and whether it
+/// has a Pod Identity association. `--role-arn` stands for the annotations (IRSA, regional
+/// STS). A service account with neither runs as Pod Identity, so that the command sees EKS
+/// Auth's refusal naming what is missing, rather than no credentials at all.
+fn identity_of(
+    args: &ExecArgs,
+    eks: &Client,
+) -> anyhow::Result<(podid_webhook::ServiceAccount, bool)> {
+    let mut account = podid_webhook::ServiceAccount::default();
+    if let Some(role) = &args.role_arn {
+        account
+            .annotations
+            .insert("eks.amazonaws.com/role-arn".into(), role.clone());
+        account.annotations.insert(
+            "eks.amazonaws.com/sts-regional-endpoints".into(),
+            "true".into(),
         );
-        let account = match eks.json("GET", &path, "", None) {
-            Ok(account) => account,
-            // No such service account (or no permission to read it): no IRSA annotations.
-            Err(e) if e.downcast_ref::<ApiFailure>().is_some() => return Ok(Self::PodIdentity),
-            Err(e) => return Err(e.context("cannot read the service account")),
-        };
-        let annotation = |name: &str| {
-            account
-                .pointer(&format!("/metadata/annotations/eks.amazonaws.com~1{name}"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        Ok(match annotation("role-arn") {
-            Some(role) => Self::Irsa {
-                role,
-                audience: annotation("audience").unwrap_or_else(|| "sts.amazonaws.com".into()),
-                regional: annotation("sts-regional-endpoints").as_deref() == Some("true"),
-                expiration: annotation("token-expiration").and_then(|s| s.parse().ok()),
-            },
-            None => Self::PodIdentity,
-        })
+        return Ok((account, false));
     }
+    let cluster = &args.cluster;
+    let associations = eks
+        .json(
+            "GET",
+            &format!("/clusters/{cluster}/pod-identity-associations"),
+            &format!(
+                "namespace={}&serviceAccount={}",
+                podid_sigv4::uri_encoded(&args.namespace),
+                podid_sigv4::uri_encoded(&args.service_account)
+            ),
+            None,
+        )
+        .with_context(|| {
+            format!("cannot list the Pod Identity associations of cluster `{cluster}`")
+        })?;
+    if associations
+        .get("associations")
+        .and_then(Value::as_array)
+        .is_some_and(|list| !list.is_empty())
+    {
+        return Ok((account, true));
+    }
+    let path = format!(
+        "/clusters/{cluster}/podid/service-accounts/{}/{}",
+        args.namespace, args.service_account
+    );
+    let object = match eks.json("GET", &path, "", None) {
+        Ok(object) => object,
+        // No such service account (or no permission to read it): no IRSA annotations.
+        Err(e) if e.downcast_ref::<ApiFailure>().is_some() => return Ok((account, true)),
+        Err(e) => return Err(e.context("cannot read the service account")),
+    };
+    account.annotations = crate::webhook::account_of(&object).annotations;
+    let irsa = account
+        .annotations
+        .get("eks.amazonaws.com/role-arn")
+        .is_some_and(|r| !r.is_empty());
+    Ok((account, !irsa))
 }
 
 /// The pod `podid exec` runs as.
@@ -390,23 +470,21 @@ struct Pod {
     name: String,
     uid: String,
     expiration: u32,
-    /// The token's audience (default `pods.eks.amazonaws.com`).
-    audience: Option<String>,
+    /// The token's audience.
+    audience: String,
 }
 
 impl Pod {
     /// A service-account token for the pod, as kubelet gets one for a projected volume.
     fn mint_token(&self, eks: &Client) -> anyhow::Result<String> {
-        let mut body = json!({
+        let body = json!({
             "namespace": self.namespace,
             "serviceAccount": self.service_account,
             "podName": self.name,
             "podUid": self.uid,
             "expirationSeconds": self.expiration,
+            "audiences": [self.audience],
         });
-        if let (Some(audience), Some(map)) = (&self.audience, body.as_object_mut()) {
-            map.insert("audiences".into(), json!([audience]));
-        }
         let answer = eks
             .json(
                 "POST",

@@ -13,6 +13,7 @@ mod server;
 mod serviceaccount;
 mod tls;
 mod up;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -111,6 +112,23 @@ enum Command {
     ///   aws iam list-roles
     #[command(verbatim_doc_comment)]
     Up(up::UpArgs),
+    /// The mutating admission webhook: pods get EKS Pod Identity or IRSA, as on EKS
+    ///
+    /// A drop-in for amazon-eks-pod-identity-webhook (same flags, annotations, names and
+    /// metrics) that also does what EKS's own webhook does for Pod Identity: a pod whose
+    /// service account has an association (asked of the podid server) gets the
+    /// `eks-pod-identity-token` volume and AWS_CONTAINER_CREDENTIALS_FULL_URI /
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; else a service account annotated
+    /// `eks.amazonaws.com/role-arn` gives IRSA's `aws-iam-token` volume, AWS_ROLE_ARN and
+    /// AWS_WEB_IDENTITY_TOKEN_FILE. Serves `POST /mutate` (AdmissionReview v1) and `/healthz`
+    /// over HTTPS on --port, `/metrics` on --metrics-port. A pod that should have been
+    /// mutated and was not is logged, counted and shown to its creator as a warning.
+    ///
+    /// Example (docs/kubernetes.md is the guide):
+    ///   podid webhook --cluster my-cluster --tls-cert tls.crt --tls-key tls.key \
+    ///       --port 8443 --in-cluster
+    #[command(verbatim_doc_comment)]
+    Webhook(webhook::WebhookArgs),
     /// Print the `export` lines that point the AWS CLI and SDKs at the podid that `podid up`
     /// runs, for `eval "$(podid env)"`.
     Env(up::EnvArgs),
@@ -209,6 +227,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Up(args) => up::run(args),
+        Command::Webhook(args) => webhook::run(args),
         Command::Env(args) => up::run_env(args),
         Command::Create(command) => eksctl::finish(eksctl::create(command)),
         Command::Get(command) => eksctl::finish(eksctl::get(command)),
