@@ -320,6 +320,52 @@ def test_static_stability_through_an_eks_auth_outage(unique, tmp_path):
         server.stop()
 
 
+def test_a_restarted_agent_serves_a_rotated_token_while_eks_auth_is_down(unique, tmp_path):
+    """--state-dir: the agent restarted while the server is down still serves a known pod,
+    with a token it has never seen (rotated by kubelet meanwhile), verified against the
+    persisted key set; the state file is private."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(data).start()
+    state_dir = tmp_path / "agent-state"
+    try:
+        cluster, _ = setup_pod_identity(server, unique, tmp_path)
+        agent = Agent(server, cluster, "--state-dir", str(state_dir))
+        try:
+            first_token = token(server, cluster, pod="a-0", uid="uid-a-0")
+            rotated_token = token(server, cluster, pod="a-0", uid="uid-a-0")
+            unknown_token = token(server, cluster, pod="b-0", uid="uid-b-0")
+            forged_token = forged(server, cluster, "uid-a-0")
+            first = agent.credentials(first_token)
+            state_file = state_dir / "state.json"
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                if state_file.exists() and json.loads(state_file.read_text())["issuers"]:
+                    break
+                time.sleep(0.2)
+            state = json.loads(state_file.read_text())
+            assert [p["key"] for p in state["pods"]] == ["pod:uid-a-0"] and len(state["issuers"]) == 1
+            assert oct(state_file.stat().st_mode & 0o777) == "0o600"
+            assert oct(state_dir.stat().st_mode & 0o777) == "0o700"
+        finally:
+            agent.stop()
+        server.listen = server.endpoint.split("//")[1]
+        server.stop()
+        # EKS Auth is down; the agent starts again with its state.
+        agent = Agent(server, cluster, "--state-dir", str(state_dir))
+        try:
+            assert agent.credentials(rotated_token)["AccessKeyId"] == first["AccessKeyId"]
+            status, _, body = agent.get(unknown_token)
+            assert 500 <= status < 600, body
+            # A token signed by another key for the same pod is not served from the state.
+            status, _, _ = agent.get(forged_token)
+            assert status != 200
+        finally:
+            agent.stop()
+    finally:
+        server.stop()
+
+
 # --- pods' SDKs through `podid exec` -------------------------------------------------------
 
 def exec_pod(server, cluster, *command, sa="app", extra_env=None):
@@ -519,3 +565,41 @@ def test_exec_rotates_the_token_like_kubelet(server, unique, tmp_path):
     bad = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default", "--service-account", "app",
                           "--token-expiration", "60", "--", "true"], env=server.env(), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "600..=172800" in bad.stderr
+
+
+def test_setup_link_puts_the_link_local_addresses_on_the_node_and_is_idempotent(tmp_path):
+    """--setup-link in a network namespace of its own (no effect on this machine): both
+    addresses on the link (or `lo` where the kernel has no dummy driver), the agent serving on
+    169.254.170.23 and fd00:ec2::23, a second run changing nothing."""
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or not unshare or subprocess.run([unshare, "-n", "true"]).returncode != 0:
+        pytest.skip("SKIPPED: --setup-link needs root and `unshare -n` (a network namespace) on this machine")
+    script = f"""
+set -e
+ip link set lo up
+{podid_bin()} agent --cluster-name c --setup-link --setup-only --endpoint-url http://127.0.0.1:9 --region us-east-1
+{podid_bin()} agent --cluster-name c --setup-link --setup-only --endpoint-url http://127.0.0.1:9 --region us-east-1
+ip -o addr show
+{podid_bin()} agent --cluster-name c --setup-link --endpoint-url http://127.0.0.1:9 --region us-east-1 \\
+    --port 8080 --probe-port 0 --metrics-port 0 > {tmp_path}/agent.out 2>&1 &
+for i in $(seq 50); do grep -q serving {tmp_path}/agent.out && break; sleep 0.1; done
+python3 - <<'PY'
+import http.client
+for host in ("169.254.170.23", "fd00:ec2::23"):
+    c = http.client.HTTPConnection(host, 8080, timeout=5)
+    c.request("GET", "/v1/credentials")
+    print(host, c.getresponse().status)
+PY
+kill %1
+"""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
+    result = subprocess.run([unshare, "-n", "bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    # pod-id-link0, or `lo` where the kernel has no dummy driver (as on this machine's sandbox).
+    held = re.findall(r"link `(pod-id-link0|lo)` holds 169\.254\.170\.23, fd00:ec2::23", out)
+    assert len(held) == 2, out
+    print(f"--setup-link used `{held[0]}`")
+    assert re.search(r"inet 169\.254\.170\.23/32", out) and re.search(r"inet6 fd00:ec2::23/128", out), out
+    # Both addresses answer (400: no token), so pods of either family reach the agent.
+    assert "169.254.170.23 400" in out and "fd00:ec2::23 400" in out, out

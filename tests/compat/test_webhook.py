@@ -319,10 +319,13 @@ def test_a_certificate_swapped_on_disk_is_served_without_a_restart(world):
 def test_metrics_count_mutations_with_the_reference_names(world):
     mutated(world, pod("pi-app"))
     text = world["webhook"].metrics()
-    count = re.search(r'^pod_identity_webhook_pod_count\{method="container_credentials"\} (\d+)$', text, re.M)
+    count = re.search(r'^pod_identity_webhook_pod_count\{Method="container_credentials"\} (\d+)$', text, re.M)
     assert count and int(count.group(1)) >= 1, text
-    assert re.search(r'^http_request_count\{code="200",method="POST",path="/mutate"\} \d+$', text, re.M), text
-    assert "http_request_latencies_bucket" in text and "pod_identity_webhook_missing_sa_count" in text
+    assert re.search(r'^http_request_count\{code="200",path="/mutate",verb="POST"\} \d+$', text, re.M), text
+    # Latencies in microseconds, in the reference's buckets.
+    assert re.search(r'^http_request_latencies_bucket\{path="/mutate",verb="POST",le="125000"\} [1-9]', text, re.M), text
+    assert re.search(r'^http_request_duration_microseconds_count\{path="/mutate",verb="POST"\} [1-9]', text, re.M)
+    assert "pod_identity_webhook_missing_sa_count" in text and "pod_identity_webhook_used 1" in text
 
 
 def test_a_pod_left_unmutated_because_podid_did_not_answer_is_visible(server, world, tmp_path):

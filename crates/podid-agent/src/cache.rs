@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
+mod persist;
+
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::upstream::{Upstream, UpstreamCredentials, UpstreamError};
@@ -178,6 +180,9 @@ pub struct Agent {
     in_flight: Mutex<HashMap<(String, [u8; 32]), Flight>>,
     keys: Keys,
     bucket: Mutex<Bucket>,
+    /// Bumped whenever an entry is added, renewed, given a newer token or removed (for the
+    /// state file).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Agent {
@@ -214,6 +219,7 @@ impl Agent {
                 per_ms: qps / 1000.0,
                 at: now,
             }),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -246,20 +252,30 @@ impl Agent {
         let claims = check_token(token, now)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let key = pod_key(&claims, &hash);
-        if let Some(entry) = self.entry(&key) {
-            if entry.servable(now.as_millis()) {
-                if entry.token_hash == hash {
-                    return Ok(self.hit(&entry, now));
-                }
-                if self.rotated(&entry, token, &claims, now).await {
-                    let renewed = self.replace_token(&key, &entry, token, hash);
-                    return Ok(self.hit(&renewed, now));
-                }
+        if let Some(entry) = self.entry(&key)
+            && entry.servable(now.as_millis())
+        {
+            if entry.token_hash == hash {
+                return Ok(self.hit(&entry, now));
+            }
+            if self.rotated(&entry, token, &claims, now).await {
+                let renewed = self.replace_token(&key, &entry, token, hash);
+                return Ok(self.hit(&renewed, now));
             }
         }
         self.metrics.cache_state("miss");
         let entry = self.fetch(&key, token, hash, &claims).await?;
         Ok(entry.container_credentials())
+    }
+
+    /// Forgets the pod whose uid is `uid` (it was deleted, or has finished): its credentials
+    /// are no longer served or renewed. Whether it was cached.
+    pub fn forget_pod(&self, uid: &str) -> bool {
+        let forgotten = self.remove_if(&format!("pod:{uid}"), |_| true);
+        if forgotten {
+            self.metrics.cache_state("evicted");
+        }
+        forgotten
     }
 
     /// Renews the entries due, within the QPS budget, and drops the ones about to expire. The
@@ -294,10 +310,10 @@ impl Agent {
         for (key, entry) in due {
             if !self.take_budget(now) {
                 // Over budget: release the claim; the next tick tries again.
-                if let Ok(entries) = self.entries.read() {
-                    if let Some(current) = entries.get(&key) {
-                        current.refreshing.store(false, Ordering::Relaxed);
-                    }
+                if let Ok(entries) = self.entries.read()
+                    && let Some(current) = entries.get(&key)
+                {
+                    current.refreshing.store(false, Ordering::Relaxed);
                 }
                 continue;
             }
@@ -360,6 +376,7 @@ impl Agent {
             Some(current) if Arc::ptr_eq(current, entry) => {
                 let renewed = Arc::new(current.with_token(token, hash));
                 entries.insert(key.to_owned(), renewed.clone());
+                self.changed();
                 renewed
             }
             // Renewed or replaced meanwhile: serve what is there now.
@@ -387,11 +404,11 @@ impl Agent {
                 Some(flight) => flight.clone(),
                 None => {
                     // The flight that just ended stored its answer before leaving the map.
-                    if let Some(entry) = self.entry(key) {
-                        if entry.token_hash == hash && entry.servable(self.clock.now().as_millis())
-                        {
-                            return Ok(entry);
-                        }
+                    if let Some(entry) = self.entry(key)
+                        && entry.token_hash == hash
+                        && entry.servable(self.clock.now().as_millis())
+                    {
+                        return Ok(entry);
                     }
                     let (sender, flight) = watch::channel(None);
                     map.insert(flight_key.clone(), flight.clone());
@@ -492,6 +509,12 @@ impl Agent {
             }
         }
         entries.insert(key.to_owned(), entry);
+        self.changed();
+    }
+
+    /// Notes a change of the entries.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failure; a refusal that can never turn into credentials evicts the pod's entry,
@@ -518,6 +541,7 @@ impl Agent {
         };
         if entries.get(key).is_some_and(|e| condition(e)) {
             entries.remove(key);
+            self.changed();
             return true;
         }
         false
@@ -557,6 +581,7 @@ impl Agent {
                     if let Some(current) = entries.get(&key) {
                         let renewed = Arc::new(current.renewed(credentials, now, refresh_at));
                         entries.insert(key, renewed);
+                        self.changed();
                     }
                 }
             }
@@ -567,11 +592,11 @@ impl Agent {
                 let retry = 60_000 + i64::try_from((self.random)(60_000)).unwrap_or(0);
                 let left = entry.expiration_ms() - min_remaining_ms() - now;
                 let next = now + retry.min((left / 2).max(1000));
-                if let Ok(entries) = self.entries.read() {
-                    if let Some(current) = entries.get(&key) {
-                        current.refresh_at.store(next, Ordering::Relaxed);
-                        current.refreshing.store(false, Ordering::Relaxed);
-                    }
+                if let Ok(entries) = self.entries.read()
+                    && let Some(current) = entries.get(&key)
+                {
+                    current.refresh_at.store(next, Ordering::Relaxed);
+                    current.refreshing.store(false, Ordering::Relaxed);
                 }
             }
         }

@@ -25,6 +25,8 @@ const KEY_SET_MAX_AGE_MS: i64 = 3_600_000;
 pub(crate) struct Keys {
     upstream: Arc<dyn Upstream>,
     issuers: RwLock<HashMap<String, Issuer>>,
+    /// Bumped whenever a key set is fetched (for the agent's state file).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -39,6 +41,39 @@ impl Keys {
         Self {
             upstream,
             issuers: RwLock::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A number that changes whenever a key set is fetched.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The key sets held: issuer, set, when it was fetched (ms).
+    pub(crate) fn export(&self) -> Vec<(String, Arc<Jwks>, i64)> {
+        self.issuers.read().map_or_else(
+            |_| Vec::new(),
+            |issuers| {
+                issuers
+                    .iter()
+                    .filter_map(|(name, i)| Some((name.clone(), i.jwks.clone()?, i.fetched_at)))
+                    .collect()
+            },
+        )
+    }
+
+    /// Takes back a key set of an earlier run (unless one is held already).
+    pub(crate) fn import(&self, issuer: &str, jwks: Jwks, fetched_at: i64) {
+        if !fetchable(issuer) {
+            return;
+        }
+        if let Ok(mut issuers) = self.issuers.write() {
+            let known = issuers.entry(issuer.to_owned()).or_default();
+            if known.jwks.is_none() {
+                known.jwks = Some(Arc::new(jwks));
+                known.fetched_at = fetched_at;
+            }
         }
     }
 
@@ -136,6 +171,8 @@ impl Keys {
         if let Ok(mut issuers) = self.issuers.write() {
             issuers.entry(issuer.to_owned()).or_default().jwks = Some(jwks.clone());
         }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             issuer,
             keys = jwks.keys.len(),

@@ -269,20 +269,21 @@ impl RequestAudit {
 
     /// Notes a reason the call was allowed.
     pub(crate) fn note_reason(&self, reason: String) {
-        if let Ok(mut state) = self.state.lock() {
-            if !state.reasons.contains(&reason) {
-                state.reasons.push(reason);
-            }
+        if let Ok(mut state) = self.state.lock()
+            && !state.reasons.contains(&reason)
+        {
+            state.reasons.push(reason);
         }
     }
 
     /// Notes a resource (an ARN) the call reached: its account's audit shows the record.
     pub fn note_account_of(&self, resource: &str) {
         let account = resource.split(':').nth(4).unwrap_or_default();
-        if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(mut state) = self.state.lock() {
-                state.accounts.insert(account.to_owned());
-            }
+        if account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(mut state) = self.state.lock()
+        {
+            state.accounts.insert(account.to_owned());
         }
     }
 
@@ -560,10 +561,10 @@ impl Core {
             ops.push(Op::upsert(NS, audit.key(), encode(&record)));
         }
         self.store.commit(ops).await?;
-        if let Some(audit) = audit {
-            if let Ok(mut state) = audit.state.lock() {
-                state.written = true;
-            }
+        if let Some(audit) = audit
+            && let Ok(mut state) = audit.state.lock()
+        {
+            state.written = true;
         }
         Ok(())
     }

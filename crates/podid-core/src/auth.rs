@@ -236,20 +236,18 @@ impl Core {
             }
         }
         for arn in &holder.attached {
-            if let Some(document) = self.managed_document(account, arn).await? {
-                if let Ok(policy) = self.parse(&document, identity) {
-                    set = set.identity(NamedPolicy::new(arn.as_str(), policy));
-                }
+            if let Some(document) = self.managed_document(account, arn).await?
+                && let Ok(policy) = self.parse(&document, identity)
+            {
+                set = set.identity(NamedPolicy::new(arn.as_str(), policy));
             }
         }
-        if let Some(arn) = &holder.boundary {
-            if let Some(document) = self.managed_document(account, arn).await? {
-                if let Ok(policy) =
-                    self.parse(&document, ParseOptions::simulation(PolicyKind::Boundary))
-                {
-                    set = set.boundary(NamedPolicy::new(arn.as_str(), policy));
-                }
-            }
+        if let Some(arn) = &holder.boundary
+            && let Some(document) = self.managed_document(account, arn).await?
+            && let Ok(policy) =
+                self.parse(&document, ParseOptions::simulation(PolicyKind::Boundary))
+        {
+            set = set.boundary(NamedPolicy::new(arn.as_str(), policy));
         }
         Ok(set)
     }

@@ -191,10 +191,10 @@ const CACHE_ENTRIES: usize = 4096;
 impl PolicyCache {
     fn parse(&self, text: &str, options: ParseOptions) -> Result<Arc<Policy>, PolicyErrors> {
         let key = (format!("{options:?}"), text.to_owned());
-        if let Ok(entries) = self.entries.lock() {
-            if let Some(policy) = entries.get(&key) {
-                return Ok(policy.clone());
-            }
+        if let Ok(entries) = self.entries.lock()
+            && let Some(policy) = entries.get(&key)
+        {
+            return Ok(policy.clone());
         }
         let policy = Arc::new(Policy::parse_with(text, options)?);
         if let Ok(mut entries) = self.entries.lock() {

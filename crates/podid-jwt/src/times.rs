@@ -43,13 +43,13 @@ pub fn check_times(
         return Err(JwtError::Expired(timestamp(expires)));
     }
     for (name, value) in [("nbf", not_before), ("iat", issued_at)] {
-        if let Some(value) = value {
-            if at(value) > now_ms + leeway_ms {
-                return Err(JwtError::NotYetValid {
-                    claim: name,
-                    at: timestamp(value),
-                });
-            }
+        if let Some(value) = value
+            && at(value) > now_ms + leeway_ms
+        {
+            return Err(JwtError::NotYetValid {
+                claim: name,
+                at: timestamp(value),
+            });
         }
     }
     Ok(TokenTimes {

@@ -313,14 +313,10 @@ impl Reader<'_> {
             }
         }
         for optional in ["source", "confidence", "notes"] {
-            if let Some(node) = field(members, optional) {
-                if node.as_str().is_none() {
-                    return Err(self.error(
-                        &format!("{path}.{optional}"),
-                        node,
-                        "expected a string",
-                    ));
-                }
+            if let Some(node) = field(members, optional)
+                && node.as_str().is_none()
+            {
+                return Err(self.error(&format!("{path}.{optional}"), node, "expected a string"));
             }
         }
         Ok(Case {
@@ -386,14 +382,14 @@ impl Reader<'_> {
                 };
                 let principal = Principal::assumed_role(need("arn")?, need("role_arn")?, role_id)
                     .map_err(invalid)?;
-                if let (Some(given), Some(derived)) = (user_id, principal.user_id()) {
-                    if given != derived {
-                        return Err(self.error(
+                if let (Some(given), Some(derived)) = (user_id, principal.user_id())
+                    && given != derived
+                {
+                    return Err(self.error(
                             &format!("{path}.user_id"),
                             field(fields, "user_id").unwrap_or(node),
                             &format!("`user_id` is `{given}` but the role id and session name make `{derived}`"),
                         ));
-                    }
                 }
                 principal
             }
@@ -412,16 +408,16 @@ impl Reader<'_> {
                 ));
             }
         };
-        if let (Some(account), Some(actual)) = (get("account")?, principal.account()) {
-            if account != actual.as_str() {
-                return Err(self.error(
-                    &format!("{path}.account"),
-                    field(fields, "account").unwrap_or(node),
-                    &format!(
-                        "`account` is `{account}` but the principal's ARN is in account `{actual}`"
-                    ),
-                ));
-            }
+        if let (Some(account), Some(actual)) = (get("account")?, principal.account())
+            && account != actual.as_str()
+        {
+            return Err(self.error(
+                &format!("{path}.account"),
+                field(fields, "account").unwrap_or(node),
+                &format!(
+                    "`account` is `{account}` but the principal's ARN is in account `{actual}`"
+                ),
+            ));
         }
         Ok(principal)
     }

@@ -11,10 +11,9 @@ pub fn parse_millis(text: &str) -> Option<i64> {
         && text
             .bytes()
             .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && let Some(m) = epoch(text)
     {
-        if let Some(m) = epoch(text) {
-            return Some(m);
-        }
+        return Some(m);
     }
     iso8601(text)
 }

@@ -415,10 +415,10 @@ fn resource_statement_applies(statement: &Statement, request: &Request<'_>) -> O
     if !statement.action.matches(&request.action_lower) {
         return None;
     }
-    if let Some(resource) = &statement.resource {
-        if !resource.matches(request) {
-            return None;
-        }
+    if let Some(resource) = &statement.resource
+        && !resource.matches(request)
+    {
+        return None;
     }
     let grant = statement
         .principal

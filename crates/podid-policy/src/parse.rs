@@ -73,14 +73,13 @@ impl Policy {
             errors: Vec::new(),
             path_root: "$".into(),
         };
-        if options.api_rules {
-            if let Some((offset, c)) = text
+        if options.api_rules
+            && let Some((offset, c)) = text
                 .char_indices()
                 .find(|(_, c)| !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{ff}'))
-            {
-                checker.push_at(ErrorKind::InvalidCharacter(c), "$".into(), offset, None);
-                return Err(checker.finish_err());
-            }
+        {
+            checker.push_at(ErrorKind::InvalidCharacter(c), "$".into(), offset, None);
+            return Err(checker.finish_err());
         }
         let node = match json::parse(text, Limits::POLICY) {
             Ok(node) => node,
@@ -253,15 +252,14 @@ impl<'a> Checker<'a> {
             }
             if let (Some((statement_index, member)), Some(version_index)) =
                 (statement_node, version_index)
+                && statement_index < version_index
+                && matches!(member.value.value, Value::Object(_))
             {
-                if statement_index < version_index && matches!(member.value.value, Value::Object(_))
-                {
-                    self.push(
-                        ErrorKind::StatementBeforeVersion,
-                        &root.field("Statement"),
-                        member.key_span,
-                    );
-                }
+                self.push(
+                    ErrorKind::StatementBeforeVersion,
+                    &root.field("Statement"),
+                    member.key_span,
+                );
             }
         }
         let mut statements = Vec::new();

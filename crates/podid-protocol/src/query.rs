@@ -390,44 +390,44 @@ fn scalar_violations(model: &Model, shape_name: &str, value: &Value) -> Vec<Stri
                 }
                 return out;
             }
-            if let Some((text, Some(regex))) = pattern {
-                if !regex.is_match(s) {
-                    out.push(format!(
-                        "Member must satisfy regular expression pattern: {text}"
-                    ));
-                }
+            if let Some((text, Some(regex))) = pattern
+                && !regex.is_match(s)
+            {
+                out.push(format!(
+                    "Member must satisfy regular expression pattern: {text}"
+                ));
             }
             let len = s.chars().count() as u64;
-            if let Some(max) = max {
-                if len > *max {
-                    out.push(format!(
-                        "Member must have length less than or equal to {max}"
-                    ));
-                }
+            if let Some(max) = max
+                && len > *max
+            {
+                out.push(format!(
+                    "Member must have length less than or equal to {max}"
+                ));
             }
-            if let Some(min) = min {
-                if len < *min {
-                    out.push(format!(
-                        "Member must have length greater than or equal to {min}"
-                    ));
-                }
+            if let Some(min) = min
+                && len < *min
+            {
+                out.push(format!(
+                    "Member must have length greater than or equal to {min}"
+                ));
             }
         }
         (Some(Shape::Integer { min, max }), Value::Number(n)) => {
             let n = n.as_i64().unwrap_or(i64::MAX);
-            if let Some(max) = max {
-                if n > *max {
-                    out.push(format!(
-                        "Member must have value less than or equal to {max}"
-                    ));
-                }
+            if let Some(max) = max
+                && n > *max
+            {
+                out.push(format!(
+                    "Member must have value less than or equal to {max}"
+                ));
             }
-            if let Some(min) = min {
-                if n < *min {
-                    out.push(format!(
-                        "Member must have value greater than or equal to {min}"
-                    ));
-                }
+            if let Some(min) = min
+                && n < *min
+            {
+                out.push(format!(
+                    "Member must have value greater than or equal to {min}"
+                ));
             }
         }
         (Some(Shape::Integer { .. }), Value::String(_)) => {

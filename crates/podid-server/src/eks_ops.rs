@@ -755,10 +755,10 @@ fn json_response(status: u16, body: String, request_id: &str, error: Option<&str
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if !request_id.is_empty() {
-        if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert("x-amzn-requestid", id);
-        }
+    if !request_id.is_empty()
+        && let Ok(id) = HeaderValue::from_str(request_id)
+    {
+        headers.insert("x-amzn-requestid", id);
     }
     if let Some(code) = error.and_then(|c| HeaderValue::from_str(c).ok()) {
         headers.insert("x-amzn-errortype", code);

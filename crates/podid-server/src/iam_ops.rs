@@ -185,10 +185,10 @@ pub(crate) async fn call(
                 )
                 .await?;
             let mut shown = views::policy(&policy, true);
-            if policy.tags.is_empty() {
-                if let Some(map) = shown.as_object_mut() {
-                    map.remove("Tags");
-                }
+            if policy.tags.is_empty()
+                && let Some(map) = shown.as_object_mut()
+            {
+                map.remove("Tags");
             }
             json!({"Policy": shown})
         }

@@ -41,6 +41,22 @@ pub struct AppState {
 #[derive(Clone, Copy, Debug)]
 pub struct SecureTransport;
 
+/// `GET /readyz`: 200 when the store answers a read, 503 otherwise (the store's error is logged) (for a
+/// load balancer's or Kubernetes' readiness probe; `/healthz` only says the process serves).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match state.core.accounts().await {
+        Ok(_) => "ok".into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store does not answer (its error is in the server's log): {e}"),
+        )
+            .into_response(),
+    }
+}
+
 /// The server's routes.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -54,6 +70,8 @@ pub fn app(state: AppState) -> Router {
             get(eks_ops::openid_configuration),
         )
         .route("/id/{id}/keys", get(eks_ops::keys))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .fallback(query::not_found)
         .with_state(state)
 }

@@ -111,10 +111,8 @@ pub(crate) fn policy(policy: &PolicyView, full: bool) -> Value {
         json!(policy.boundary_usage_count),
     );
     out.insert("IsAttachable".into(), json!(true));
-    if full {
-        if let Some(d) = &policy.description {
-            out.insert("Description".into(), json!(d));
-        }
+    if full && let Some(d) = &policy.description {
+        out.insert("Description".into(), json!(d));
     }
     out.insert("CreateDate".into(), json!(date(policy.created)));
     out.insert("UpdateDate".into(), json!(date(policy.updated)));

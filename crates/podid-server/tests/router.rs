@@ -827,3 +827,76 @@ async fn handlers_read_the_query_and_path_the_signature_covers() {
     let (status, _) = h.replay(&plain, b"", &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A store whose backend is gone.
+#[derive(Debug)]
+struct Down;
+
+#[async_trait::async_trait]
+impl podid_store::Store for Down {
+    async fn get(
+        &self,
+        _: &'static str,
+        _: &str,
+    ) -> Result<Option<podid_store::Item>, podid_store::StoreError> {
+        Err(podid_store::StoreError::Unavailable(
+            "connection refused".into(),
+        ))
+    }
+    async fn scan(
+        &self,
+        _: &'static str,
+        _: &str,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Vec<podid_store::Item>, podid_store::StoreError> {
+        Err(podid_store::StoreError::Unavailable(
+            "connection refused".into(),
+        ))
+    }
+    async fn commit(&self, _: Vec<podid_store::Op>) -> Result<(), podid_store::StoreError> {
+        Err(podid_store::StoreError::Unavailable(
+            "connection refused".into(),
+        ))
+    }
+    fn backend(&self) -> &'static str {
+        "down"
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_probes_need_no_signature() {
+    let h = harness().await;
+    let get = |state: AppState, path: &'static str| async move {
+        let response = app(state)
+            .oneshot(Request::builder().uri(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(
+        get(h.state.clone(), "/healthz").await,
+        (StatusCode::OK, "ok".into())
+    );
+    assert_eq!(
+        get(h.state.clone(), "/readyz").await,
+        (StatusCode::OK, "ok".into())
+    );
+    // A store that does not answer: alive, not ready, and the reason.
+    let ids = Arc::new(SeqIds::new(1));
+    let broken = AppState {
+        core: Arc::new(Core::new(
+            Arc::new(Down),
+            Arc::new(SystemClock),
+            ids.clone(),
+            MasterKey::generate(&*ids),
+        )),
+        ..h.state.clone()
+    };
+    assert_eq!(get(broken.clone(), "/healthz").await.0, StatusCode::OK);
+    let (status, body) = get(broken, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("the store does not answer"), "{body}");
+}

@@ -109,10 +109,10 @@ fn read_with<T>(
         }
     };
     let result = f(&conn).map_err(|e| unavailable(&e));
-    if let Ok(mut pool) = readers.lock() {
-        if pool.len() < READ_POOL {
-            pool.push(conn);
-        }
+    if let Ok(mut pool) = readers.lock()
+        && pool.len() < READ_POOL
+    {
+        pool.push(conn);
     }
     result
 }

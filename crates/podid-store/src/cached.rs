@@ -65,24 +65,22 @@ impl CachedStore {
 impl Store for CachedStore {
     async fn get(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
         let now = self.clock.now().as_millis();
-        if let Ok(entries) = self.entries.lock() {
-            if let Some((item, at)) = entries.get(&(ns, key.to_owned())) {
-                if now - at < self.ttl_millis {
-                    return Ok(Some(item.clone()));
-                }
-            }
+        if let Ok(entries) = self.entries.lock()
+            && let Some((item, at)) = entries.get(&(ns, key.to_owned()))
+            && now - at < self.ttl_millis
+        {
+            return Ok(Some(item.clone()));
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let found = self.inner.get(ns, key).await?;
-        if let Some(item) = &found {
-            if let Ok(mut entries) = self.entries.lock() {
-                if self.generation.load(Ordering::SeqCst) == generation {
-                    if entries.len() >= CAPACITY {
-                        entries.clear();
-                    }
-                    entries.insert((ns, key.to_owned()), (item.clone(), now));
-                }
+        if let Some(item) = &found
+            && let Ok(mut entries) = self.entries.lock()
+            && self.generation.load(Ordering::SeqCst) == generation
+        {
+            if entries.len() >= CAPACITY {
+                entries.clear();
             }
+            entries.insert((ns, key.to_owned()), (item.clone(), now));
         }
         Ok(found)
     }

@@ -1,6 +1,7 @@
 //! The node agent, as real processes on loopback: cache-hit throughput and p50/p99 latency at 64
 //! concurrent connections (beside the same load with the cache off, every request an EKS Auth
-//! call, in the same run); resident memory with 10,000 pods cached; and the time from `podid up`
+//! call, in the same run); resident memory with 10,000 pods cached (the agent keeping its state
+//! on disk, `--state-dir`, as on a node); and the time from `podid up`
 //! to ready, on an empty data directory and on a restart.
 //!
 //! Run: `cargo bench -p podid --bench agent` (optional: `PODID_BENCH_SECONDS`, default 10;
@@ -18,82 +19,49 @@
 mod common;
 
 use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Connection, Server, read_response, setting, start};
+use common::{Connection, Process, Server, read_response, setting, setup, start, summarize};
 use podid_sigv4::Credentials;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22pods.eks.amazonaws.com%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
-
 /// A `podid agent` process.
 struct AgentProcess {
-    child: Child,
+    process: Process,
     address: String,
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl AgentProcess {
     fn start(server: &Server, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podid"))
-            .args(["agent", "--cluster-name", "bench", "--endpoint"])
-            .arg(format!("http://{}", server.address))
-            .args([
-                "--bind-hosts",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--probe-port",
-                "0",
-            ])
-            .args(["--metrics-port", "0", "--max-cache-size", "20000"])
-            .args(extra)
-            .env("AWS_ACCESS_KEY_ID", &server.credentials.access_key_id)
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                server.credentials.secret_access_key.expose(),
-            )
-            .env("AWS_REGION", "us-east-1")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = loop {
-            let line = lines
-                .next()
-                .expect("the agent says where it serves")
-                .unwrap();
-            if let Some(rest) = line.split("serving http://").nth(1) {
-                break rest.split('/').next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, address }
+        let endpoint = format!("http://{}", server.address);
+        let mut args = vec![
+            "agent",
+            "--cluster-name",
+            "bench",
+            "--endpoint",
+            &endpoint,
+            "--bind-hosts",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--probe-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--max-cache-size",
+            "20000",
+        ];
+        args.extend_from_slice(extra);
+        let (process, rest) = Process::start(server, &args, "serving http://");
+        let address = rest.split('/').next().unwrap().to_owned();
+        Self { process, address }
     }
 
-    /// Resident memory (KiB), from /proc.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        self.process.rss_kib()
     }
 }
 
@@ -124,35 +92,6 @@ impl Pod {
             .await
             .unwrap();
         read_response(&mut self.stream).await.0
-    }
-}
-
-/// A cluster `bench` with an association for default/app.
-async fn setup(server: &Server) {
-    let admin = &server.credentials;
-    let mut conn = Connection::open(&server.address).await;
-    let (status, text) = conn
-        .exchange(
-            admin,
-            "iam",
-            &format!(
-                "Action=CreateRole&Version=2010-05-08&RoleName=app&AssumeRolePolicyDocument={TRUST}"
-            ),
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    for (path, body) in [
-        ("/clusters", r#"{"name":"bench"}"#.to_owned()),
-        (
-            "/clusters/bench/pod-identity-associations",
-            r#"{"namespace":"default","serviceAccount":"app","roleArn":"arn:aws:iam::111122223333:role/app"}"#
-                .to_owned(),
-        ),
-    ] {
-        let (status, text) = conn
-            .send(admin, "eks", "POST", path, "", "application/json", &body)
-            .await;
-        assert_eq!(status, 200, "{text}");
     }
 }
 
@@ -222,17 +161,7 @@ async fn load(
             (latencies, failed)
         }));
     }
-    let started = Instant::now();
-    let (mut all, mut failed) = (Vec::new(), 0);
-    for t in tasks {
-        let (latencies, f) = t.await.unwrap();
-        all.extend(latencies);
-        failed += f;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    (all.len() as f64 / elapsed, at(0.50), at(0.99), failed)
+    summarize(tasks).await
 }
 
 /// Seconds from spawning `podid up` to its `ready` line.
@@ -293,7 +222,10 @@ fn main() {
         );
 
         // Cache hits: 64 pods, each its own keep-alive connection, after one miss each.
-        let agent = AgentProcess::start(&server, &[]);
+        // The agent as on a node: its state (cached pods, key sets) kept on disk.
+        let state = tempfile::tempdir().unwrap();
+        let state_dir = state.path().to_str().unwrap().to_owned();
+        let agent = AgentProcess::start(&server, &["--state-dir", &state_dir]);
         let idle = agent.rss_kib();
         let (_, _, _, failed) = load(&agent.address, &tokens[..64], 64, 1).await;
         assert_eq!(failed, 0, "warm-up: one miss per pod, then hits");
@@ -316,12 +248,18 @@ fn main() {
 
         // Memory with `pods` pods cached.
         assert_eq!(load_all(&agent.address, &tokens[..pods]).await, 0);
+        // The state file catches up within two seconds of the last change.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let full = agent.rss_kib();
+        let file = std::fs::metadata(state.path().join("state.json"))
+            .map(|m| m.len())
+            .unwrap_or(0);
         println!(
-            "agent RSS: {:.1} MiB idle, {:.1} MiB with {pods} pods cached ({:.2} KiB per pod)",
+            "agent RSS (with --state-dir): {:.1} MiB idle, {:.1} MiB with {pods} pods cached ({:.2} KiB per pod); state file {:.1} MiB",
             idle as f64 / 1024.0,
             full as f64 / 1024.0,
-            (full.saturating_sub(idle)) as f64 / pods as f64
+            (full.saturating_sub(idle)) as f64 / pods as f64,
+            file as f64 / 1048576.0
         );
         drop(agent);
         drop(server);

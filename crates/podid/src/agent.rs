@@ -55,6 +55,39 @@ pub(crate) struct AgentArgs {
     /// Renewals per second EKS Auth may receive from this agent (bursting to as many).
     #[arg(long, default_value_t = 3, value_name = "QPS", value_parser = clap::value_parser!(u32).range(1..))]
     max_service_qps: u32,
+    /// Before listening, add the --bind-hosts addresses to a dummy network interface of their
+    /// own (--link-name), as the reference agent's init container does: each address as a /32
+    /// or /128, the link brought up; what is there already is kept. An IPv6 address that
+    /// cannot be added (a node without IPv6) is skipped with a warning. A kernel without the
+    /// dummy driver gets the addresses on `lo`. Needs CAP_NET_ADMIN and the `ip` command
+    /// (iproute2).
+    #[arg(long)]
+    setup_link: bool,
+    /// The interface --setup-link creates.
+    #[arg(long, default_value = "pod-id-link0", value_name = "NAME")]
+    link_name: String,
+    /// With --setup-link: set the link up and exit (for an init container that alone holds
+    /// CAP_NET_ADMIN).
+    #[arg(long, requires = "setup_link")]
+    setup_only: bool,
+    /// Watch this node's pods (--node-name) through the Kubernetes API and forget a pod once
+    /// it is deleted or has finished, instead of renewing its credentials until it stops
+    /// asking. Needs `list` and `watch` on pods (in-cluster, or --kubeconfig).
+    #[arg(long, requires = "node_name")]
+    watch_pods: bool,
+    /// The node this agent runs on (`spec.nodeName`; in a DaemonSet, from the downward API).
+    #[arg(long, env = "NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
+    /// With --watch-pods: the kubeconfig to use instead of the pod's own service account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Keep the agent's state (cached pods' credentials and tokens, the issuers' key sets) in
+    /// DIR/state.json (mode 0600; DIR is created 0700), written within seconds of a change and
+    /// at shutdown, and read at start: a restarted agent serves its pods, rotated tokens
+    /// included, while EKS Auth is down. The file holds credentials: give a directory only the
+    /// agent can read (on a node, a hostPath such as /var/lib/podid-agent).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
@@ -62,6 +95,20 @@ pub(crate) struct AgentArgs {
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
+    if args.setup_link {
+        let (link, ready) = setup_link(&args.link_name, &args.bind_hosts)?;
+        println!(
+            "link `{link}` holds {}",
+            ready
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if args.setup_only {
+            return Ok(Status::Success);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,8 +122,20 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
         config.max_service_qps = args.max_service_qps;
         config.allowed_hosts = args.bind_hosts.iter().map(IpAddr::to_string).collect();
         let agent = podid_agent::agent(config, Arc::new(upstream));
+        let state = match &args.state_dir {
+            Some(dir) => Some(State::open(dir, &agent)?),
+            None => None,
+        };
+        if let (true, Some(node)) = (args.watch_pods, &args.node_name) {
+            let client = crate::kubernetes::client(args.kubeconfig.as_deref()).await?;
+            tokio::spawn(crate::kubernetes::forget_gone_pods(
+                client,
+                node.clone(),
+                agent.clone(),
+            ));
+        }
         let running = start(
-            agent,
+            agent.clone(),
             &args.bind_hosts,
             args.port,
             Some(args.probe_port),
@@ -100,9 +159,149 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<Status> {
         if let Some(metrics) = running.metrics {
             println!("metrics on http://{metrics}/metrics");
         }
-        stop.await;
+        match state {
+            Some(state) => {
+                let keeper = tokio::spawn(state.clone().keep(agent.clone()));
+                stop.await;
+                keeper.abort();
+                state.write(&agent);
+            }
+            None => stop.await,
+        }
         Ok(Status::Success)
     })
+}
+
+/// The agent's state file.
+#[derive(Clone)]
+struct State {
+    file: std::path::PathBuf,
+    written: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl State {
+    /// Creates the directory if needed and restores the state found in it.
+    fn open(dir: &std::path::Path, agent: &Agent) -> anyhow::Result<Self> {
+        crate::server::create_private_dir_all(dir)?;
+        let file = dir.join("state.json");
+        match std::fs::read_to_string(&file) {
+            Ok(text) => match agent.restore(&text) {
+                Ok(pods) => {
+                    tracing::info!(file = %file.display(), pods, "restored the agent's state");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "the state file was not used")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read `{}`", file.display()));
+            }
+        }
+        Ok(Self {
+            file,
+            written: Arc::new(std::sync::atomic::AtomicU64::new(agent.state_generation())),
+        })
+    }
+
+    /// Writes the state every two seconds when it changed.
+    async fn keep(self, agent: Arc<Agent>) {
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            every.tick().await;
+            if agent.state_generation() != self.written.load(Ordering::Relaxed) {
+                self.write(&agent);
+            }
+        }
+    }
+
+    fn write(&self, agent: &Agent) {
+        let generation = agent.state_generation();
+        match write_state(&self.file, agent) {
+            Ok(()) => self.written.store(generation, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(file = %self.file.display(), error = %e, "cannot write the agent's state; trying again");
+            }
+        }
+    }
+}
+
+/// Streams the state into a private temporary file, then puts it in place: a crash leaves the
+/// old file or the new one, never half of one.
+fn write_state(file: &std::path::Path, agent: &Agent) -> std::io::Result<()> {
+    let tmp = file.with_extension("tmp");
+    let written = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut out = std::io::BufWriter::new(options.open(&tmp)?);
+        agent.write_state(&mut out)?;
+        out.into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?
+            .sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, file)
+}
+
+/// Adds `hosts` to the dummy link `name` (created if missing; `lo` when the kernel has no dummy
+/// driver) with `ip`; returns the link used and the addresses in place. Only IPv6 failures are
+/// forgiven.
+fn setup_link(name: &str, hosts: &[IpAddr]) -> anyhow::Result<(String, Vec<IpAddr>)> {
+    let ip = |args: &[&str]| -> anyhow::Result<(bool, String)> {
+        let output = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .context("cannot run `ip` (iproute2), which --setup-link needs: install it, or add the addresses another way and drop --setup-link")?;
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
+    };
+    let mut link = name.to_owned();
+    let (exists, _) = ip(&["link", "show", "dev", name])?;
+    if !exists {
+        let (created, error) = ip(&["link", "add", name, "type", "dummy"])?;
+        if !created {
+            if error.contains("Unknown device type") {
+                tracing::warn!(
+                    link = name,
+                    "the kernel has no dummy network driver: the addresses go on `lo`"
+                );
+                link = "lo".into();
+            } else {
+                bail!(
+                    "cannot create the link `{name}`: {error} (the agent needs CAP_NET_ADMIN for --setup-link)"
+                );
+            }
+        }
+    }
+    let (up, error) = ip(&["link", "set", "dev", &link, "up"])?;
+    if !up {
+        bail!("cannot bring the link `{link}` up: {error}");
+    }
+    let mut ready = Vec::new();
+    for host in hosts {
+        let (family, prefix) = if host.is_ipv6() {
+            ("-6", 128)
+        } else {
+            ("-4", 32)
+        };
+        let address = format!("{host}/{prefix}");
+        let (added, error) = ip(&[family, "addr", "replace", &address, "dev", &link])?;
+        if added {
+            ready.push(*host);
+        } else if host.is_ipv6() {
+            tracing::warn!(%address, link, %error, "cannot add this IPv6 address (is IPv6 disabled on the node?): serving IPv4 only");
+        } else {
+            bail!("cannot add {address} to `{link}`: {error}");
+        }
+    }
+    Ok((link, ready))
 }
 
 /// EKS Auth as the flags and the AWS config say, signed with the node's credentials.

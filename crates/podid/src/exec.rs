@@ -314,13 +314,7 @@ impl Container {
 /// Writes the token, creating its directory (owner only) first.
 fn write_token(file: &Path, token: &str) -> anyhow::Result<()> {
     if let Some(parent) = file.parent() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(parent)
-            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+        crate::server::create_private_dir_all(parent)?;
     }
     crate::server::write_private(file, token)
 }

@@ -7,6 +7,7 @@ mod aws_client;
 mod cluster;
 mod eksctl;
 mod exec;
+mod kubernetes;
 mod listen;
 mod policy;
 mod server;

@@ -605,12 +605,12 @@ async fn check_master_key(core: &Core) -> anyhow::Result<()> {
         .scan("access-key", "", None, 1)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(item) = keys.first() {
-        if let Err(e) = core.access_key(&item.key).await {
-            bail!(
-                "{e}: the master key is not the one the data was written with (check --master-key-file / PODID_MASTER_KEY)"
-            );
-        }
+    if let Some(item) = keys.first()
+        && let Err(e) = core.access_key(&item.key).await
+    {
+        bail!(
+            "{e}: the master key is not the one the data was written with (check --master-key-file / PODID_MASTER_KEY)"
+        );
     }
     Ok(())
 }
@@ -677,6 +677,17 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
+}
+
+/// Creates `dir` and its missing parents, each new one for its owner only (0700).
+pub(crate) fn create_private_dir_all(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the directory `{}`", dir.display()))
 }
 
 /// Makes `dir` readable by its owner only (0700): it holds the database and the master key.

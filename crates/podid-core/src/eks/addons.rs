@@ -364,13 +364,13 @@ impl Eks<'_> {
         self.core
             .authorize(caller, "eks:DescribeAddonVersions", "*", &[])?;
         let limit = max_results_of(input.max_results)?;
-        if let Some(version) = &input.kubernetes_version {
-            if !CLUSTER_VERSIONS.contains(&version.as_str()) {
-                return Ok(EksPage {
-                    items: Vec::new(),
-                    next_token: None,
-                });
-            }
+        if let Some(version) = &input.kubernetes_version
+            && !CLUSTER_VERSIONS.contains(&version.as_str())
+        {
+            return Ok(EksPage {
+                items: Vec::new(),
+                next_token: None,
+            });
         }
         let after = input
             .next_token

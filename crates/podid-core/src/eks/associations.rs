@@ -152,10 +152,10 @@ impl Eks<'_> {
         .await?;
         let cluster_key = key(&[&account, region, cluster]);
         let fingerprint = serde_json::to_string(&input).unwrap_or_default();
-        if let Some(token) = &input.client_request_token {
-            if let Some(existing) = self.replay(&cluster_key, token, &fingerprint).await? {
-                return Ok(existing);
-            }
+        if let Some(token) = &input.client_request_token
+            && let Some(existing) = self.replay(&cluster_key, token, &fingerprint).await?
+        {
+            return Ok(existing);
         }
         let id = format!("a-{}", self.core.ids.lower_alphanumeric(17));
         let now = self.core.now();
@@ -226,12 +226,11 @@ impl Eks<'_> {
                 Err(podid_store::StoreError::Conflict { index: 1, .. }) => {
                     // Another create for this service account won (perhaps this very request,
                     // retried by its client with the same token).
-                    if let Some(token) = &input.client_request_token {
-                        if let Some(existing) =
+                    if let Some(token) = &input.client_request_token
+                        && let Some(existing) =
                             self.replay(&cluster_key, token, &fingerprint).await?
-                        {
-                            return Ok(existing);
-                        }
+                    {
+                        return Ok(existing);
                     }
                     let existing = self
                         .core
@@ -246,12 +245,11 @@ impl Eks<'_> {
                     )));
                 }
                 Err(podid_store::StoreError::Conflict { index: 3, .. }) => {
-                    if let Some(token) = &input.client_request_token {
-                        if let Some(existing) =
+                    if let Some(token) = &input.client_request_token
+                        && let Some(existing) =
                             self.replay(&cluster_key, token, &fingerprint).await?
-                        {
-                            return Ok(existing);
-                        }
+                    {
+                        return Ok(existing);
                     }
                 }
                 Err(e) if is_conflict(&e) => {}
@@ -669,12 +667,12 @@ impl Eks<'_> {
                 "Trust policy of the role provided is invalid.".into(),
             ));
         }
-        if let Some(target) = target_role_arn {
-            if names::role_account(target).is_none() {
-                return Err(Error::InvalidParameter(format!(
-                    "The parameter targetRoleArn is not a valid IAM role ARN: {target}"
-                )));
-            }
+        if let Some(target) = target_role_arn
+            && names::role_account(target).is_none()
+        {
+            return Err(Error::InvalidParameter(format!(
+                "The parameter targetRoleArn is not a valid IAM role ARN: {target}"
+            )));
         }
         Ok(())
     }

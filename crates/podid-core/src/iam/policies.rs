@@ -455,11 +455,11 @@ impl Iam<'_> {
                 let done = batch.len() < 500;
                 for item in &batch {
                     after = Some(item.key.clone());
-                    if let Ok(record) = crate::decode::<PolicyRecord>(item) {
-                        if !record.deleting {
-                            let (a, b) = self.usage(&record.arn).await?;
-                            all.push(view(&record, a, b));
-                        }
+                    if let Ok(record) = crate::decode::<PolicyRecord>(item)
+                        && !record.deleting
+                    {
+                        let (a, b) = self.usage(&record.arn).await?;
+                        all.push(view(&record, a, b));
                     }
                 }
                 if done {

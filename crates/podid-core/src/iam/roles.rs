@@ -257,14 +257,14 @@ impl Iam<'_> {
         let boundary_ops = self.boundary_ops(&account, boundary, &role.arn).await?;
         self.update_role_record(caller, "iam:PutRolePermissionsBoundary", name, |role| {
             let mut ops = boundary_ops.clone();
-            if let Some(old) = role.policies.boundary.replace(boundary.to_owned()) {
-                if old != boundary {
-                    ops.push(Op::Delete {
-                        ns: ns::ATTACHMENT,
-                        key: attachment_key(&old, "boundary", &role.arn),
-                        condition: Condition::Any,
-                    });
-                }
+            if let Some(old) = role.policies.boundary.replace(boundary.to_owned())
+                && old != boundary
+            {
+                ops.push(Op::Delete {
+                    ns: ns::ATTACHMENT,
+                    key: attachment_key(&old, "boundary", &role.arn),
+                    condition: Condition::Any,
+                });
             }
             Ok(ops)
         })

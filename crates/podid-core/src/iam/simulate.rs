@@ -295,17 +295,17 @@ impl Iam<'_> {
                 ));
             }
         }
-        if let Some(boundary) = &holder.boundary {
-            if let Some(document) = self.core.managed_document(&account, boundary).await? {
-                out.push((
-                    SimulationPolicy {
-                        id: boundary.clone(),
-                        source_type: "permissions-boundary",
-                        document,
-                    },
-                    PolicyKind::Boundary,
-                ));
-            }
+        if let Some(boundary) = &holder.boundary
+            && let Some(document) = self.core.managed_document(&account, boundary).await?
+        {
+            out.push((
+                SimulationPolicy {
+                    id: boundary.clone(),
+                    source_type: "permissions-boundary",
+                    document,
+                },
+                PolicyKind::Boundary,
+            ));
         }
         Ok((principal, out))
     }

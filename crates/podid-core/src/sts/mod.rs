@@ -163,12 +163,12 @@ impl Sts<'_> {
             Assumer::WebIdentity(identity) => Some(identity),
             _ => None,
         };
-        if let Some(caller) = caller {
-            if caller.identity() == &Identity::Root {
-                return Err(Error::AccessDenied(
-                    "Roles may not be assumed by root accounts.".into(),
-                ));
-            }
+        if let Some(caller) = caller
+            && caller.identity() == &Identity::Root
+        {
+            return Err(Error::AccessDenied(
+                "Roles may not be assumed by root accounts.".into(),
+            ));
         }
         let inherited = caller.and_then(Caller::session);
         let chained = caller.is_some_and(|c| matches!(c.identity(), Identity::Role { .. }));
@@ -613,18 +613,18 @@ impl Core {
         }
         let options = ParseOptions::simulation(PolicyKind::Session);
         let mut any = false;
-        if let Some(text) = &claims.policy {
-            if let Ok(policy) = self.parse(text, options) {
-                set = set.session(NamedPolicy::new("session policy", policy));
-                any = true;
-            }
+        if let Some(text) = &claims.policy
+            && let Ok(policy) = self.parse(text, options)
+        {
+            set = set.session(NamedPolicy::new("session policy", policy));
+            any = true;
         }
         for arn in &claims.policy_arns {
-            if let Some(document) = self.managed_document(&claims.account, arn).await? {
-                if let Ok(policy) = self.parse(&document, options) {
-                    set = set.session(NamedPolicy::new(arn.as_str(), policy));
-                    any = true;
-                }
+            if let Some(document) = self.managed_document(&claims.account, arn).await?
+                && let Ok(policy) = self.parse(&document, options)
+            {
+                set = set.session(NamedPolicy::new(arn.as_str(), policy));
+                any = true;
             }
         }
         if !any {
@@ -674,16 +674,15 @@ fn check_session_tags(input: &AssumeRole, inherited: Option<&SessionInfo>) -> Re
                 "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into(),
             ));
         }
-        if let Some(session) = inherited {
-            if session
+        if let Some(session) = inherited
+            && session
                 .transitive_tags
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case(&tag.key))
-            {
-                return Err(Error::InvalidParameterValue(
+        {
+            return Err(Error::InvalidParameterValue(
                     "One of the specified transitive tag keys can't be set because it conflicts with a transitive tag key from the calling session.".into(),
                 ));
-            }
         }
     }
     for key in &input.transitive_tag_keys {

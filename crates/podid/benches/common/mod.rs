@@ -188,7 +188,10 @@ impl Connection {
 }
 
 /// Reads one HTTP/1.1 response with a `content-length`: its status and body.
-pub(crate) async fn read_response(stream: &mut BufReader<TcpStream>) -> (u16, String) {
+pub(crate) async fn read_response<S>(stream: &mut S) -> (u16, String)
+where
+    S: tokio::io::AsyncBufRead + Unpin,
+{
     let mut line = String::new();
     stream.read_line(&mut line).await.unwrap();
     let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -324,4 +327,113 @@ pub(crate) fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// A trust policy for `pods.eks.amazonaws.com` (`sts:AssumeRole`, `sts:TagSession`), URL-encoded.
+pub(crate) const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22pods.eks.amazonaws.com%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
+
+/// A cluster `bench` with an association for default/app.
+pub(crate) async fn setup(server: &Server) {
+    let admin = &server.credentials;
+    let mut conn = Connection::open(&server.address).await;
+    let (status, text) = conn
+        .exchange(
+            admin,
+            "iam",
+            &format!(
+                "Action=CreateRole&Version=2010-05-08&RoleName=app&AssumeRolePolicyDocument={TRUST}"
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    for (path, body) in [
+        ("/clusters", r#"{"name":"bench"}"#.to_owned()),
+        (
+            "/clusters/bench/pod-identity-associations",
+            r#"{"namespace":"default","serviceAccount":"app","roleArn":"arn:aws:iam::111122223333:role/app"}"#
+                .to_owned(),
+        ),
+    ] {
+        let (status, text) = conn
+            .send(admin, "eks", "POST", path, "", "application/json", &body)
+            .await;
+        assert_eq!(status, 200, "{text}");
+    }
+}
+
+/// A `podid` process a benchmark started, killed when dropped.
+pub(crate) struct Process {
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// Starts `podid ARGS` with the server's `admin` keys and region in its environment, and
+    /// waits for the stdout line that contains `marker`: the process, and what follows the
+    /// marker on that line.
+    pub(crate) fn start(server: &Server, args: &[&str], marker: &str) -> (Self, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podid"))
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &server.credentials.access_key_id)
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                server.credentials.secret_access_key.expose(),
+            )
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let rest = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("podid {args:?} said no `{marker}`"))
+                .unwrap();
+            if let Some(rest) = line.split(marker).nth(1) {
+                break rest.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        (Self { child }, rest)
+    }
+
+    /// Resident memory (KiB), from /proc.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Waits for load tasks that each return their latencies (µs) and failures: requests per
+/// second, p50 and p99 (µs), failures.
+pub(crate) async fn summarize(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, u64)>>,
+) -> (f64, u64, u64, u64) {
+    let started = Instant::now();
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (latencies, f) = t.await.unwrap();
+        all.extend(latencies);
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    (all.len() as f64 / elapsed, at(0.50), at(0.99), failed)
 }

@@ -187,12 +187,12 @@ pub(crate) fn validate(addon: &Addon) -> Result<(), Failure> {
             "cannot set pod identity associations for {AGENT_ADDON:?} addon"
         ));
     }
-    if let Some(values) = &addon.configuration_values {
-        if configuration_json(values).is_none() {
-            return invalid(&format!(
-                "configurationValues: {values:?} is not valid, supported format(s) are: JSON and YAML"
-            ));
-        }
+    if let Some(values) = &addon.configuration_values
+        && configuration_json(values).is_none()
+    {
+        return invalid(&format!(
+            "configurationValues: {values:?} is not valid, supported format(s) are: JSON and YAML"
+        ));
     }
     for (i, pia) in addon.pod_identity_associations.iter().flatten().enumerate() {
         let path = format!("podIdentityAssociations[{i}]");

@@ -114,14 +114,12 @@ pub(crate) fn run(args: CreateClusterArgs) -> Result<(), Failure> {
 /// Removes the cluster (its add-ons, associations and service accounts go with it), the roles
 /// made for it since `since`, and the OIDC provider if this command made it.
 fn undo(target: &Target, made_provider: bool, since: podid_types::Timestamp) {
-    if made_provider {
-        if let Ok(provider) = irsa::provider(target) {
-            let _ = target.iam.query(&[
-                ("Action", "DeleteOpenIDConnectProvider"),
-                ("Version", "2010-05-08"),
-                ("OpenIDConnectProviderArn", &provider.arn),
-            ]);
-        }
+    if made_provider && let Ok(provider) = irsa::provider(target) {
+        let _ = target.iam.query(&[
+            ("Action", "DeleteOpenIDConnectProvider"),
+            ("Version", "2010-05-08"),
+            ("OpenIDConnectProviderArn", &provider.arn),
+        ]);
     }
     match roles::roles_tagged_since(&target.iam, &target.cluster, since) {
         Ok(names) => {

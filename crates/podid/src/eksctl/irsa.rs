@@ -150,13 +150,13 @@ pub(crate) fn create_provider(target: &Target, provider: &Provider) -> Result<()
 
 pub(crate) fn run_associate(args: AssociateArgs) -> Result<(), Failure> {
     let target = args.general.target(&[], false)?;
-    if let Some(config) = &target.config {
-        if config.iam.as_ref().and_then(|i| i.with_oidc) != Some(true) {
-            return Err(Failure::Usage(format!(
-                "'iam.withOIDC' is not enabled in {:?}",
-                args.general.config_file.as_deref().unwrap_or_default()
-            )));
-        }
+    if let Some(config) = &target.config
+        && config.iam.as_ref().and_then(|i| i.with_oidc) != Some(true)
+    {
+        return Err(Failure::Usage(format!(
+            "'iam.withOIDC' is not enabled in {:?}",
+            args.general.config_file.as_deref().unwrap_or_default()
+        )));
     }
     let provider = provider(&target)?;
     let (cluster, region) = (&target.cluster, target.eks.region());
@@ -389,13 +389,13 @@ fn create_one(
         Ok(())
     })();
     result.map_err(|e| {
-        if let Some(role) = &made_role {
-            if let Err(undo) = roles::delete_role(&target.iam, role) {
-                log(
-                    Level::Warning,
-                    &format!("could not remove role {role:?}: {undo:#}"),
-                );
-            }
+        if let Some(role) = &made_role
+            && let Err(undo) = roles::delete_role(&target.iam, role)
+        {
+            log(
+                Level::Warning,
+                &format!("could not remove role {role:?}: {undo:#}"),
+            );
         }
         format!("{e:#}")
     })
@@ -659,16 +659,15 @@ fn delete_one(target: &Target, ns: &str, name: &str) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|a| a.pointer("/metadata/annotations/eks.amazonaws.com~1role-arn"))
         .and_then(Value::as_str)
-    {
-        if roles::made_for(
+        && roles::made_for(
             &target.iam,
             role,
             &target.cluster,
             (IAMSERVICEACCOUNT_TAG, &who),
-        )? {
-            info(&format!("delete IAM role for serviceaccount {who:?}"));
-            roles::delete_role(&target.iam, roles::role_name_of(role))?;
-        }
+        )?
+    {
+        info(&format!("delete IAM role for serviceaccount {who:?}"));
+        roles::delete_role(&target.iam, roles::role_name_of(role))?;
     }
     match account {
         None => info(&format!("serviceaccount {who:?} was already deleted")),

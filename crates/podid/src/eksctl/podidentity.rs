@@ -330,13 +330,13 @@ fn undo(target: &Target, made: &Made) {
             );
         }
     }
-    if let Some(role) = &made.role {
-        if let Err(e) = roles::delete_role(&target.iam, role) {
-            log(
-                Level::Warning,
-                &format!("could not remove role {role:?}: {e:#}"),
-            );
-        }
+    if let Some(role) = &made.role
+        && let Err(e) = roles::delete_role(&target.iam, role)
+    {
+        log(
+            Level::Warning,
+            &format!("could not remove role {role:?}: {e:#}"),
+        );
     }
     if let Some((ns, sa)) = &made.service_account {
         let path = format!(

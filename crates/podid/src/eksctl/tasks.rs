@@ -135,10 +135,10 @@ where
                         break;
                     };
                     let result = work(item);
-                    if let Ok(mut slots) = results.lock() {
-                        if let Some(slot) = slots.get_mut(i) {
-                            *slot = Some(result);
-                        }
+                    if let Ok(mut slots) = results.lock()
+                        && let Some(slot) = slots.get_mut(i)
+                    {
+                        *slot = Some(result);
                     }
                     let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
                     if terminal {

@@ -7,7 +7,9 @@
 //! than a minute ago) is given up to the grace period for its association and its service
 //! account to appear, asked again every 100 ms; a pod of an older service account is answered at
 //! once. Associations found are cached for a minute; a miss is always asked live (one call), so
-//! that an association created for an existing service account applies to the next pod.
+//! that an association created for an existing service account applies to the next pod. Service
+//! accounts read from the podid server are remembered for a second (found or not), as an
+//! informer's cache lags; a pod waiting for its service account asks past that memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -34,30 +36,80 @@ pub(crate) struct Account {
     pub(crate) created: Option<i64>,
 }
 
+/// How long a service account read from the podid server is reused (found or not), as an
+/// informer's cache lags: an annotation changed takes at most this long to apply.
+const ACCOUNT_TTL: Duration = Duration::from_secs(1);
+/// The most service accounts remembered; the memory is cleared when it is full.
+const ACCOUNT_CAPACITY: usize = 10_000;
+
+/// Service accounts read from the podid server, remembered for [`ACCOUNT_TTL`].
+type Remembered = Arc<Mutex<HashMap<(String, String), (Instant, Option<Account>)>>>;
+
 /// Where service accounts are read.
 #[derive(Clone)]
 pub(crate) enum Accounts {
     /// The podid server's service-account API (local clusters).
-    Podid { eks: Client, cluster: String },
+    Podid {
+        eks: Client,
+        cluster: String,
+        remembered: Remembered,
+    },
+    /// The Kubernetes API (real clusters): a watch-backed cache, live on a miss.
+    Kubernetes(crate::kubernetes::ServiceAccounts),
 }
 
 impl Accounts {
-    /// The service account, or `None` when it does not exist (yet).
-    async fn read(&self, namespace: &str, name: &str) -> Result<Option<Account>, String> {
+    /// Service accounts of `cluster`, read from the podid server.
+    pub(crate) fn podid(eks: Client, cluster: &str) -> Self {
+        Self::Podid {
+            eks,
+            cluster: cluster.to_owned(),
+            remembered: Arc::default(),
+        }
+    }
+
+    /// The service account, or `None` when it does not exist (yet); `fresh` asks past any
+    /// memory of it.
+    async fn read(
+        &self,
+        namespace: &str,
+        name: &str,
+        fresh: bool,
+    ) -> Result<Option<Account>, String> {
         match self {
-            Self::Podid { eks, cluster } => {
+            Self::Kubernetes(kube) => kube.read(namespace, name).await,
+            Self::Podid {
+                eks,
+                cluster,
+                remembered,
+            } => {
+                let key = (namespace.to_owned(), name.to_owned());
+                if !fresh
+                    && let Ok(memory) = remembered.lock()
+                    && let Some((at, account)) = memory.get(&key)
+                    && at.elapsed() < ACCOUNT_TTL
+                {
+                    return Ok(account.clone());
+                }
                 let path = format!("/clusters/{cluster}/podid/service-accounts/{namespace}/{name}");
                 let eks = eks.clone();
                 let answer = tokio::task::spawn_blocking(move || eks.json("GET", &path, "", None))
                     .await
                     .map_err(|e| format!("the look-up stopped: {e}"))?;
-                match answer {
-                    Ok(object) => Ok(Some(account_of(&object))),
+                let account = match answer {
+                    Ok(object) => Some(account_of(&object)),
                     Err(e) => match e.downcast_ref::<ApiFailure>() {
-                        Some(failure) if failure.status == 404 => Ok(None),
-                        _ => Err(format!("{e:#}")),
+                        Some(failure) if failure.status == 404 => None,
+                        _ => return Err(format!("{e:#}")),
                     },
+                };
+                if let Ok(mut memory) = remembered.lock() {
+                    if memory.len() >= ACCOUNT_CAPACITY {
+                        memory.clear();
+                    }
+                    memory.insert(key, (Instant::now(), account.clone()));
                 }
+                Ok(account)
             }
         }
     }
@@ -130,9 +182,11 @@ impl Lookups {
             associated: Ok(false),
             account_error: None,
         };
+        let mut fresh = false;
         loop {
             if found.account.is_none() {
-                match self.accounts.read(namespace, name).await {
+                // Asked again while waiting: past the memory of its absence.
+                match self.accounts.read(namespace, name, fresh).await {
                     Ok(account) => {
                         found.account = account;
                         found.account_error = None;
@@ -153,6 +207,7 @@ impl Lookups {
                 return found;
             }
             tokio::time::sleep(RETRY_EVERY).await;
+            fresh = true;
         }
     }
 

@@ -26,7 +26,7 @@ use crate::Status;
 use crate::aws_client::{Client, ClientArgs};
 use crate::listen::{ListenArgs, parse_duration, serve};
 use crate::tls::TlsArgs;
-pub(crate) use lookup::account_of;
+pub(crate) use lookup::{Account, account_of};
 use lookup::{Accounts, Lookups};
 
 #[derive(Debug, Args)]
@@ -123,25 +123,6 @@ pub(crate) fn run(args: WebhookArgs) -> anyhow::Result<Status> {
             args.token_expiration
         );
     }
-    let in_cluster = args
-        .in_cluster
-        .unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
-    if in_cluster || args.kubeconfig.is_some() {
-        bail!(
-            "reading service accounts from Kubernetes (--in-cluster, --kubeconfig) is not built yet: run with --in-cluster=false to read them from the podid server"
-        );
-    }
-    let eks = Client::new(&args.client, "eks")?.with_timeout(Duration::from_secs(1));
-    let accounts = Accounts::Podid {
-        eks: eks.clone(),
-        cluster: args.cluster.clone(),
-    };
-    let lookups = Lookups::new(
-        eks,
-        &args.cluster,
-        accounts,
-        args.service_account_lookup_grace_period,
-    );
     let config = podid_webhook::Config {
         annotation_prefix: args.annotation_prefix.clone(),
         token_audience: args.token_audience.clone(),
@@ -157,15 +138,49 @@ pub(crate) fn run(args: WebhookArgs) -> anyhow::Result<Status> {
         tls_key: Some(args.tls_key.clone()),
     }
     .acceptor()?;
+    let eks = Client::new(&args.client, "eks")?.with_timeout(Duration::from_secs(1));
+    let in_cluster = args
+        .in_cluster
+        .unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let accounts = if in_cluster || args.kubeconfig.is_some() {
+        let kube = runtime.block_on(async {
+            let client = crate::kubernetes::client(args.kubeconfig.as_deref()).await?;
+            anyhow::Ok(crate::kubernetes::ServiceAccounts::watch(client))
+        })?;
+        // Serve once the first list is in (misses are read live meanwhile anyway).
+        let waited = runtime.block_on(async {
+            for _ in 0..100 {
+                if kube.synced() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        });
+        if !waited {
+            tracing::warn!(
+                "the service accounts are not listed yet; serving, reading them live meanwhile"
+            );
+        }
+        Accounts::Kubernetes(kube)
+    } else {
+        Accounts::podid(eks.clone(), &args.cluster)
+    };
+    let lookups = Lookups::new(
+        eks,
+        &args.cluster,
+        accounts,
+        args.service_account_lookup_grace_period,
+    );
     let webhook = Arc::new(Webhook {
         config,
         lookups,
         metrics: Metrics::default(),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let stop = crate::server::shutdown();
         let limits = args.limits.limits();
@@ -286,7 +301,9 @@ async fn answer(webhook: &Webhook, headers: HeaderMap, body: Body) -> Response {
             false
         }
     };
-    if found.account.is_none() {
+    if found.account.is_some() {
+        webhook.metrics.service_account_found();
+    } else {
         webhook.metrics.missing_service_account();
         if let Some(e) = &found.account_error {
             tracing::warn!(namespace = %pod.namespace, service_account = %pod.service_account, error = %e, "cannot read the service account: its IRSA annotations are not applied");
@@ -380,9 +397,11 @@ fn json(status: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
-/// The webhook's counters, with the reference's names where it has them.
+/// The webhook's metrics, with the reference's names, types, labels and units (its HTTP
+/// latencies are in microseconds).
 #[derive(Default)]
 struct Metrics {
+    used: std::sync::atomic::AtomicBool,
     pod_identity: AtomicU64,
     irsa: AtomicU64,
     missing_service_account: AtomicU64,
@@ -392,7 +411,8 @@ struct Metrics {
     latency: Histogram,
 }
 
-/// Request latencies in seconds, with Prometheus' default buckets.
+/// `/mutate` latencies in microseconds, with the reference's buckets
+/// (`ExponentialBuckets(125000, 2, 7)`).
 #[derive(Default)]
 struct Histogram {
     counts: [AtomicU64; BUCKETS.len()],
@@ -400,8 +420,8 @@ struct Histogram {
     count: AtomicU64,
 }
 
-const BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+const BUCKETS: [u64; 7] = [
+    125_000, 250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000,
 ];
 
 impl Metrics {
@@ -412,6 +432,10 @@ impl Metrics {
             &self.pod_identity
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn service_account_found(&self) {
+        self.used.store(true, Ordering::Relaxed);
     }
 
     fn missing_service_account(&self) {
@@ -431,16 +455,13 @@ impl Metrics {
         if let Ok(mut requests) = self.requests.lock() {
             *requests.entry(code).or_default() += 1;
         }
-        let seconds = took.as_secs_f64();
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         for (bucket, count) in BUCKETS.iter().zip(&self.latency.counts) {
-            if seconds <= *bucket {
+            if micros <= *bucket {
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.latency.sum_micros.fetch_add(
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.latency.sum_micros.fetch_add(micros, Ordering::Relaxed);
         self.latency.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -450,13 +471,18 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# HELP pod_identity_webhook_pod_count The number of pods mutated, by the method of their credentials.\n# TYPE pod_identity_webhook_pod_count counter\npod_identity_webhook_pod_count{{method=\"container_credentials\"}} {}\npod_identity_webhook_pod_count{{method=\"sts_web_identity\"}} {}",
+            "# HELP pod_identity_webhook_used Indicator to know pod identity webhook is used\n# TYPE pod_identity_webhook_used gauge\npod_identity_webhook_used {}",
+            u8::from(self.used.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# HELP pod_identity_webhook_pod_count Indicator to how many pods are using sts web identity or container credentials\n# TYPE pod_identity_webhook_pod_count counter\npod_identity_webhook_pod_count{{Method=\"container_credentials\"}} {}\npod_identity_webhook_pod_count{{Method=\"sts_web_identity\"}} {}",
             load(&self.pod_identity),
             load(&self.irsa)
         );
         let _ = writeln!(
             out,
-            "# HELP pod_identity_webhook_missing_sa_count The number of pods whose service account was not found.\n# TYPE pod_identity_webhook_missing_sa_count counter\npod_identity_webhook_missing_sa_count {}",
+            "# HELP pod_identity_webhook_missing_sa_count Number of pods whose service account was not found\n# TYPE pod_identity_webhook_missing_sa_count counter\npod_identity_webhook_missing_sa_count {}",
             load(&self.missing_service_account)
         );
         let _ = writeln!(
@@ -467,41 +493,36 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP http_request_count The number of /mutate requests, by response code.\n# TYPE http_request_count counter"
+            "# HELP http_request_count Counter of requests broken out for each verb, path, and response code.\n# TYPE http_request_count counter"
         );
         if let Ok(requests) = self.requests.lock() {
             for (code, count) in requests.iter() {
                 let _ = writeln!(
                     out,
-                    "http_request_count{{code=\"{code}\",method=\"POST\",path=\"/mutate\"}} {count}"
+                    "http_request_count{{code=\"{code}\",path=\"/mutate\",verb=\"POST\"}} {count}"
                 );
             }
         }
         let _ = writeln!(
             out,
-            "# HELP http_request_latencies Response latency of /mutate, in seconds.\n# TYPE http_request_latencies histogram"
+            "# HELP http_request_latencies Response latency distribution in microseconds for each verb and path\n# TYPE http_request_latencies histogram"
         );
         for (bucket, count) in BUCKETS.iter().zip(&self.latency.counts) {
             let _ = writeln!(
                 out,
-                "http_request_latencies_bucket{{le=\"{bucket}\"}} {}",
+                "http_request_latencies_bucket{{path=\"/mutate\",verb=\"POST\",le=\"{bucket}\"}} {}",
                 load(count)
             );
         }
-        let total = load(&self.latency.count);
+        let (total, sum) = (load(&self.latency.count), load(&self.latency.sum_micros));
         let _ = writeln!(
             out,
-            "http_request_latencies_bucket{{le=\"+Inf\"}} {total}\nhttp_request_latencies_sum {}\nhttp_request_latencies_count {total}",
-            u64_as_f64(load(&self.latency.sum_micros)) / 1e6
+            "http_request_latencies_bucket{{path=\"/mutate\",verb=\"POST\",le=\"+Inf\"}} {total}\nhttp_request_latencies_sum{{path=\"/mutate\",verb=\"POST\"}} {sum}\nhttp_request_latencies_count{{path=\"/mutate\",verb=\"POST\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_request_duration_microseconds Response latency summary in microseconds for each verb and path.\n# TYPE http_request_duration_microseconds summary\nhttp_request_duration_microseconds_sum{{path=\"/mutate\",verb=\"POST\"}} {sum}\nhttp_request_duration_microseconds_count{{path=\"/mutate\",verb=\"POST\"}} {total}"
         );
         out
     }
-}
-
-/// `n` as a float, for sums shown in seconds.
-fn u64_as_f64(n: u64) -> f64 {
-    // Exact up to 2^53 microseconds (285 years): enough.
-    #[expect(clippy::cast_precision_loss, reason = "shown, not computed with")]
-    let f = n as f64;
-    f
 }
