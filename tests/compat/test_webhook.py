@@ -387,3 +387,89 @@ def test_podid_exec_gives_exactly_what_the_webhook_patch_gives(server, world, tm
         assert claims["aud"] in (token["audience"], [token["audience"]])
         expected = 3600 if setup is None else token["expirationSeconds"]
         assert claims["exp"] - claims["iat"] == expected
+
+
+class KubeApiReplay:
+    """An HTTP server replaying kube-apiserver's answers for service accounts: the list (one
+    service account annotated for IRSA), a watch that stays open, and 404 for single reads."""
+
+    LIST = {"kind": "ServiceAccountList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": [
+        {"metadata": {"name": "kube-irsa", "namespace": "team", "uid": "b1c7e0a2-0000-4000-8000-000000000001",
+                      "resourceVersion": "6", "creationTimestamp": "2026-11-01T09:00:00Z",
+                      "annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::{A}:role/from-kubernetes"}}}]}
+
+    def __init__(self):
+        import http.server
+        replay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                replay.requests.append(self.path)
+                if self.path.startswith("/api/v1/serviceaccounts") and "watch=" in self.path:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.flush()
+                    replay.closed.wait(60)
+                    return
+                if self.path.startswith("/api/v1/serviceaccounts"):
+                    body, status = json.dumps(KubeApiReplay.LIST).encode(), 200
+                else:
+                    body, status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                               "reason": "NotFound", "code": 404}).encode(), 404
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.requests = []
+        self.closed = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self, path):
+        port = self.server.server_address[1]
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: replay\n  cluster:\n    server: http://127.0.0.1:{port}\n"
+            "users:\n- name: webhook\n  user:\n    token: replay-token\n"
+            "contexts:\n- name: replay\n  context:\n    cluster: replay\n    user: webhook\n"
+            "current-context: replay\n")
+        return path
+
+    def stop(self):
+        self.closed.set()
+        self.server.shutdown()
+
+
+def test_service_accounts_are_read_from_kubernetes_with_a_kubeconfig(server, world, tmp_path):
+    """--kubeconfig: the webhook lists and watches service accounts through the Kubernetes API
+    (an HTTP server replaying kube-apiserver's answers) and applies their IRSA annotations."""
+    replay = KubeApiReplay()
+    webhook = Webhook(server, world["cluster"], tmp_path,
+                      extra=["--kubeconfig", str(replay.kubeconfig(tmp_path / "kubeconfig"))])
+    try:
+        status, answer = webhook.post(review(pod("kube-irsa"), "team"))
+        assert status == 200, answer
+        patch = json.loads(base64.b64decode(answer["response"]["patch"]))
+        out = apply(pod("kube-irsa"), patch)
+        assert env_of(out["spec"]["containers"][0])["AWS_ROLE_ARN"] == f"arn:aws:iam::{A}:role/from-kubernetes"
+        # The list and the watch; the service account came from the cache, not a single read.
+        assert any(r.startswith("/api/v1/serviceaccounts?") and "watch=" not in r for r in replay.requests)
+        assert any("watch=true" in r for r in replay.requests), replay.requests
+        assert not any("/namespaces/team/serviceaccounts/kube-irsa" in r for r in replay.requests)
+        # A service account Kubernetes does not have: read live (404), and the pod is left alone.
+        status, answer = webhook.post(review(pod("absent"), "team"))
+        assert status == 200 and "patch" not in answer["response"]
+        assert any("/namespaces/team/serviceaccounts/absent" in r for r in replay.requests)
+    finally:
+        webhook.stop()
+        replay.stop()
