@@ -56,7 +56,7 @@ class Server:
     """A podid server process."""
 
     def __init__(self, data_dir, database_url=None, master_key_file=None, accounts=ACCOUNTS, extra_args=(),
-                 log_level="warn", preexec=None):
+                 log_level="warn", preexec=None, extra_env=None):
         self.data_dir = pathlib.Path(data_dir)
         self.extra_args = list(extra_args)
         self.database_url = database_url
@@ -67,6 +67,7 @@ class Server:
         self.listen = "127.0.0.1:0"
         self.log_level = log_level
         self.preexec = preexec
+        self.extra_env = dict(extra_env or {})
 
     def start(self):
         args = [podid_bin(), "server", "--listen", self.listen, "--data-dir", str(self.data_dir),
@@ -77,7 +78,7 @@ class Server:
             args += ["--master-key-file", str(self.master_key_file)]
         args += self.extra_args
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env={**os.environ, "RUST_LOG": self.log_level},
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env={**os.environ, "RUST_LOG": self.log_level, **self.extra_env},
                                         preexec_fn=self.preexec)
         deadline = time.time() + 60
         while time.time() < deadline:

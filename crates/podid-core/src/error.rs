@@ -86,6 +86,12 @@ pub enum Error {
     /// EKS's `ResourceLimitExceededException` (400).
     #[error("{0}")]
     ResourceLimitExceeded(String),
+    /// EKS Auth's `ThrottlingException` (429): an upstream STS throttled the request.
+    #[error("{0}")]
+    Throttling(String),
+    /// EKS Auth's `ServiceUnavailableException` (503): an upstream STS could not be reached.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// `ServiceFailure` (500): the store failed.
     #[error("{0}")]
     ServiceFailure(String),

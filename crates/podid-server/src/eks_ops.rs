@@ -540,6 +540,41 @@ fn create_cluster(region: &str, mut body: Map<String, Value>) -> Result<CreateCl
     let version = opt(&body, "version");
     let role_arn = opt(&body, "roleArn");
     let external = body.remove("podidExternalIssuer");
+    let credential_backend = match body.remove("podidCredentialBackend") {
+        None => podid_core::eks::CredentialBackend::Embedded,
+        Some(Value::Object(spec)) => match string(&spec, "type").as_str() {
+            "embedded" => podid_core::eks::CredentialBackend::Embedded,
+            "aws" => {
+                let endpoint = opt(&spec, "upstreamStsEndpoint");
+                if let Some(url) = &endpoint
+                    && !(url.starts_with("https://") || url.starts_with("http://"))
+                {
+                    return Err(ApiError::sender(
+                        400,
+                        "InvalidParameterException",
+                        "podidCredentialBackend.upstreamStsEndpoint must be an http(s) URL.",
+                    ));
+                }
+                podid_core::eks::CredentialBackend::Aws {
+                    upstream_sts_endpoint: endpoint,
+                }
+            }
+            _ => {
+                return Err(ApiError::sender(
+                    400,
+                    "InvalidParameterException",
+                    "podidCredentialBackend.type must be `embedded` or `aws`.",
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(ApiError::sender(
+                400,
+                "InvalidParameterException",
+                "podidCredentialBackend must be an object with `type` (`embedded` or `aws`) and, for `aws`, an optional `upstreamStsEndpoint`.",
+            ));
+        }
+    };
     for member in ["name", "tags", "version", "roleArn", "clientRequestToken"] {
         body.remove(member);
     }
@@ -569,6 +604,7 @@ fn create_cluster(region: &str, mut body: Map<String, Value>) -> Result<CreateCl
         tags,
         extra: body,
         tokens,
+        credential_backend,
     })
 }
 
@@ -648,6 +684,10 @@ fn cluster_view(c: &ClusterRecord) -> Value {
         }
     };
     out.insert("podidIssuer".into(), issuer);
+    out.insert(
+        "podidCredentialBackend".into(),
+        serde_json::to_value(&c.credential_backend).unwrap_or_default(),
+    );
     Value::Object(out)
 }
 

@@ -58,6 +58,8 @@ impl From<Error> for ApiError {
             Error::IdpRejectedClaim(_) => (403, "IDPRejectedClaim"),
             Error::IdpCommunicationError(_) => (400, "IDPCommunicationError"),
             Error::ResourceLimitExceeded(_) => (400, "ResourceLimitExceededException"),
+            Error::Throttling(_) => (429, "ThrottlingException"),
+            Error::ServiceUnavailable(_) => (503, "ServiceUnavailableException"),
             Error::ServiceFailure(_) => (500, "ServiceFailure"),
             Error::Validation(_) => (400, "ValidationError"),
         };

@@ -86,6 +86,8 @@ pub(crate) struct ApiFailure {
     pub(crate) status: u16,
     pub(crate) code: String,
     pub(crate) message: String,
+    /// The server's request id (query protocol: `<RequestId>`), when it gave one.
+    pub(crate) request_id: Option<String>,
 }
 
 impl std::fmt::Display for ApiFailure {
@@ -285,6 +287,7 @@ impl Client {
                 .map(|c| c.split(':').next().unwrap_or(&c).to_owned())
                 .unwrap_or_else(|| "UnknownError".into()),
             message,
+            request_id: None,
         }
         .into())
     }
@@ -340,6 +343,7 @@ impl Client {
             status,
             code: element("Code").unwrap_or_else(|| "UnknownError".into()),
             message: element("Message").unwrap_or_else(|| text.clone()),
+            request_id: element("RequestId"),
         }
         .into())
     }

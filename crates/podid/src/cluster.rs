@@ -37,6 +37,8 @@ pub(crate) enum ClusterCommand {
         #[arg(long)]
         version: Option<String>,
         #[command(flatten)]
+        backend: BackendArgs,
+        #[command(flatten)]
         client: ClientArgs,
         /// Output format.
         #[arg(long, short, value_enum, default_value_t)]
@@ -62,6 +64,8 @@ pub(crate) enum ClusterCommand {
         /// The cluster's IAM role.
         #[arg(long)]
         role_arn: Option<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
         #[command(flatten)]
         client: ClientArgs,
         /// Output format.
@@ -171,10 +175,11 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             name,
             role_arn,
             version,
+            backend,
             client,
             output,
         } => {
-            let body = cluster_body(&name, role_arn, version, None);
+            let body = cluster_body(&name, role_arn, version, None, &backend);
             let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
             (output, result)
         }
@@ -184,6 +189,7 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             jwks,
             jwks_uri,
             role_arn,
+            backend,
             client,
             output,
         } => {
@@ -201,7 +207,7 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             if let (Some(uri), Some(map)) = (jwks_uri, spec.as_object_mut()) {
                 map.insert("jwksUri".into(), uri.into());
             }
-            let body = cluster_body(&name, role_arn, None, Some(spec));
+            let body = cluster_body(&name, role_arn, None, Some(spec), &backend);
             let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
             (output, result)
         }
@@ -354,11 +360,32 @@ pub(crate) fn eks(args: &ClientArgs) -> anyhow::Result<Client> {
     Client::new(args, "eks")
 }
 
+/// Where a cluster's pods get their credentials.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BackendArgs {
+    /// Where pods' credentials come from: `embedded` (podid's own STS: credentials podid
+    /// accepts) or `aws` (an upstream STS, real AWS by default, asked with the server's broker
+    /// identity: credentials AWS accepts; docs/upstream.md).
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    credential_backend: Backend,
+    /// With `--credential-backend aws`: the upstream STS endpoint (default: the cluster
+    /// region's `https://sts.REGION.amazonaws.com`; a FIPS or any other URL works).
+    #[arg(long, value_name = "URL")]
+    upstream_sts_endpoint: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Embedded,
+    Aws,
+}
+
 fn cluster_body(
     name: &str,
     role_arn: Option<String>,
     version: Option<String>,
     external: Option<Value>,
+    backend: &BackendArgs,
 ) -> Value {
     let mut body = json!({"name": name});
     if let Some(map) = body.as_object_mut() {
@@ -370,6 +397,14 @@ fn cluster_body(
         }
         if let Some(external) = external {
             map.insert("podidExternalIssuer".into(), external);
+        }
+        if backend.credential_backend == Backend::Aws {
+            let mut spec = json!({"type": "aws"});
+            if let (Some(url), Some(spec)) = (&backend.upstream_sts_endpoint, spec.as_object_mut())
+            {
+                spec.insert("upstreamStsEndpoint".into(), url.clone().into());
+            }
+            map.insert("podidCredentialBackend".into(), spec);
         }
     }
     body

@@ -14,6 +14,7 @@ mod server;
 mod serviceaccount;
 mod tls;
 mod up;
+mod upstream;
 mod webhook;
 
 use std::process::ExitCode;

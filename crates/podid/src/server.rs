@@ -75,6 +75,12 @@ pub(crate) struct ServerArgs {
     /// deleted at start and every ten minutes, by every replica. `podid audit` reads the trail.
     #[arg(long, default_value = "90d", value_name = "DURATION", value_parser = audit_retention)]
     audit_retention: std::time::Duration,
+    /// The broker identity of clusters with the `aws` credential backend: a profile of the AWS
+    /// config files (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE) whose keys sign the upstream
+    /// AssumeRole calls. Default: the server's environment (AWS_ACCESS_KEY_ID, ...), then the
+    /// `default` profile. docs/upstream.md.
+    #[arg(long, value_name = "NAME")]
+    upstream_profile: Option<String>,
     #[command(flatten)]
     limits: ListenArgs,
     #[command(flatten)]
@@ -184,6 +190,7 @@ impl ServerArgs {
             association_quota: 1000,
             read_cache_ms: 1000,
             audit_retention: std::time::Duration::from_secs(DEFAULT_AUDIT_RETENTION_DAYS * 86_400),
+            upstream_profile: None,
             limits,
             tls: crate::tls::TlsArgs::default(),
             throttle: ThrottleArgs::default(),
@@ -325,6 +332,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     let store = open_store(args).await?;
     let accounts = parse_accounts(&args.accounts)?;
     let master = master_key(args, &*store).await?;
+    let broker = upstream_broker(args)?;
     let make_core = |master: MasterKey| {
         Arc::new(
             Core::new(
@@ -334,7 +342,8 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
                 master,
             )
             .with_association_quota(args.association_quota)
-            .with_fetcher(Arc::new(HttpFetcher)),
+            .with_fetcher(Arc::new(HttpFetcher))
+            .with_broker(broker.clone()),
         )
     };
     let mut core = make_core(master);
@@ -677,6 +686,39 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
+}
+
+/// The broker of the `aws` credential backend: `--upstream-profile`'s keys (which must be
+/// there), else the environment's or the `default` profile's, else none (clusters with the `aws`
+/// backend are then refused with the reason).
+fn upstream_broker(args: &ServerArgs) -> anyhow::Result<Arc<crate::upstream::StsBroker>> {
+    let client = crate::aws_client::ClientArgs::new(
+        args.upstream_profile.clone(),
+        Some(args.region.clone()),
+        Some("https://sts.amazonaws.com".into()),
+    );
+    let identity = match crate::aws_client::Client::new(&client, "sts") {
+        Ok(client) => {
+            let trust = client.trust();
+            let (credentials, _, _) = client.into_parts();
+            tracing::info!(broker = %credentials.access_key_id, "upstream STS broker identity found");
+            Ok((credentials, trust))
+        }
+        Err(e) if args.upstream_profile.is_some() => {
+            return Err(e.context("cannot use --upstream-profile as the broker identity"));
+        }
+        Err(e) => Err(format!(
+            "This server has no broker identity for upstream STS calls ({e:#}): start podid server with --upstream-profile NAME, or with AWS credentials in its environment."
+        )),
+    };
+    let trust = identity
+        .as_ref()
+        .map(|(_, trust)| trust.clone())
+        .unwrap_or_default();
+    Ok(Arc::new(crate::upstream::StsBroker::new(
+        identity.map(|(credentials, _)| credentials),
+        trust,
+    )))
 }
 
 /// Creates `dir` and its missing parents, each new one for its owner only (0700).

@@ -635,7 +635,26 @@ impl Eks<'_> {
         target_role_arn: Option<&str>,
         disable_session_tags: bool,
     ) -> Result<(), Error> {
-        if names::role_account(role_arn) != Some(cluster.account.as_str()) {
+        if let Some(target) = target_role_arn
+            && names::role_account(target).is_none()
+        {
+            return Err(Error::InvalidParameter(format!(
+                "The parameter targetRoleArn is not a valid IAM role ARN: {target}"
+            )));
+        }
+        // With the `aws` backend the roles live upstream: their account is the upstream's, and
+        // whether they exist and trust the broker is for the upstream STS to say at the first pod.
+        let upstream = matches!(
+            cluster.credential_backend,
+            super::CredentialBackend::Aws { .. }
+        );
+        if upstream {
+            if names::role_account(role_arn).is_none() {
+                return Err(Error::InvalidParameter(format!(
+                    "The parameter roleArn is not a valid IAM role ARN: {role_arn}"
+                )));
+            }
+        } else if names::role_account(role_arn) != Some(cluster.account.as_str()) {
             return Err(Error::AccessDenied(
                 "Cross-account pass role is not allowed.".into(),
             ));
@@ -649,6 +668,14 @@ impl Eks<'_> {
                 ContextValue::One(PODS_SERVICE.into()),
             )],
         )?;
+        if upstream {
+            tracing::info!(
+                cluster = %cluster.name,
+                role = role_arn,
+                "the role lives upstream: its account, existence and trust are not checked here (the upstream STS decides at the first pod)"
+            );
+            return Ok(());
+        }
         let name = role_arn.rsplit('/').next().unwrap_or_default();
         let role = self
             .core
@@ -666,13 +693,6 @@ impl Eks<'_> {
             return Err(Error::InvalidParameter(
                 "Trust policy of the role provided is invalid.".into(),
             ));
-        }
-        if let Some(target) = target_role_arn
-            && names::role_account(target).is_none()
-        {
-            return Err(Error::InvalidParameter(format!(
-                "The parameter targetRoleArn is not a valid IAM role ARN: {target}"
-            )));
         }
         Ok(())
     }

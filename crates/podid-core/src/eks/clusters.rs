@@ -49,6 +49,8 @@ pub struct CreateCluster {
     pub extra: Map<String, Value>,
     /// Where service-account tokens come from.
     pub tokens: ClusterTokens,
+    /// Where pods' credentials come from.
+    pub credential_backend: super::CredentialBackend,
 }
 
 /// Who issues a cluster's service-account tokens.
@@ -189,6 +191,7 @@ impl Eks<'_> {
             extra: input.extra,
             issuer,
             tokens,
+            credential_backend: input.credential_backend,
         };
         let cluster_key = key(&[&account, &input.region, &input.name]);
         match self

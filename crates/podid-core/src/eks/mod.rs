@@ -9,6 +9,7 @@ mod names;
 mod pod_identity;
 mod records;
 mod service_accounts;
+mod upstream;
 
 use crate::Core;
 
@@ -20,6 +21,7 @@ pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
 pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
 pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
+pub use upstream::{Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend};
 
 /// The service principal of EKS Pod Identity.
 pub const PODS_SERVICE: &str = "pods.eks.amazonaws.com";
@@ -44,12 +46,15 @@ pub struct EksAuth<'a> {
 /// EKS's settings and state in the core.
 pub(crate) struct State {
     association_quota: u32,
+    /// The upstream STS of clusters with the `aws` credential backend.
+    broker: Option<std::sync::Arc<dyn Broker>>,
 }
 
 impl Default for State {
     fn default() -> Self {
         Self {
             association_quota: DEFAULT_ASSOCIATION_QUOTA,
+            broker: None,
         }
     }
 }

@@ -17,12 +17,15 @@ use podid_jwt::Jwks;
 use serde::Serialize;
 use serde_json::Value;
 
+use podid_types::Timestamp;
+
 use super::records::{AssociationRecord, ClusterRecord};
+use super::upstream::{self, BrokerCall, CredentialBackend};
 use super::{EksAuth, PODS_SERVICE, names};
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::records::Tag;
-use crate::sts::{AssumeRole, AssumedRole, Assumer};
+use crate::sts::{AssumeRole, AssumedRole, Assumer, SessionCredentials};
 
 /// Clock skew allowed on a token's `exp`, `nbf` and `iat`, in seconds.
 pub const TOKEN_LEEWAY_SECONDS: i64 = 60;
@@ -167,6 +170,28 @@ impl EksAuth<'_> {
                 ))
             })?;
         decision.association_id = Some(association.id.clone());
+        if let CredentialBackend::Aws {
+            upstream_sts_endpoint,
+        } = &cluster.credential_backend
+        {
+            let assumed = self
+                .upstream_hops(
+                    caller,
+                    &cluster,
+                    &association,
+                    &claims,
+                    upstream_sts_endpoint.clone(),
+                    decision,
+                )
+                .await?;
+            return Ok(PodCredentials {
+                namespace: claims.namespace,
+                service_account: claims.service_account,
+                association_arn: association.arn,
+                association_id: association.id,
+                assumed,
+            });
+        }
         let first = self
             .first_hop(&cluster, &association, &claims)
             .await
@@ -216,6 +241,84 @@ impl EksAuth<'_> {
         })
     }
 
+    /// The `aws` backend: both hops made upstream by the broker, with the same session names,
+    /// tags, external id and session policy as the embedded hops. Upstream sessions last an
+    /// hour (the default maximum of an IAM role, and role chaining's limit).
+    async fn upstream_hops(
+        self,
+        caller: &Caller,
+        cluster: &ClusterRecord,
+        association: &AssociationRecord,
+        claims: &PodClaims,
+        endpoint: Option<String>,
+        decision: &mut PodIdentityDecision,
+    ) -> Result<AssumedRole, Error> {
+        let broker = self.core.broker()?;
+        let session_name = session_name(&cluster.name, claims.pod.as_ref(), self.core.ids());
+        let tags = session_tags(cluster, association, claims);
+        let chained = association.target_role_arn.is_some();
+        let mut request_ids = Vec::new();
+        let first = broker
+            .assume_role(BrokerCall {
+                endpoint: endpoint.clone(),
+                region: cluster.region.clone(),
+                as_session: None,
+                role_arn: association.role_arn.clone(),
+                session_name: session_name.clone(),
+                duration_seconds: TARGET_SECONDS,
+                transitive_tag_keys: tags.iter().map(|t| t.key.clone()).collect(),
+                tags,
+                external_id: None,
+                policy: if chained {
+                    None
+                } else {
+                    association.policy.clone()
+                },
+            })
+            .await
+            .map_err(|e| upstream::hop_failed(e, "association role", &association.role_arn))?;
+        decision.roles.push(association.role_arn.clone());
+        request_ids.push(first.request_id.clone());
+        let last = match &association.target_role_arn {
+            None => first,
+            Some(target) => {
+                let second = broker
+                    .assume_role(BrokerCall {
+                        endpoint,
+                        region: cluster.region.clone(),
+                        as_session: Some(first),
+                        role_arn: target.clone(),
+                        session_name,
+                        duration_seconds: TARGET_SECONDS,
+                        tags: Vec::new(),
+                        transitive_tag_keys: Vec::new(),
+                        external_id: association.external_id.clone(),
+                        policy: association.policy.clone(),
+                    })
+                    .await
+                    .map_err(|e| upstream::hop_failed(e, "target role", target))?;
+                decision.roles.push(target.clone());
+                request_ids.push(second.request_id.clone());
+                second
+            }
+        };
+        if let Some(audit) = caller.audit() {
+            audit.add_data("upstreamRequestIds", serde_json::json!(request_ids));
+        }
+        Ok(AssumedRole {
+            credentials: SessionCredentials {
+                access_key_id: last.access_key_id,
+                secret_access_key: last.secret_access_key,
+                session_token: last.session_token,
+                expiration: Timestamp::from_secs(last.expiration),
+            },
+            assumed_role_id: last.assumed_role_id,
+            arn: last.assumed_role_arn,
+            packed_policy_size: None,
+            source_identity: None,
+        })
+    }
+
     /// The association role, assumed as the EKS Pod Identity service principal.
     async fn first_hop(
         self,
@@ -223,25 +326,7 @@ impl EksAuth<'_> {
         association: &AssociationRecord,
         claims: &PodClaims,
     ) -> Result<AssumedRole, Error> {
-        let mut tags = Vec::new();
-        if !association.disable_session_tags {
-            let (pod_name, pod_uid) = claims.pod.clone().unwrap_or_default();
-            for (key, value) in [
-                ("eks-cluster-arn", cluster.arn.clone()),
-                ("eks-cluster-name", cluster.name.clone()),
-                ("kubernetes-namespace", claims.namespace.clone()),
-                ("kubernetes-service-account", claims.service_account.clone()),
-                ("kubernetes-pod-name", pod_name),
-                ("kubernetes-pod-uid", pod_uid),
-            ] {
-                if !value.is_empty() {
-                    tags.push(Tag {
-                        key: key.into(),
-                        value,
-                    });
-                }
-            }
-        }
+        let tags = session_tags(cluster, association, claims);
         let transitive = tags.iter().map(|t| t.key.clone()).collect();
         self.core
             .sts()
@@ -365,6 +450,34 @@ impl EksAuth<'_> {
             pod: (!pod_name.is_empty()).then(|| (pod_name, field(&["pod", "uid"]))),
         })
     }
+}
+
+/// The six session tags of EKS Pod Identity (none when the association disables them; empty
+/// values left out).
+fn session_tags(
+    cluster: &ClusterRecord,
+    association: &AssociationRecord,
+    claims: &PodClaims,
+) -> Vec<Tag> {
+    if association.disable_session_tags {
+        return Vec::new();
+    }
+    let (pod_name, pod_uid) = claims.pod.clone().unwrap_or_default();
+    [
+        ("eks-cluster-arn", cluster.arn.clone()),
+        ("eks-cluster-name", cluster.name.clone()),
+        ("kubernetes-namespace", claims.namespace.clone()),
+        ("kubernetes-service-account", claims.service_account.clone()),
+        ("kubernetes-pod-name", pod_name),
+        ("kubernetes-pod-uid", pod_uid),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+    .map(|(key, value)| Tag {
+        key: key.into(),
+        value,
+    })
+    .collect()
 }
 
 fn has_kid(jwks: &Jwks, kid: &str) -> bool {

@@ -44,6 +44,9 @@ pub struct ClusterRecord {
     pub issuer: String,
     /// Where the service-account tokens come from.
     pub tokens: TokenSource,
+    /// Where pods' credentials come from (records written before it existed: `embedded`).
+    #[serde(default)]
+    pub credential_backend: super::CredentialBackend,
 }
 
 /// Who signs a cluster's service-account tokens.

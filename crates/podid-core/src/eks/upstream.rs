@@ -1,0 +1,172 @@
+//! The `aws` credential backend: for a cluster created with it, EKS Auth verifies the pod's token
+//! and finds its association exactly as for any cluster, then obtains the credentials from an
+//! upstream STS (real AWS, or any STS) through the [`Broker`] the server was given, with the
+//! server's own AWS identity: the association role with EKS's session name and the six session
+//! tags; then, with a target role, the second hop from that session with the association's
+//! external id and session policy.
+//!
+//! The core speaks no HTTP: the broker is injected (`Core::with_broker`); the binary's broker
+//! signs STS requests with SigV4.
+
+use std::sync::Arc;
+
+use podid_types::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::Core;
+use crate::error::Error;
+use crate::records::Tag;
+
+/// Where a cluster's pods' credentials come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CredentialBackend {
+    /// podid's own STS: credentials that podid accepts (development, CI).
+    #[default]
+    Embedded,
+    /// An upstream STS, with the server's broker identity.
+    Aws {
+        /// The STS endpoint (default: the regional `https://sts.REGION.amazonaws.com`).
+        #[serde(
+            default,
+            rename = "upstreamStsEndpoint",
+            skip_serializing_if = "Option::is_none"
+        )]
+        upstream_sts_endpoint: Option<String>,
+    },
+}
+
+/// One AssumeRole the broker makes upstream.
+#[derive(Clone, Debug)]
+pub struct BrokerCall {
+    /// The STS endpoint (`None`: the region's).
+    pub endpoint: Option<String>,
+    /// The region (of the cluster), for signing and the default endpoint.
+    pub region: String,
+    /// Sign with this session instead of the broker's own identity (the second hop).
+    pub as_session: Option<BrokerSession>,
+    /// `RoleArn`.
+    pub role_arn: String,
+    /// `RoleSessionName`.
+    pub session_name: String,
+    /// `DurationSeconds`.
+    pub duration_seconds: u32,
+    /// `Tags`.
+    pub tags: Vec<Tag>,
+    /// `TransitiveTagKeys`.
+    pub transitive_tag_keys: Vec<String>,
+    /// `ExternalId`.
+    pub external_id: Option<String>,
+    /// `Policy`.
+    pub policy: Option<String>,
+}
+
+/// A session STS issued upstream.
+#[derive(Clone)]
+pub struct BrokerSession {
+    /// `AccessKeyId`.
+    pub access_key_id: String,
+    /// `SecretAccessKey`.
+    pub secret_access_key: Secret<String>,
+    /// `SessionToken`.
+    pub session_token: Secret<String>,
+    /// `Expiration`, epoch seconds.
+    pub expiration: i64,
+    /// `AssumedRoleUser.Arn`.
+    pub assumed_role_arn: String,
+    /// `AssumedRoleUser.AssumedRoleId`.
+    pub assumed_role_id: String,
+    /// The upstream request id, for the audit.
+    pub request_id: String,
+}
+
+impl std::fmt::Debug for BrokerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSession")
+            .field("access_key_id", &self.access_key_id)
+            .field("assumed_role_arn", &self.assumed_role_arn)
+            .field("expiration", &self.expiration)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the upstream STS gave no session.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// STS refused (its code, message and request id).
+    #[error("{code}: {message} (upstream request {request_id})")]
+    Refused {
+        /// The AWS error code (`AccessDenied`, `RegionDisabledException`, ...).
+        code: String,
+        /// STS's message.
+        message: String,
+        /// The upstream request id.
+        request_id: String,
+    },
+    /// STS throttled the broker, and retries did not get through.
+    #[error("the upstream STS is throttling the broker: {0}")]
+    Throttled(String),
+    /// STS could not be reached, failed, or did not answer in time.
+    #[error("the upstream STS is unavailable: {0}")]
+    Unavailable(String),
+    /// The broker has no identity to sign with.
+    #[error("{0}")]
+    NoIdentity(String),
+}
+
+/// The upstream STS, as the core uses it.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync {
+    /// AssumeRole upstream.
+    async fn assume_role(&self, call: BrokerCall) -> Result<BrokerSession, BrokerError>;
+}
+
+impl Core {
+    /// The broker of the `aws` credential backend.
+    #[must_use]
+    pub fn with_broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.eks.broker = Some(broker);
+        self
+    }
+
+    /// The broker, or why there is none.
+    pub(crate) fn broker(&self) -> Result<&Arc<dyn Broker>, Error> {
+        self.eks.broker.as_ref().ok_or_else(|| {
+            Error::ServiceFailure(
+                "This cluster obtains credentials from an upstream STS, but the server has no broker: start podid server with AWS credentials (--upstream-profile, or the standard credential chain).".into(),
+            )
+        })
+    }
+}
+
+/// EKS Auth's error for a failed upstream hop.
+pub(crate) fn hop_failed(e: BrokerError, hop: &str, role: &str) -> Error {
+    match e {
+        BrokerError::Refused {
+            code,
+            message,
+            request_id,
+        } => {
+            let text = format!(
+                "EKS Pod Identity could not assume the {hop} {role} upstream: {code}: {message} (upstream request {request_id}). The role's trust policy must allow the broker sts:AssumeRole and sts:TagSession: `podid cluster trust-policy` prints the statement."
+            );
+            match code.as_str() {
+                "AccessDenied" | "AccessDeniedException" => Error::AccessDenied(text),
+                "ExpiredToken" | "ExpiredTokenException" => Error::ExpiredToken(text),
+                "PackedPolicyTooLarge" => Error::PackedPolicyTooLarge(text),
+                "MalformedPolicyDocument" | "ValidationError" | "InvalidParameterValue" => {
+                    Error::InvalidParameter(text)
+                }
+                _ => Error::AccessDenied(text),
+            }
+        }
+        BrokerError::Throttled(detail) => Error::Throttling(format!(
+            "The upstream STS is throttling requests; retry later ({detail})."
+        )),
+        BrokerError::Unavailable(detail) => Error::ServiceUnavailable(format!(
+            "The upstream STS is unavailable; retry later ({detail})."
+        )),
+        BrokerError::NoIdentity(detail) => Error::ServiceFailure(detail),
+    }
+}

@@ -1,0 +1,254 @@
+//! The broker of the `aws` credential backend: AssumeRole on an upstream STS (real AWS, or any
+//! STS), signed with SigV4 by the server's broker identity, or by the first hop's session for a
+//! target role. Each call has a 5 s budget per attempt; throttling, 5xx answers and network
+//! failures are retried twice with jittered backoff; at most 64 calls are in flight (more wait).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use podid_core::eks::{Broker, BrokerCall, BrokerError, BrokerSession};
+use podid_sigv4::Credentials;
+use podid_types::Secret;
+use tokio::sync::Semaphore;
+
+use crate::aws_client::{ApiFailure, Client, xml_first};
+
+/// How long one attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per call.
+const ATTEMPTS: u32 = 3;
+/// Calls in flight at once.
+const IN_FLIGHT: usize = 64;
+
+/// The broker: the server's AWS identity, and the bound on calls in flight.
+pub(crate) struct StsBroker {
+    identity: Result<Credentials, String>,
+    slots: Arc<Semaphore>,
+    trust: podid_agent::Trust,
+}
+
+impl StsBroker {
+    /// The broker signing as `identity` (or saying why it cannot), trusting `trust`'s CAs.
+    pub(crate) fn new(identity: Result<Credentials, String>, trust: podid_agent::Trust) -> Self {
+        Self {
+            identity,
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+            trust,
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for StsBroker {
+    async fn assume_role(&self, call: BrokerCall) -> Result<BrokerSession, BrokerError> {
+        let credentials = match &call.as_session {
+            Some(session) => Credentials {
+                access_key_id: session.access_key_id.clone(),
+                secret_access_key: session.secret_access_key.clone(),
+                session_token: Some(session.session_token.clone()),
+            },
+            None => self.identity.clone().map_err(BrokerError::NoIdentity)?,
+        };
+        let endpoint = call
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", call.region));
+        let client = Client::with(credentials, &call.region, &endpoint, "sts")
+            .with_trust(self.trust.clone())
+            .with_timeout(ATTEMPT_TIMEOUT);
+        let params = parameters(&call);
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| BrokerError::Unavailable("the broker is shutting down".into()))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (client, params) = (client.clone(), params.clone());
+            let answer = tokio::task::spawn_blocking(move || {
+                let pairs: Vec<(&str, &str)> = params
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                client.query(&pairs)
+            })
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("the call stopped: {e}")))?;
+            let error = match answer {
+                Ok(xml) => return session_of(&xml),
+                Err(e) => classify(&e),
+            };
+            let retryable = matches!(
+                error,
+                BrokerError::Throttled(_) | BrokerError::Unavailable(_)
+            );
+            if !retryable || attempt >= ATTEMPTS {
+                return Err(error);
+            }
+            // 100 ms, then 200 ms, each with up to as much again of jitter.
+            let base = 100u64 << (attempt - 1);
+            let mut byte = [0u8; 1];
+            podid_core::Ids::fill(&podid_core::OsIds, &mut byte);
+            let jitter = base * u64::from(byte[0]) / 255;
+            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        }
+    }
+}
+
+/// AssumeRole's form parameters.
+fn parameters(call: &BrokerCall) -> Vec<(String, String)> {
+    let mut params = vec![
+        ("Action".to_owned(), "AssumeRole".to_owned()),
+        ("Version".to_owned(), "2011-06-15".to_owned()),
+        ("RoleArn".to_owned(), call.role_arn.clone()),
+        ("RoleSessionName".to_owned(), call.session_name.clone()),
+        (
+            "DurationSeconds".to_owned(),
+            call.duration_seconds.to_string(),
+        ),
+    ];
+    for (n, tag) in call.tags.iter().enumerate() {
+        params.push((format!("Tags.member.{}.Key", n + 1), tag.key.clone()));
+        params.push((format!("Tags.member.{}.Value", n + 1), tag.value.clone()));
+    }
+    for (n, key) in call.transitive_tag_keys.iter().enumerate() {
+        params.push((format!("TransitiveTagKeys.member.{}", n + 1), key.clone()));
+    }
+    if let Some(id) = &call.external_id {
+        params.push(("ExternalId".to_owned(), id.clone()));
+    }
+    if let Some(policy) = &call.policy {
+        params.push(("Policy".to_owned(), policy.clone()));
+    }
+    params
+}
+
+/// The session in an AssumeRoleResponse.
+fn session_of(xml: &str) -> Result<BrokerSession, BrokerError> {
+    let field = |name: &str| {
+        xml_first(xml, name).ok_or_else(|| {
+            BrokerError::Unavailable(format!(
+                "the upstream STS answered without `{name}`: is the endpoint an STS?"
+            ))
+        })
+    };
+    let expiration = field("Expiration")?;
+    let expiration = podid_policy::parse_date(&expiration)
+        .map(|millis| millis.div_euclid(1000))
+        .ok_or_else(|| {
+            BrokerError::Unavailable(format!(
+                "the upstream STS answered an Expiration that is not a date: `{expiration}`"
+            ))
+        })?;
+    Ok(BrokerSession {
+        access_key_id: field("AccessKeyId")?,
+        secret_access_key: Secret::new(field("SecretAccessKey")?),
+        session_token: Secret::new(field("SessionToken")?),
+        expiration,
+        assumed_role_arn: field("Arn")?,
+        assumed_role_id: field("AssumedRoleId")?,
+        request_id: xml_first(xml, "RequestId").unwrap_or_default(),
+    })
+}
+
+/// What a failed call means for EKS Auth.
+fn classify(e: &anyhow::Error) -> BrokerError {
+    match e.downcast_ref::<ApiFailure>() {
+        Some(failure) if failure.code == "Throttling" || failure.status == 429 => {
+            BrokerError::Throttled(failure.message.clone())
+        }
+        Some(failure) if failure.status >= 500 => BrokerError::Unavailable(format!(
+            "{} ({}): {}",
+            failure.code, failure.status, failure.message
+        )),
+        Some(failure) => BrokerError::Refused {
+            code: failure.code.clone(),
+            message: failure.message.clone(),
+            request_id: failure.request_id.clone().unwrap_or_default(),
+        },
+        None => BrokerError::Unavailable(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assume_role_response_is_read_and_errors_are_classified() {
+        let xml = "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><Credentials><AccessKeyId>ASIAEXAMPLE</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken><Expiration>2026-12-04T12:00:00Z</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:eks-c-p</AssumedRoleId><Arn>arn:aws:sts::111122223333:assumed-role/r/eks-c-p</Arn></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>req-1</RequestId></ResponseMetadata></AssumeRoleResponse>";
+        let session = session_of(xml);
+        assert!(
+            session
+                .as_ref()
+                .is_ok_and(|s| s.access_key_id == "ASIAEXAMPLE"
+                    && s.expiration == 1_796_385_600
+                    && s.assumed_role_arn == "arn:aws:sts::111122223333:assumed-role/r/eks-c-p"
+                    && s.request_id == "req-1")
+        );
+        assert!(
+            matches!(session_of("<Error/>"), Err(BrokerError::Unavailable(m)) if m.contains("is the endpoint an STS"))
+        );
+        let failure = |status, code: &str| {
+            anyhow::Error::from(ApiFailure {
+                status,
+                code: code.into(),
+                message: "m".into(),
+                request_id: Some("r".into()),
+            })
+        };
+        assert!(matches!(
+            classify(&failure(400, "Throttling")),
+            BrokerError::Throttled(_)
+        ));
+        assert!(matches!(
+            classify(&failure(503, "ServiceUnavailable")),
+            BrokerError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(&failure(403, "AccessDenied")),
+            BrokerError::Refused { code, request_id, .. } if code == "AccessDenied" && request_id == "r"
+        ));
+        assert!(matches!(
+            classify(&anyhow::anyhow!("connection refused")),
+            BrokerError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn tags_transitive_keys_external_id_and_policy_become_form_parameters() {
+        let call = BrokerCall {
+            endpoint: None,
+            region: "eu-west-1".into(),
+            as_session: None,
+            role_arn: "arn:aws:iam::111122223333:role/r".into(),
+            session_name: "eks-c-p".into(),
+            duration_seconds: 3600,
+            tags: vec![podid_core::Tag {
+                key: "kubernetes-namespace".into(),
+                value: "default".into(),
+            }],
+            transitive_tag_keys: vec!["kubernetes-namespace".into()],
+            external_id: Some("x".into()),
+            policy: Some("{}".into()),
+        };
+        let params = parameters(&call);
+        for expected in [
+            ("Tags.member.1.Key", "kubernetes-namespace"),
+            ("Tags.member.1.Value", "default"),
+            ("TransitiveTagKeys.member.1", "kubernetes-namespace"),
+            ("ExternalId", "x"),
+            ("Policy", "{}"),
+            ("DurationSeconds", "3600"),
+        ] {
+            assert!(
+                params
+                    .iter()
+                    .any(|(k, v)| (k.as_str(), v.as_str()) == expected),
+                "{expected:?} in {params:?}"
+            );
+        }
+    }
+}
