@@ -12,7 +12,8 @@ class FaultProxy:
 
     Modes: `pass`; `refuse` (new connections are closed at once, as while a server restarts);
     `slow` (each new connection waits `delay` seconds before anything is forwarded); `error500`
-    (each request gets `HTTP/1.1 500` with an AWS-shaped JSON error). `drop()` closes every open
+    (each request gets `HTTP/1.1 500` with an AWS-shaped JSON error); `throttle` (each request
+    gets STS's `Throttling` error, `HTTP/1.1 400` with the query protocol's XML). `drop()` closes every open
     connection, as a server that goes away does."""
 
     def __init__(self, target):
@@ -55,14 +56,19 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(client, mode), daemon=True).start()
 
     def _serve(self, client, mode):
-        if mode == "error500":
+        if mode in ("error500", "throttle"):
             client.settimeout(5)
             try:
                 client.recv(65536)
-                body = b'{"__type":"ServerException","message":"injected fault"}'
-                client.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                               b"x-amzn-ErrorType: ServerException\r\nConnection: close\r\n"
-                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                if mode == "error500":
+                    body = b'{"__type":"ServerException","message":"injected fault"}'
+                    head = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                            b"x-amzn-ErrorType: ServerException\r\n")
+                else:
+                    body = (b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
+                            b"<Message>Rate exceeded</Message></Error><RequestId>injected</RequestId></ErrorResponse>")
+                    head = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\n"
+                client.sendall(head + b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             except OSError:
                 pass
             client.close()

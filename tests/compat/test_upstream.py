@@ -129,3 +129,86 @@ def test_a_role_that_does_not_trust_the_broker_gives_a_refusal_naming_the_trust(
     assert code != 0
     assert "AccessDeniedException" in stderr and "upstream" in stderr and "trust policy" in stderr, stderr
     assert f"arn:aws:iam::{B1}:role/eks-only" in stderr
+
+
+def test_the_generated_trust_policy_is_what_a_role_needs(upstream):
+    a, b, cluster = upstream["a"], upstream["b"], upstream["cluster"]
+    printed = podid(a, "cluster", "trust-policy", cluster, "--namespace", "default", "--service-account", "gen")
+    document = json.loads(printed.stdout)
+    statement = document["Statement"][0]
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{B1}:user/broker"}
+    assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    assert statement["Condition"]["StringEquals"] == {
+        "aws:RequestTag/eks-cluster-name": cluster,
+        "aws:RequestTag/kubernetes-namespace": "default",
+        "aws:RequestTag/kubernetes-service-account": "gen"}
+    # A role with exactly that trust works for that service account, and only for it.
+    b.aws("iam", "create-role", "--role-name", "generated", "--assume-role-policy-document", printed.stdout)
+    associate(upstream, "default", "gen", f"arn:aws:iam::{B1}:role/generated")
+    who = in_pod(upstream, "default", "gen", "sts", "get-caller-identity")
+    assert who.returncode == 0, who.stderr
+    assert f":assumed-role/generated/" in json.loads(who.stdout)["Arn"]
+    associate(upstream, "default", "other-sa", f"arn:aws:iam::{B1}:role/generated")
+    other = in_pod(upstream, "default", "other-sa", "sts", "get-caller-identity")
+    assert other.returncode != 0
+    # An embedded cluster's roles trust EKS's service principal: the command says so.
+    embedded = f"emb-{uuid.uuid4().hex[:6]}"
+    podid(a, "cluster", "create", embedded)
+    refused = podid(a, "cluster", "trust-policy", embedded, check=False)
+    assert refused.returncode != 0 and "embedded credential backend" in refused.stderr, refused.stderr
+    # An upstream endpoint without the aws backend is a mistake, named before any request.
+    mistaken = podid(a, "cluster", "create", "never", "--upstream-sts-endpoint", b.endpoint, check=False)
+    assert mistaken.returncode == 2 and "add --credential-backend aws" in mistaken.stderr
+
+
+def test_an_upstream_outage_slowness_or_throttling_keeps_cached_pods_and_fails_new_ones_retryably(upstream):
+    """B behind a fault proxy: refused, throttling, failing, slow. Cached pods keep their
+    credentials; new pods get a retryable error (503 or 429), never a hang past the bound."""
+    import time
+
+    from faults import FaultProxy
+    from test_agent import Agent, token
+
+    a, b = upstream["a"], upstream["b"]
+    proxy = FaultProxy(b.endpoint.split("//")[1])
+    cluster = f"out-{uuid.uuid4().hex[:6]}"
+    podid(a, "cluster", "create", cluster, "--credential-backend", "aws",
+          "--upstream-sts-endpoint", f"http://{proxy.address}")
+    b.aws("iam", "create-role", "--role-name", f"role-{cluster}", "--assume-role-policy-document",
+          trust_of({"AWS": f"arn:aws:iam::{B1}:user/broker"}))
+    a.aws("eks", "create-pod-identity-association", "--cluster-name", cluster, "--namespace", "default",
+          "--service-account", "app", "--role-arn", f"arn:aws:iam::{B1}:role/role-{cluster}")
+    agent = Agent(a, cluster)
+    try:
+        cached = token(a, cluster, pod="c-0", uid="uid-c-0")
+        first = agent.credentials(cached)
+        assert first["AccountId"] == B1
+        fresh = [token(a, cluster, pod=f"n-{i}", uid=f"uid-n-{i}") for i in range(4)]
+        expected = {"refuse": (503, "ServiceUnavailableException"), "throttle": (429, "ThrottlingException"),
+                    "error500": (503, "ServiceUnavailableException")}
+        for (mode, (status, code)), new in zip(expected.items(), fresh):
+            proxy.mode = mode
+            proxy.drop()  # the broker's kept-alive connections go too
+            assert agent.credentials(cached)["AccessKeyId"] == first["AccessKeyId"], mode
+            began = time.monotonic()
+            got, _, body = agent.get(new)
+            assert got == status and code in body, (mode, got, body)
+            # Three attempts with backoff: well under a second when the upstream answers at once.
+            assert time.monotonic() - began < 5, mode
+        # Slow: each attempt gives up after 5 s; EKS Auth answers 503 within three of them.
+        proxy.mode, proxy.delay = "slow", 30
+        proxy.drop()
+        began = time.monotonic()
+        once = {**a.env(), "AWS_MAX_ATTEMPTS": "1"}  # the CLI's own retries would multiply the wait
+        result = subprocess.run([*aws_cli(), "eks-auth", "assume-role-for-pod-identity", "--cluster-name", cluster,
+                                 "--token", fresh[3]], env=once, capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - began
+        assert result.returncode != 0 and "ServiceUnavailableException" in result.stderr, result.stderr
+        assert took < 20, f"EKS Auth took {took:.1f} s against a silent upstream"
+        assert agent.credentials(cached)["AccessKeyId"] == first["AccessKeyId"]
+        # The upstream is back: new pods get credentials again.
+        proxy.mode = "pass"
+        assert agent.credentials(fresh[0])["AccountId"] == B1
+    finally:
+        agent.stop()
+        proxy.close()

@@ -114,6 +114,9 @@ async fn process(
             "CreateServiceAccountToken"
         }
         (Method::POST, ["clusters", _, "podid", "rotate-signing-keys"]) => "RotateSigningKeys",
+        (Method::GET, ["clusters", _, "podid", "upstream-trust-policy"]) => {
+            "GetUpstreamTrustPolicy"
+        }
         (Method::POST, ["clusters", _, "podid", "service-accounts"]) => "CreateServiceAccount",
         (Method::GET, ["clusters", _, "podid", "service-accounts"]) => "ListServiceAccounts",
         (Method::GET, ["clusters", _, "podid", "service-accounts", _, _]) => "GetServiceAccount",
@@ -454,6 +457,18 @@ async fn dispatch(
         "RotateSigningKeys" => {
             let cluster = eks.rotate_cluster_keys(caller, region, cluster).await?;
             json!({"cluster": cluster_view(&cluster)})
+        }
+        "GetUpstreamTrustPolicy" => {
+            let policy = eks
+                .upstream_trust_policy(
+                    caller,
+                    region,
+                    cluster,
+                    params.get("namespace").map(String::as_str),
+                    params.get("serviceAccount").map(String::as_str),
+                )
+                .await?;
+            json!({"policyDocument": policy})
         }
         _ => json!({}),
     })

@@ -222,6 +222,15 @@ impl Client {
         self
     }
 
+    /// The same client (endpoint, region, connections) signing with `credentials`.
+    #[must_use]
+    pub(crate) fn signed_by(&self, credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            ..self.clone()
+        }
+    }
+
     /// The client whose calls give up after `timeout` (connecting, sending and reading).
     #[must_use]
     pub(crate) fn with_timeout(mut self, timeout: std::time::Duration) -> Self {

@@ -90,6 +90,30 @@ pub(crate) enum ClusterCommand {
         #[arg(long, short, value_enum, default_value_t)]
         output: Format,
     },
+    /// Print the trust policy a role needs so that pods of a cluster with the `aws` credential
+    /// backend can assume it through the server's broker: the broker as principal,
+    /// sts:AssumeRole and sts:TagSession, and conditions on the session tags that pin the
+    /// cluster (and, with --namespace and --service-account, the pod's namespace and service
+    /// account). Merge its statement into the role's trust policy (docs/upstream.md):
+    ///   podid cluster trust-policy my-cluster --namespace default --service-account app > trust.json
+    ///   aws iam update-assume-role-policy --role-name app --policy-document file://trust.json
+    /// Needs `eks:DescribeCluster`; the server asks the upstream STS who the broker is.
+    #[command(verbatim_doc_comment)]
+    TrustPolicy {
+        /// The cluster's name.
+        name: String,
+        /// Pin the namespace (`aws:RequestTag/kubernetes-namespace`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Pin the service account (`aws:RequestTag/kubernetes-service-account`).
+        #[arg(long)]
+        service_account: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Output format (the policy document).
+        #[arg(long, short, value_enum, default_value_t)]
+        output: Format,
+    },
     /// Delete a cluster and its Pod Identity associations.
     Delete {
         /// The cluster's name.
@@ -179,8 +203,8 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             client,
             output,
         } => {
-            let body = cluster_body(&name, role_arn, version, None, &backend);
-            let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
+            let result = cluster_body(&name, role_arn, version, None, &backend)
+                .and_then(|body| eks(&client)?.json("POST", "/clusters", "", Some(&body)));
             (output, result)
         }
         ClusterCommand::Register {
@@ -207,8 +231,8 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             if let (Some(uri), Some(map)) = (jwks_uri, spec.as_object_mut()) {
                 map.insert("jwksUri".into(), uri.into());
             }
-            let body = cluster_body(&name, role_arn, None, Some(spec), &backend);
-            let result = eks(&client).and_then(|c| c.json("POST", "/clusters", "", Some(&body)));
+            let result = cluster_body(&name, role_arn, None, Some(spec), &backend)
+                .and_then(|body| eks(&client)?.json("POST", "/clusters", "", Some(&body)));
             (output, result)
         }
         ClusterCommand::List { client, output } => {
@@ -223,6 +247,44 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             let result =
                 eks(&client).and_then(|c| c.json("GET", &format!("/clusters/{name}"), "", None));
             (output, result)
+        }
+        ClusterCommand::TrustPolicy {
+            name,
+            namespace,
+            service_account,
+            client,
+            output,
+        } => {
+            let mut query = Vec::new();
+            if let Some(namespace) = namespace {
+                query.push(format!(
+                    "namespace={}",
+                    podid_sigv4::uri_encoded(&namespace)
+                ));
+            }
+            if let Some(service_account) = service_account {
+                query.push(format!(
+                    "serviceAccount={}",
+                    podid_sigv4::uri_encoded(&service_account)
+                ));
+            }
+            let result = eks(&client).and_then(|c| {
+                c.json(
+                    "GET",
+                    &format!("/clusters/{name}/podid/upstream-trust-policy"),
+                    &query.join("&"),
+                    None,
+                )
+            });
+            let output = if output == Format::Table {
+                Format::Json
+            } else {
+                output
+            };
+            (
+                output,
+                result.map(|v| v.get("policyDocument").cloned().unwrap_or_default()),
+            )
         }
         ClusterCommand::Delete {
             name,
@@ -386,7 +448,12 @@ fn cluster_body(
     version: Option<String>,
     external: Option<Value>,
     backend: &BackendArgs,
-) -> Value {
+) -> anyhow::Result<Value> {
+    if backend.credential_backend == Backend::Embedded && backend.upstream_sts_endpoint.is_some() {
+        anyhow::bail!(
+            "--upstream-sts-endpoint is for clusters whose pods get credentials upstream: add --credential-backend aws"
+        );
+    }
     let mut body = json!({"name": name});
     if let Some(map) = body.as_object_mut() {
         if let Some(role) = role_arn {
@@ -407,7 +474,7 @@ fn cluster_body(
             map.insert("podidCredentialBackend".into(), spec);
         }
     }
-    body
+    Ok(body)
 }
 
 fn list_all(client: &Client) -> anyhow::Result<Value> {

@@ -26,6 +26,8 @@ pub(crate) struct StsBroker {
     identity: Result<Credentials, String>,
     slots: Arc<Semaphore>,
     trust: podid_agent::Trust,
+    /// A client per (endpoint, region), whose connections are kept alive between calls.
+    clients: std::sync::Mutex<std::collections::HashMap<(String, String), Client>>,
 }
 
 impl StsBroker {
@@ -35,6 +37,7 @@ impl StsBroker {
             identity,
             slots: Arc::new(Semaphore::new(IN_FLIGHT)),
             trust,
+            clients: std::sync::Mutex::default(),
         }
     }
 }
@@ -50,14 +53,61 @@ impl Broker for StsBroker {
             },
             None => self.identity.clone().map_err(BrokerError::NoIdentity)?,
         };
-        let endpoint = call
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", call.region));
-        let client = Client::with(credentials, &call.region, &endpoint, "sts")
-            .with_trust(self.trust.clone())
-            .with_timeout(ATTEMPT_TIMEOUT);
-        let params = parameters(&call);
+        let xml = self
+            .call(
+                credentials,
+                call.endpoint.clone(),
+                &call.region,
+                parameters(&call),
+            )
+            .await?;
+        session_of(&xml)
+    }
+
+    async fn identity(
+        &self,
+        endpoint: Option<String>,
+        region: String,
+    ) -> Result<String, BrokerError> {
+        let credentials = self.identity.clone().map_err(BrokerError::NoIdentity)?;
+        let params = vec![
+            ("Action".to_owned(), "GetCallerIdentity".to_owned()),
+            ("Version".to_owned(), "2011-06-15".to_owned()),
+        ];
+        let xml = self.call(credentials, endpoint, &region, params).await?;
+        xml_first(&xml, "Arn").ok_or_else(|| {
+            BrokerError::Unavailable(
+                "the upstream STS answered GetCallerIdentity without `Arn`: is the endpoint an STS?"
+                    .into(),
+            )
+        })
+    }
+}
+
+impl StsBroker {
+    /// One STS call (query protocol), within the bound on calls in flight, with retries: the
+    /// answer's XML.
+    async fn call(
+        &self,
+        credentials: Credentials,
+        endpoint: Option<String>,
+        region: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<String, BrokerError> {
+        let endpoint = endpoint.unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+        let client = match self.clients.lock() {
+            Ok(mut clients) => clients
+                .entry((endpoint.clone(), region.to_owned()))
+                .or_insert_with(|| {
+                    Client::with(credentials.clone(), region, &endpoint, "sts")
+                        .with_trust(self.trust.clone())
+                        .with_timeout(ATTEMPT_TIMEOUT)
+                })
+                .signed_by(credentials),
+            Err(_) => Client::with(credentials, region, &endpoint, "sts")
+                .with_trust(self.trust.clone())
+                .with_timeout(ATTEMPT_TIMEOUT),
+        };
         let _slot = self
             .slots
             .acquire()
@@ -77,7 +127,7 @@ impl Broker for StsBroker {
             .await
             .map_err(|e| BrokerError::Unavailable(format!("the call stopped: {e}")))?;
             let error = match answer {
-                Ok(xml) => return session_of(&xml),
+                Ok(xml) => return Ok(xml),
                 Err(e) => classify(&e),
             };
             let retryable = matches!(

@@ -21,7 +21,9 @@ pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
 pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
 pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
-pub use upstream::{Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend};
+pub use upstream::{
+    Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend, trust_principal,
+};
 
 /// The service principal of EKS Pod Identity.
 pub const PODS_SERVICE: &str = "pods.eks.amazonaws.com";

@@ -120,6 +120,38 @@ pub enum BrokerError {
 pub trait Broker: Send + Sync {
     /// AssumeRole upstream.
     async fn assume_role(&self, call: BrokerCall) -> Result<BrokerSession, BrokerError>;
+
+    /// The broker's own ARN, as GetCallerIdentity on the upstream STS (`endpoint`, else the
+    /// region's) says it.
+    async fn identity(
+        &self,
+        endpoint: Option<String>,
+        region: String,
+    ) -> Result<String, BrokerError>;
+}
+
+/// The principal a trust policy names for `caller_arn` (GetCallerIdentity's ARN): a user as it
+/// is; an assumed-role session as its role (`arn:aws:sts::A:assumed-role/R/S` →
+/// `arn:aws:iam::A:role/R`; a role path, which STS does not show, must be added by hand).
+pub fn trust_principal(caller_arn: &str) -> String {
+    let mut parts = caller_arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("sts"), Some(_), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return caller_arn.to_owned();
+    };
+    match resource
+        .strip_prefix("assumed-role/")
+        .and_then(|r| r.split('/').next())
+    {
+        Some(role) => format!("arn:{partition}:iam::{account}:role/{role}"),
+        None => caller_arn.to_owned(),
+    }
 }
 
 impl Core {
@@ -137,6 +169,71 @@ impl Core {
                 "This cluster obtains credentials from an upstream STS, but the server has no broker: start podid server with AWS credentials (--upstream-profile, or the standard credential chain).".into(),
             )
         })
+    }
+}
+
+impl super::Eks<'_> {
+    /// The trust policy statement a role needs for pods of `cluster` (an `aws`-backend cluster)
+    /// to assume it through the broker: the broker's principal, `sts:AssumeRole` and
+    /// `sts:TagSession`, and conditions on the session tags that pin the cluster and, when
+    /// given, the namespace and service account. Needs `eks:DescribeCluster`.
+    pub async fn upstream_trust_policy(
+        self,
+        caller: &crate::auth::Caller,
+        region: &str,
+        cluster: &str,
+        namespace: Option<&str>,
+        service_account: Option<&str>,
+    ) -> Result<serde_json::Value, Error> {
+        let (record, _) = self
+            .cluster_for(caller, "eks:DescribeCluster", region, cluster)
+            .await?;
+        let CredentialBackend::Aws {
+            upstream_sts_endpoint,
+        } = &record.credential_backend
+        else {
+            return Err(Error::InvalidRequest(format!(
+                "Cluster {cluster} uses the embedded credential backend: its roles trust pods.eks.amazonaws.com (sts:AssumeRole, sts:TagSession), not a broker."
+            )));
+        };
+        let identity = self
+            .core
+            .broker()?
+            .identity(upstream_sts_endpoint.clone(), record.region.clone())
+            .await
+            .map_err(|e| match e {
+                BrokerError::Refused { code, message, request_id } => Error::AccessDenied(format!(
+                    "The broker cannot read its own identity upstream: {code}: {message} (upstream request {request_id})."
+                )),
+                other => hop_failed(other, "identity of the", "broker"),
+            })?;
+        let mut conditions = serde_json::Map::new();
+        conditions.insert(
+            "aws:RequestTag/eks-cluster-name".into(),
+            record.name.clone().into(),
+        );
+        if let Some(namespace) = namespace {
+            conditions.insert(
+                "aws:RequestTag/kubernetes-namespace".into(),
+                namespace.into(),
+            );
+        }
+        if let Some(service_account) = service_account {
+            conditions.insert(
+                "aws:RequestTag/kubernetes-service-account".into(),
+                service_account.into(),
+            );
+        }
+        Ok(serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "PodidBroker",
+                "Effect": "Allow",
+                "Principal": {"AWS": trust_principal(&identity)},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {"StringEquals": conditions},
+            }],
+        }))
     }
 }
 
@@ -168,5 +265,26 @@ pub(crate) fn hop_failed(e: BrokerError, hop: &str, role: &str) -> Error {
             "The upstream STS is unavailable; retry later ({detail})."
         )),
         BrokerError::NoIdentity(detail) => Error::ServiceFailure(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trust_principal;
+
+    #[test]
+    fn a_session_is_trusted_as_its_role_and_a_user_as_itself() {
+        assert_eq!(
+            trust_principal("arn:aws:sts::111122223333:assumed-role/podid-broker/i-0abc"),
+            "arn:aws:iam::111122223333:role/podid-broker"
+        );
+        assert_eq!(
+            trust_principal("arn:aws-cn:sts::111122223333:assumed-role/b/s"),
+            "arn:aws-cn:iam::111122223333:role/b"
+        );
+        assert_eq!(
+            trust_principal("arn:aws:iam::111122223333:user/broker"),
+            "arn:aws:iam::111122223333:user/broker"
+        );
     }
 }
