@@ -212,3 +212,60 @@ def test_an_upstream_outage_slowness_or_throttling_keeps_cached_pods_and_fails_n
     finally:
         agent.stop()
         proxy.close()
+
+
+def test_seed_003_with_moto_as_the_upstream_sts(tmp_path):
+    """The same backend against moto's STS (moto server from PyPI, its own environment): podid
+    speaks to an STS it did not write. moto does not enforce trust or tags; what is checked is
+    the protocol: the session moto issues reaches the pod, and moto knows it."""
+    import socket
+    import time
+    import urllib.request
+
+    moto = os.environ.get("PODID_MOTO_SERVER")
+    if not moto:
+        pytest.skip("SKIPPED: moto (PODID_MOTO_SERVER is not set; scripts/test sets it up)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "moto.log", "wb")
+    process = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        moto_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        moto_env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint})
+        # Seed 003's role, in moto's account.
+        created = subprocess.run([*aws_cli(), "iam", "create-role", "--role-name", "s3-reader", "--output", "json",
+                                  "--assume-role-policy-document", trust_of({"AWS": "arn:aws:iam::123456789012:root"})],
+                                 env=moto_env, capture_output=True, text=True, timeout=60)
+        assert created.returncode == 0, created.stderr
+        role = json.loads(created.stdout)["Role"]["Arn"]
+        (tmp_path / "a").mkdir()
+        a = Server(tmp_path / "a", extra_env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}).start()
+        try:
+            cluster = f"moto-{uuid.uuid4().hex[:6]}"
+            podid(a, "cluster", "create", cluster, "--credential-backend", "aws", "--upstream-sts-endpoint", endpoint)
+            code, out, err = a.aws("eks", "create-pod-identity-association", "--cluster-name", cluster,
+                                   "--namespace", "default", "--service-account", "s3-reader", "--role-arn", role,
+                                   check=False)
+            assert code == 0, (out, err)
+            script = ["env", f"AWS_ENDPOINT_URL={endpoint}", *aws_cli(), "sts", "get-caller-identity", "--output", "json"]
+            pod = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default",
+                                  "--service-account", "s3-reader", "--", *script],
+                                 env=a.env(), capture_output=True, text=True, timeout=120)
+            assert pod.returncode == 0, pod.stderr
+            arn = json.loads(pod.stdout)["Arn"]
+            assert arn.startswith(f"arn:aws:sts::123456789012:assumed-role/s3-reader/eks-{cluster}-"), arn
+        finally:
+            a.stop()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()

@@ -320,6 +320,20 @@ impl Core {
             .parse::<Arn>()
             .ok()
             .and_then(|a| a.account().parse::<AccountId>().ok());
+        self.authorize_owned(caller, action, resource, resource_account, extra)
+    }
+
+    /// Like [`Core::authorize`], with the resource taken as `resource_account`'s. For a resource
+    /// podid does not hold (a role of an upstream AWS account), give the caller's own account:
+    /// that account number means nothing here, so the caller's own policies decide.
+    pub(crate) fn authorize_owned(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        resource_account: Option<AccountId>,
+        extra: &[(String, ContextValue)],
+    ) -> Result<(), Error> {
         if caller.identity == Identity::Root {
             // Root may do anything in its own account and nothing in others.
             return if resource_account.is_none_or(|a| a == caller.account) {

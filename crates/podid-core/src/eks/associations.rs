@@ -659,15 +659,22 @@ impl Eks<'_> {
                 "Cross-account pass role is not allowed.".into(),
             ));
         }
-        self.core.authorize(
-            caller,
-            "iam:PassRole",
-            role_arn,
-            &[(
-                "iam:PassedToService".to_owned(),
-                ContextValue::One(PODS_SERVICE.into()),
-            )],
-        )?;
+        let passed = [(
+            "iam:PassedToService".to_owned(),
+            ContextValue::One(PODS_SERVICE.into()),
+        )];
+        if upstream {
+            self.core.authorize_owned(
+                caller,
+                "iam:PassRole",
+                role_arn,
+                Some(caller.account()),
+                &passed,
+            )?;
+        } else {
+            self.core
+                .authorize(caller, "iam:PassRole", role_arn, &passed)?;
+        }
         if upstream {
             tracing::info!(
                 cluster = %cluster.name,
