@@ -214,6 +214,259 @@ def test_an_upstream_outage_slowness_or_throttling_keeps_cached_pods_and_fails_n
         proxy.close()
 
 
+def eks_raw(server, operation, **params):
+    """An EKS call with boto3 as `server`'s default profile; the answer's JSON as the server sent
+    it (the SDKs drop podid's extra members, such as `podidUpstreamChecks`), or the error."""
+    import configparser
+
+    import boto3
+    import botocore.config
+
+    keys = configparser.ConfigParser()
+    keys.read(server.credentials_file)
+    client = boto3.client("eks", endpoint_url=server.endpoint, region_name="us-east-1",
+                          aws_access_key_id=keys["default"]["aws_access_key_id"],
+                          aws_secret_access_key=keys["default"]["aws_secret_access_key"],
+                          config=botocore.config.Config(retries={"max_attempts": 1}))
+    raw = {}
+    client.meta.events.register(f"after-call.eks.{operation}",
+                                lambda http_response, **_: raw.setdefault("body", http_response.content))
+    method = "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
+    try:
+        getattr(client, method)(**params)
+    except client.exceptions.ClientError as e:
+        return None, e.response["Error"]
+    return json.loads(raw["body"]), None
+
+
+def test_associations_check_the_role_upstream_when_the_broker_may_and_say_what_was_skipped(upstream):
+    a, b, cluster = upstream["a"], upstream["b"], upstream["cluster"]
+
+    def create(service_account, role, target=None):
+        params = {"clusterName": cluster, "namespace": "checks", "serviceAccount": service_account, "roleArn": role}
+        if target:
+            params["targetRoleArn"] = target
+        return eks_raw(a, "CreatePodIdentityAssociation", **params)
+
+    # The broker may not iam:GetRole: the association is made, and says what was not checked.
+    made, error = create("sa-0", f"arn:aws:iam::{B1}:role/eks-only")
+    assert error is None, error
+    checks = made["association"]["podidUpstreamChecks"]
+    assert any("iam:PassRole" in c for c in checks["checked"]), checks
+    assert any("iam:GetRole" in s and "AccessDenied" in s for s in checks["skipped"]), checks
+    b.aws("iam", "put-user-policy", "--user-name", "broker", "--policy-name", "read-roles", "--policy-document",
+          json.dumps({"Version": "2012-10-17", "Statement": [
+              {"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"}]}))
+    try:
+        # Now it reads the role: one that trusts the broker passes, and nothing is skipped ...
+        made, error = create("sa-1", f"arn:aws:iam::{B1}:role/app")
+        assert error is None, error
+        checks = made["association"]["podidUpstreamChecks"]
+        assert any("exists upstream" in c and f"arn:aws:iam::{B1}:user/broker" in c for c in checks["checked"]), checks
+        assert checks["skipped"] == [], checks
+        # ... the described association shows the same checks ...
+        described, _ = eks_raw(a, "DescribePodIdentityAssociation", clusterName=cluster,
+                               associationId=made["association"]["associationId"])
+        assert described["association"]["podidUpstreamChecks"] == checks
+        # ... a role that does not exist upstream, or does not trust the broker, is refused ...
+        _, error = create("sa-2", f"arn:aws:iam::{B1}:role/no-such-role")
+        assert error["Code"] == "InvalidParameterException" and "does not exist" in error["Message"], error
+        _, error = create("sa-3", f"arn:aws:iam::{B1}:role/eks-only")
+        assert error["Code"] == "InvalidParameterException", error
+        assert "Trust policy of the role provided is invalid" in error["Message"], error
+        assert f"arn:aws:iam::{B1}:user/broker" in error["Message"] and "podid cluster trust-policy" in error["Message"]
+        # ... and what GetRole cannot read is said: a role of another account, a target role.
+        made, error = create("sa-4", f"arn:aws:iam::{B2}:role/elsewhere")
+        assert error is None, error
+        assert any(f"account {B2}" in s for s in made["association"]["podidUpstreamChecks"]["skipped"])
+        made, error = create("sa-5", f"arn:aws:iam::{B1}:role/app", target=f"arn:aws:iam::{B2}:role/target")
+        assert error is None, error
+        assert any("target role" in s for s in made["association"]["podidUpstreamChecks"]["skipped"])
+    finally:
+        b.aws("iam", "delete-user-policy", "--user-name", "broker", "--policy-name", "read-roles")
+    # The eksctl-style command warns of what was not checked.
+    podid(a, "create", "addon", "--cluster", cluster, "--name", "eks-pod-identity-agent")
+    cli = podid(a, "create", "podidentityassociation", "--cluster", cluster, "--namespace", "checks",
+                "--service-account-name", "sa-6", "--role-arn", f"arn:aws:iam::{B1}:role/app")
+    assert "not checked: the role's existence and its trust of the broker" in cli.stderr, cli.stderr
+
+
+@pytest.fixture(scope="module")
+def broker_role(upstream):
+    """A role in B for brokers that have no keys: reachable by IRSA (B's cluster `home`, service
+    account podid/broker), by Pod Identity (B's EKS Auth, through an agent) and by the broker user
+    (for an instance profile); and a role that trusts it."""
+    b, directory = upstream["b"], upstream["dir"]
+    home = f"home-{uuid.uuid4().hex[:6]}"
+    issuer = json.loads(podid(b, "cluster", "create", home, "--output", "json").stdout)["cluster"]["identity"]["oidc"]["issuer"]
+    podid(b, "cluster", "associate-oidc-provider", home)
+    host = issuer.removeprefix("https://")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Federated": f"arn:aws:iam::{B1}:oidc-provider/{host}"},
+         "Action": "sts:AssumeRoleWithWebIdentity",
+         "Condition": {"StringEquals": {f"{host}:sub": "system:serviceaccount:podid:broker"}}},
+        {"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+         "Action": ["sts:AssumeRole", "sts:TagSession"]},
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{B1}:user/broker"}, "Action": "sts:AssumeRole"}]}
+    b.aws("iam", "create-role", "--role-name", "broker-role", "--assume-role-policy-document", json.dumps(trust))
+    b.aws("iam", "put-role-policy", "--role-name", "broker-role", "--policy-name", "assume", "--policy-document",
+          json.dumps({"Version": "2012-10-17", "Statement": [
+              {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]}))
+    # Without session tags: a broker session with the six transitive tags could not set them
+    # again on the pods' sessions (STS refuses a conflicting transitive key; a test below).
+    b.aws("eks", "create-pod-identity-association", "--cluster-name", home, "--namespace", "podid",
+          "--service-account", "broker", "--role-arn", f"arn:aws:iam::{B1}:role/broker-role",
+          "--disable-session-tags")
+    b.aws("eks", "create-pod-identity-association", "--cluster-name", home, "--namespace", "podid",
+          "--service-account", "tagged-broker", "--role-arn", f"arn:aws:iam::{B1}:role/broker-role")
+    b.aws("iam", "create-role", "--role-name", "app-of-broker-role", "--assume-role-policy-document",
+          trust_of({"AWS": f"arn:aws:iam::{B1}:role/broker-role"}))
+    return {"home": home, "role": f"arn:aws:iam::{B1}:role/broker-role", "dir": directory}
+
+
+def keyless_server(directory, name, **env):
+    """A podid server (A) with no keys anywhere: its broker identity comes from `env`."""
+    (directory / name).mkdir()
+    clean = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
+             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+             "AWS_WEB_IDENTITY_TOKEN_FILE": "", "AWS_ROLE_ARN": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "", "AWS_EC2_METADATA_DISABLED": "true"}
+    return Server(directory / name, log_level="info", extra_env={**clean, **env}).start()
+
+
+def pod_through(world, a, cluster_prefix):
+    """A cluster of `a` with the aws backend on B, and a pod of it asking B who it is."""
+    b = world["b"]
+    cluster = f"{cluster_prefix}-{uuid.uuid4().hex[:6]}"
+    podid(a, "cluster", "create", cluster, "--credential-backend", "aws", "--upstream-sts-endpoint", b.endpoint)
+    a.aws("eks", "create-pod-identity-association", "--cluster-name", cluster, "--namespace", "default",
+          "--service-account", "app", "--role-arn", f"arn:aws:iam::{B1}:role/app-of-broker-role")
+    script = ["env", f"AWS_ENDPOINT_URL={b.endpoint}", *aws_cli(), "sts", "get-caller-identity", "--output", "json"]
+    result = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default",
+                             "--service-account", "app", "--", *script],
+                            env=a.env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return cluster, json.loads(result.stdout)["Arn"]
+
+
+def test_a_broker_with_a_web_identity_token_irsa(upstream, broker_role):
+    b, directory = upstream["b"], broker_role["dir"]
+    token = podid(b, "token", "create", "--cluster", broker_role["home"], "--namespace", "podid",
+                  "--service-account", "broker", "--audience", "sts.amazonaws.com").stdout.strip()
+    (directory / "broker-web-identity").write_text(token)
+    a = keyless_server(directory, "a-web", AWS_WEB_IDENTITY_TOKEN_FILE=str(directory / "broker-web-identity"),
+                       AWS_ROLE_ARN=broker_role["role"], AWS_ROLE_SESSION_NAME="podid-a",
+                       AWS_ENDPOINT_URL_STS=b.endpoint)
+    try:
+        cluster, arn = pod_through(upstream, a, "web")
+        assert arn.startswith(f"arn:aws:sts::{B1}:assumed-role/app-of-broker-role/eks-{cluster}-"), arn
+        # The broker is a role session: trust policies name its role.
+        printed = json.loads(podid(a, "cluster", "trust-policy", cluster).stdout)
+        assert printed["Statement"][0]["Principal"] == {"AWS": broker_role["role"]}
+    finally:
+        a.stop()
+    log = (directory / "a-web.log").read_text()
+    assert "web identity" in log and broker_role["role"] in log and token not in log
+
+
+def test_a_broker_with_container_credentials_pod_identity(upstream, broker_role):
+    """podid server as a pod of an EKS cluster (B's `home`), its identity from the Pod Identity
+    agent's container endpoint (a podid agent against B's EKS Auth)."""
+    from test_agent import Agent, token
+
+    b, directory = upstream["b"], broker_role["dir"]
+    (directory / "broker-pod-token").write_text(
+        token(b, broker_role["home"], namespace="podid", sa="broker", pod="podid-0", uid="uid-podid-0"))
+    agent = Agent(b, broker_role["home"])
+    a = keyless_server(directory, "a-container", AWS_CONTAINER_CREDENTIALS_FULL_URI=agent.url,
+                       AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(directory / "broker-pod-token"))
+    try:
+        cluster, arn = pod_through(upstream, a, "ctr")
+        assert arn.startswith(f"arn:aws:sts::{B1}:assumed-role/app-of-broker-role/eks-{cluster}-"), arn
+    finally:
+        a.stop()
+    assert "container credentials from" in (directory / "a-container.log").read_text()
+    # A broker whose own session has the six transitive tags cannot tag the pods' sessions: the
+    # refusal says what to change.
+    (directory / "tagged-pod-token").write_text(
+        token(b, broker_role["home"], namespace="podid", sa="tagged-broker", pod="podid-1", uid="uid-podid-1"))
+    a = keyless_server(directory, "a-tagged", AWS_CONTAINER_CREDENTIALS_FULL_URI=agent.url,
+                       AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(directory / "tagged-pod-token"))
+    try:
+        with pytest.raises(AssertionError, match="disableSessionTags"):
+            pod_through(upstream, a, "tagged")
+    finally:
+        a.stop()
+        agent.stop()
+
+
+def test_a_broker_with_an_instance_profile_imdsv2_refreshed_before_expiry(upstream, broker_role):
+    """The instance metadata service (IMDSv2), played by the test with B's credentials of the
+    broker role; it says they expire in a minute, so the broker fetches them again at each use."""
+    import datetime
+    import http.server
+    import threading
+
+    b, directory = upstream["b"], broker_role["dir"]
+    env = b.env()
+    broker_keys = (directory / "broker-credentials").read_text()
+    key_id = broker_keys.split("aws_access_key_id = ")[1].split()[0]
+    secret = broker_keys.split("aws_secret_access_key = ")[1].split()[0]
+    env.update({"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_ENDPOINT_URL": b.endpoint,
+                "AWS_REGION": "us-east-1"})
+    assumed = subprocess.run([*aws_cli(), "sts", "assume-role", "--role-arn", broker_role["role"],
+                              "--role-session-name", "i-0abc", "--output", "json"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert assumed.returncode == 0, assumed.stderr
+    credentials = json.loads(assumed.stdout)["Credentials"]
+    seen = []
+
+    class Imds(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *_):
+            pass
+
+        def answer(self, status, body):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self):
+            seen.append(("PUT", self.path, self.headers.get("x-aws-ec2-metadata-token-ttl-seconds")))
+            self.answer(200, "imds-session-token")
+
+        def do_GET(self):
+            seen.append(("GET", self.path, self.headers.get("x-aws-ec2-metadata-token")))
+            if self.headers.get("x-aws-ec2-metadata-token") != "imds-session-token":
+                return self.answer(401, "")
+            if self.path == "/latest/meta-data/iam/security-credentials/":
+                return self.answer(200, "broker-role")
+            if self.path == "/latest/meta-data/iam/security-credentials/broker-role":
+                soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)
+                return self.answer(200, json.dumps({
+                    "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": credentials["AccessKeyId"],
+                    "SecretAccessKey": credentials["SecretAccessKey"], "Token": credentials["SessionToken"],
+                    "Expiration": soon.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+            self.answer(404, "")
+
+    imds = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Imds)
+    threading.Thread(target=imds.serve_forever, daemon=True).start()
+    a = keyless_server(directory, "a-instance", AWS_EC2_METADATA_DISABLED="",
+                       AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{imds.server_address[1]}")
+    try:
+        cluster, arn = pod_through(upstream, a, "imds")
+        assert arn.startswith(f"arn:aws:sts::{B1}:assumed-role/app-of-broker-role/eks-{cluster}-"), arn
+    finally:
+        a.stop()
+        imds.shutdown()
+    assert ("PUT", "/latest/api/token", "21600") in seen
+    fetches = [s for s in seen if s[1].endswith("/broker-role")]
+    # The association's checks and the pod each needed the broker: credentials a minute from
+    # expiry are fetched again each time.
+    assert len(fetches) >= 2 and all(token == "imds-session-token" for _, _, token in fetches), seen
+
+
 def test_seed_003_with_moto_as_the_upstream_sts(tmp_path):
     """The same backend against moto's STS (moto server from PyPI, its own environment): podid
     speaks to an STS it did not write. moto does not enforce trust or tags; what is checked is

@@ -730,6 +730,12 @@ fn association_view(a: &AssociationRecord) -> Value {
     if let Some(owner) = &a.owner_arn {
         out.insert("ownerArn".into(), owner.clone().into());
     }
+    if let Some(checks) = &a.upstream_checks {
+        out.insert(
+            "podidUpstreamChecks".into(),
+            json!({"checked": checks.checked, "skipped": checks.skipped}),
+        );
+    }
     Value::Object(out)
 }
 

@@ -22,17 +22,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Connection, Server, load, load_to, on_each_backend, setting, start};
+use common::{
+    ACCOUNT_TRUST, CHAIN, Connection, Server, load, load_to, on_each_backend, setting, start,
+};
 use podid_sigv4::Credentials;
 use podid_types::Secret;
 
 const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22pods.eks.amazonaws.com%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
-
-/// Lets the pod role assume any role and tag the session.
-const CHAIN: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%2C%22Resource%22%3A%22*%22%7D%5D%7D";
-
-/// Trusts the account, with session tags: the Pod Identity shape of trust for an IAM caller.
-const ACCOUNT_TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22AWS%22%3A%22arn%3Aaws%3Aiam%3A%3A111122223333%3Aroot%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
 
 /// A signed EKS call that must succeed; its answer.
 async fn eks(conn: &mut Connection, admin: &Credentials, path: String, body: String) -> String {

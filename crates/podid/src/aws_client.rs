@@ -407,11 +407,11 @@ impl Client {
     }
 }
 
-fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn config_path(variable: &str, file: &str) -> PathBuf {
+pub(crate) fn config_path(variable: &str, file: &str) -> PathBuf {
     match env(variable) {
         Some(path) => PathBuf::from(path),
         None => {
@@ -422,7 +422,9 @@ fn config_path(variable: &str, file: &str) -> PathBuf {
 }
 
 /// An INI file as sections of keys; a missing file is empty.
-fn read_ini(path: &PathBuf) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+pub(crate) fn read_ini(
+    path: &PathBuf,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),

@@ -76,9 +76,12 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "90d", value_name = "DURATION", value_parser = audit_retention)]
     audit_retention: std::time::Duration,
     /// The broker identity of clusters with the `aws` credential backend: a profile of the AWS
-    /// config files (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE) whose keys sign the upstream
-    /// AssumeRole calls. Default: the server's environment (AWS_ACCESS_KEY_ID, ...), then the
-    /// `default` profile. docs/upstream.md.
+    /// config files (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE) with keys, or with `role_arn`
+    /// and `web_identity_token_file`, that signs the upstream AssumeRole calls. Default: the
+    /// AWS SDKs' standard chain: the environment (AWS_ACCESS_KEY_ID, ...), the profile
+    /// (AWS_PROFILE, else `default`), a web identity (AWS_WEB_IDENTITY_TOKEN_FILE and
+    /// AWS_ROLE_ARN), container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI or
+    /// _RELATIVE_URI), then instance metadata. docs/upstream.md.
     #[arg(long, value_name = "NAME")]
     upstream_profile: Option<String>,
     #[command(flatten)]
@@ -688,37 +691,31 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The broker of the `aws` credential backend: `--upstream-profile`'s keys (which must be
-/// there), else the environment's or the `default` profile's, else none (clusters with the `aws`
-/// backend are then refused with the reason).
+/// The broker of the `aws` credential backend: `--upstream-profile` (which must be usable), else
+/// the standard credential chain, else none (clusters with the `aws` backend are then refused
+/// with the reason).
 fn upstream_broker(args: &ServerArgs) -> anyhow::Result<Arc<crate::upstream::StsBroker>> {
-    let client = crate::aws_client::ClientArgs::new(
-        args.upstream_profile.clone(),
-        Some(args.region.clone()),
-        Some("https://sts.amazonaws.com".into()),
-    );
-    let identity = match crate::aws_client::Client::new(&client, "sts") {
-        Ok(client) => {
-            let trust = client.trust();
-            let (credentials, _, _) = client.into_parts();
-            tracing::info!(broker = %credentials.access_key_id, "upstream STS broker identity found");
-            Ok((credentials, trust))
+    let identity = match crate::upstream::BrokerIdentity::find(
+        args.upstream_profile.as_deref(),
+        &args.region,
+        Arc::new(podid_types::SystemClock),
+    ) {
+        Ok(identity) => {
+            tracing::info!(broker = %identity.describe(), "upstream STS broker identity found");
+            Ok(identity)
         }
         Err(e) if args.upstream_profile.is_some() => {
-            return Err(e.context("cannot use --upstream-profile as the broker identity"));
+            anyhow::bail!("cannot use --upstream-profile as the broker identity: {e}");
         }
         Err(e) => Err(format!(
-            "This server has no broker identity for upstream STS calls ({e:#}): start podid server with --upstream-profile NAME, or with AWS credentials in its environment."
+            "This server has no broker identity for upstream STS calls ({e}): start podid server with --upstream-profile NAME, or with AWS credentials in its environment."
         )),
     };
     let trust = identity
         .as_ref()
-        .map(|(_, trust)| trust.clone())
+        .map(crate::upstream::BrokerIdentity::trust)
         .unwrap_or_default();
-    Ok(Arc::new(crate::upstream::StsBroker::new(
-        identity.map(|(credentials, _)| credentials),
-        trust,
-    )))
+    Ok(Arc::new(crate::upstream::StsBroker::new(identity, trust)))
 }
 
 /// Creates `dir` and its missing parents, each new one for its owner only (0700).

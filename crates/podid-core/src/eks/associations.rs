@@ -142,14 +142,15 @@ impl Eks<'_> {
             &tag_context(&input.tags),
         )?;
         let (record, _) = self.cluster_record(&account, region, cluster).await?;
-        self.check_roles(
-            caller,
-            &record,
-            &input.role_arn,
-            input.target_role_arn.as_deref(),
-            input.disable_session_tags,
-        )
-        .await?;
+        let upstream_checks = self
+            .check_roles(
+                caller,
+                &record,
+                &input.role_arn,
+                input.target_role_arn.as_deref(),
+                input.disable_session_tags,
+            )
+            .await?;
         let cluster_key = key(&[&account, region, cluster]);
         let fingerprint = serde_json::to_string(&input).unwrap_or_default();
         if let Some(token) = &input.client_request_token
@@ -185,6 +186,7 @@ impl Eks<'_> {
             created: now,
             modified: now,
             client_request_token: input.client_request_token.clone(),
+            upstream_checks,
         };
         let sa_key = key(&[&cluster_key, &input.namespace, &input.service_account]);
         for _ in 0..RETRIES {
@@ -456,14 +458,15 @@ impl Eks<'_> {
                 .cluster_record(&association.account, region, cluster)
                 .await?;
             if input.role_arn.is_some() || input.target_role_arn.is_some() {
-                self.check_roles(
-                    caller,
-                    &cluster_record,
-                    &association.role_arn,
-                    association.target_role_arn.as_deref(),
-                    association.disable_session_tags,
-                )
-                .await?;
+                association.upstream_checks = self
+                    .check_roles(
+                        caller,
+                        &cluster_record,
+                        &association.role_arn,
+                        association.target_role_arn.as_deref(),
+                        association.disable_session_tags,
+                    )
+                    .await?;
             }
             association.modified = self.core.now();
             let association_key = key(&[&association.account, region, cluster, id]);
@@ -627,6 +630,7 @@ impl Eks<'_> {
 
     /// The association's role: passable by the caller to EKS Pod Identity, in the cluster's
     /// account, existing, and trusting `pods.eks.amazonaws.com`; the target role: a role ARN.
+    /// With the `aws` backend, what could be checked upstream and what could not.
     async fn check_roles(
         self,
         caller: &Caller,
@@ -634,7 +638,7 @@ impl Eks<'_> {
         role_arn: &str,
         target_role_arn: Option<&str>,
         disable_session_tags: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<super::UpstreamChecks>, Error> {
         if let Some(target) = target_role_arn
             && names::role_account(target).is_none()
         {
@@ -643,12 +647,14 @@ impl Eks<'_> {
             )));
         }
         // With the `aws` backend the roles live upstream: their account is the upstream's, and
-        // whether they exist and trust the broker is for the upstream STS to say at the first pod.
-        let upstream = matches!(
-            cluster.credential_backend,
-            super::CredentialBackend::Aws { .. }
-        );
-        if upstream {
+        // whether they exist and trust the broker is read there when the broker may.
+        let upstream = match &cluster.credential_backend {
+            super::CredentialBackend::Aws {
+                upstream_sts_endpoint,
+            } => Some(upstream_sts_endpoint.clone()),
+            super::CredentialBackend::Embedded => None,
+        };
+        if upstream.is_some() {
             if names::role_account(role_arn).is_none() {
                 return Err(Error::InvalidParameter(format!(
                     "The parameter roleArn is not a valid IAM role ARN: {role_arn}"
@@ -663,7 +669,7 @@ impl Eks<'_> {
             "iam:PassedToService".to_owned(),
             ContextValue::One(PODS_SERVICE.into()),
         )];
-        if upstream {
+        if upstream.is_some() {
             self.core.authorize_owned(
                 caller,
                 "iam:PassRole",
@@ -675,13 +681,24 @@ impl Eks<'_> {
             self.core
                 .authorize(caller, "iam:PassRole", role_arn, &passed)?;
         }
-        if upstream {
+        if let Some(endpoint) = upstream {
+            let checks = self
+                .upstream_role_checks(
+                    cluster,
+                    endpoint,
+                    role_arn,
+                    target_role_arn,
+                    !disable_session_tags,
+                )
+                .await?;
             tracing::info!(
                 cluster = %cluster.name,
                 role = role_arn,
-                "the role lives upstream: its account, existence and trust are not checked here (the upstream STS decides at the first pod)"
+                checked = ?checks.checked,
+                skipped = ?checks.skipped,
+                "the association's role lives upstream"
             );
-            return Ok(());
+            return Ok(Some(checks));
         }
         let name = role_arn.rsplit('/').next().unwrap_or_default();
         let role = self
@@ -701,7 +718,7 @@ impl Eks<'_> {
                 "Trust policy of the role provided is invalid.".into(),
             ));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The cluster's association count, and the count and version of the shard of `id`.
@@ -813,6 +830,31 @@ fn check_policy(policy: &Option<String>, disable_session_tags: bool) -> Result<(
 /// Whether a trust policy lets `pods.eks.amazonaws.com` assume the role (and tag the session,
 /// when tags are on): an `Allow` statement naming the service, with the actions.
 fn trusts_pod_identity(document: &str, with_tags: bool) -> bool {
+    trusts(document, with_tags, |principal| {
+        principal == "*"
+            || strings(principal.get("Service")).contains(&PODS_SERVICE)
+            || strings(principal.get("AWS")).contains(&"*")
+    })
+}
+
+/// A policy element that is a string or a list of strings, as a list.
+pub(super) fn strings(value: Option<&serde_json::Value>) -> Vec<&str> {
+    match value {
+        Some(serde_json::Value::String(s)) => vec![s.as_str()],
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(serde_json::Value::as_str).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a trust policy has `Allow` statements whose `Principal` passes `names`, granting
+/// `sts:AssumeRole` (and `sts:TagSession`, when tags are on). Conditions are not evaluated.
+pub(super) fn trusts(
+    document: &str,
+    with_tags: bool,
+    names: impl Fn(&serde_json::Value) -> bool,
+) -> bool {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(document) else {
         return false;
     };
@@ -825,17 +867,7 @@ fn trusts_pod_identity(document: &str, with_tags: bool) -> bool {
         other @ serde_json::Value::Object(_) => vec![other.clone()],
         _ => Vec::new(),
     };
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        match v {
-            serde_json::Value::String(s) => vec![s.clone()],
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    let covers = |actions: &[String], wanted: &str| {
+    let covers = |actions: &[&str], wanted: &str| {
         actions.iter().any(|a| {
             let a = a.to_ascii_lowercase();
             a == "*" || a == "sts:*" || a == wanted
@@ -847,16 +879,10 @@ fn trusts_pod_identity(document: &str, with_tags: bool) -> bool {
         if field(&statement, "Effect") != "Allow" {
             continue;
         }
-        let principal = field(&statement, "Principal");
-        let names_service = principal == "*"
-            || strings(&field(&principal, "Service"))
-                .iter()
-                .any(|s| s == PODS_SERVICE)
-            || strings(&field(&principal, "AWS")).iter().any(|s| s == "*");
-        if !names_service {
+        if !names(&field(&statement, "Principal")) {
             continue;
         }
-        let actions = strings(&field(&statement, "Action"));
+        let actions = strings(statement.get("Action"));
         assume |= covers(&actions, "sts:assumerole");
         tag |= covers(&actions, "sts:tagsession");
     }

@@ -22,7 +22,8 @@ pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS
 pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
 pub use upstream::{
-    Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend, trust_principal,
+    Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend, UpstreamChecks,
+    UpstreamRole, trust_principal,
 };
 
 /// The service principal of EKS Pod Identity.

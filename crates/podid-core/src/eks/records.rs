@@ -124,6 +124,10 @@ pub struct AssociationRecord {
     /// The `clientRequestToken` that created it, which replays it until it is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_token: Option<String>,
+    /// For a cluster with the `aws` credential backend: what was checked of the roles when they
+    /// were set, and what was not, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_checks: Option<super::UpstreamChecks>,
 }
 
 /// An EKS add-on of a cluster. podid runs no add-on's software: the record is the add-on's

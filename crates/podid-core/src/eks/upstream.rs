@@ -128,6 +128,35 @@ pub trait Broker: Send + Sync {
         endpoint: Option<String>,
         region: String,
     ) -> Result<String, BrokerError>;
+
+    /// The role `role_name` of the broker's own account as `iam:GetRole` at the upstream IAM
+    /// (the one that goes with the STS `endpoint`) reads it; `None` when there is no such role.
+    /// One attempt: this checks an association, it does not serve a pod.
+    async fn role(
+        &self,
+        endpoint: Option<String>,
+        region: String,
+        role_name: String,
+    ) -> Result<Option<UpstreamRole>, BrokerError>;
+}
+
+/// A role as the upstream IAM's GetRole shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamRole {
+    /// `Arn`.
+    pub arn: String,
+    /// `AssumeRolePolicyDocument`, decoded.
+    pub trust_policy: String,
+}
+
+/// What was checked of an association's roles upstream, and what was not, and why. Shown by
+/// podid as `podidUpstreamChecks` in the association (SDKs ignore the member).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamChecks {
+    /// The checks made, in words.
+    pub checked: Vec<String>,
+    /// The checks not made, each with the reason.
+    pub skipped: Vec<String>,
 }
 
 /// The principal a trust policy names for `caller_arn` (GetCallerIdentity's ARN): a user as it
@@ -237,6 +266,103 @@ impl super::Eks<'_> {
     }
 }
 
+impl super::Eks<'_> {
+    /// The checks of an association's roles on a cluster with the `aws` backend, after the ARN
+    /// forms and the caller's `iam:PassRole` (done by the caller): with the broker's identity, a
+    /// role in the broker's own account is read with `iam:GetRole` upstream: it must exist and
+    /// its trust policy must name the broker with `sts:AssumeRole` (and `sts:TagSession` when
+    /// tags are on). What cannot be checked (another account, GetRole denied, the upstream
+    /// unreachable) is skipped and said.
+    pub(crate) async fn upstream_role_checks(
+        self,
+        cluster: &super::ClusterRecord,
+        endpoint: Option<String>,
+        role_arn: &str,
+        target_role_arn: Option<&str>,
+        with_tags: bool,
+    ) -> Result<UpstreamChecks, Error> {
+        let mut checks = UpstreamChecks {
+            checked: vec![
+                "the role ARNs' form and account number".into(),
+                "iam:PassRole of the role by the caller, in podid".into(),
+            ],
+            skipped: Vec::new(),
+        };
+        let exists = "the role's existence and its trust of the broker";
+        if let Some(target) = target_role_arn {
+            checks.skipped.push(format!(
+                "the target role {target}'s existence and its trust of the association role with the external id: the upstream STS decides at the first pod"
+            ));
+        }
+        let broker = match self.core.broker() {
+            Ok(broker) => broker,
+            Err(_) => {
+                checks
+                    .skipped
+                    .push(format!("{exists}: this server has no broker identity"));
+                return Ok(checks);
+            }
+        };
+        let identity = match broker
+            .identity(endpoint.clone(), cluster.region.clone())
+            .await
+        {
+            Ok(arn) => arn,
+            Err(e) => {
+                checks.skipped.push(format!(
+                    "{exists}: the broker's identity could not be read upstream ({e})"
+                ));
+                return Ok(checks);
+            }
+        };
+        let broker_account = identity.split(':').nth(4).unwrap_or_default().to_owned();
+        let role_account = super::names::role_account(role_arn).unwrap_or_default();
+        if role_account != broker_account {
+            checks.skipped.push(format!(
+                "{exists}: the role is in account {role_account}, and iam:GetRole reads only the broker's own account ({broker_account})"
+            ));
+            return Ok(checks);
+        }
+        let name = role_arn.rsplit('/').next().unwrap_or_default().to_owned();
+        let role = match broker.role(endpoint, cluster.region.clone(), name).await {
+            Ok(role) => role,
+            Err(e) => {
+                checks.skipped.push(format!(
+                    "{exists}: the broker could not read the role with iam:GetRole upstream ({e})"
+                ));
+                return Ok(checks);
+            }
+        };
+        let Some(role) = role.filter(|r| r.arn == role_arn) else {
+            return Err(Error::InvalidParameter(format!(
+                "Role provided in the request does not exist: the upstream IAM has no role {role_arn}."
+            )));
+        };
+        let principal = trust_principal(&identity);
+        let names_broker = |p: &serde_json::Value| {
+            p == "*"
+                || super::associations::strings(p.get("AWS")).iter().any(|a| {
+                    *a == "*"
+                        || *a == principal
+                        || *a == broker_account
+                        || (a.ends_with(&format!(":iam::{broker_account}:root"))
+                            && a.starts_with("arn:"))
+                })
+        };
+        if !super::associations::trusts(&role.trust_policy, with_tags, names_broker) {
+            return Err(Error::InvalidParameter(format!(
+                "Trust policy of the role provided is invalid: {role_arn} does not allow the broker {principal} sts:AssumeRole{}. `podid cluster trust-policy {}` prints the statement to add.",
+                if with_tags { " and sts:TagSession" } else { "" },
+                cluster.name
+            )));
+        }
+        checks.checked.push(format!(
+            "the role exists upstream and its trust policy names the broker {principal} (iam:GetRole; conditions are left to the upstream STS)"
+        ));
+        Ok(checks)
+    }
+}
+
 /// EKS Auth's error for a failed upstream hop.
 pub(crate) fn hop_failed(e: BrokerError, hop: &str, role: &str) -> Error {
     match e {
@@ -245,8 +371,13 @@ pub(crate) fn hop_failed(e: BrokerError, hop: &str, role: &str) -> Error {
             message,
             request_id,
         } => {
+            let hint = if message.contains("transitive tag key") {
+                "The broker's own session carries transitive session tags with the same keys: give the broker credentials without them (a broker that gets its identity from EKS Pod Identity needs an association with disableSessionTags)."
+            } else {
+                "The role's trust policy must allow the broker sts:AssumeRole and sts:TagSession: `podid cluster trust-policy` prints the statement."
+            };
             let text = format!(
-                "EKS Pod Identity could not assume the {hop} {role} upstream: {code}: {message} (upstream request {request_id}). The role's trust policy must allow the broker sts:AssumeRole and sts:TagSession: `podid cluster trust-policy` prints the statement."
+                "EKS Pod Identity could not assume the {hop} {role} upstream: {code}: {message} (upstream request {request_id}). {hint}"
             );
             match code.as_str() {
                 "AccessDenied" | "AccessDeniedException" => Error::AccessDenied(text),

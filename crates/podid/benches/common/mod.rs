@@ -36,6 +36,15 @@ impl Drop for Server {
 }
 
 pub(crate) fn start(database_url: Option<&str>, extra: &[&str]) -> Server {
+    start_with_env(database_url, extra, &[])
+}
+
+/// Like [`start`], with these variables in the server's environment.
+pub(crate) fn start_with_env(
+    database_url: Option<&str>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut command = Command::new(env!("CARGO_BIN_EXE_podid"));
@@ -48,6 +57,7 @@ pub(crate) fn start(database_url: Option<&str>, extra: &[&str]) -> Server {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     command.args(extra);
+    command.envs(env.iter().copied());
     if let Some(url) = database_url {
         command.args(["--database-url", url]);
     }
@@ -331,6 +341,11 @@ pub(crate) fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// A trust policy for `pods.eks.amazonaws.com` (`sts:AssumeRole`, `sts:TagSession`), URL-encoded.
 pub(crate) const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22pods.eks.amazonaws.com%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
+
+/// Lets the pod role assume any role and tag the session.
+pub(crate) const CHAIN: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%2C%22Resource%22%3A%22*%22%7D%5D%7D";
+/// Trusts the account, with session tags: the Pod Identity shape of trust for an IAM caller.
+pub(crate) const ACCOUNT_TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22AWS%22%3A%22arn%3Aaws%3Aiam%3A%3A111122223333%3Aroot%22%7D%2C%22Action%22%3A%5B%22sts%3AAssumeRole%22%2C%22sts%3ATagSession%22%5D%7D%5D%7D";
 
 /// A cluster `bench` with an association for default/app.
 pub(crate) async fn setup(server: &Server) {

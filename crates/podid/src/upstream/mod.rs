@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use podid_core::eks::{Broker, BrokerCall, BrokerError, BrokerSession};
+use podid_core::eks::{Broker, BrokerCall, BrokerError, BrokerSession, UpstreamRole};
 use podid_sigv4::Credentials;
 use podid_types::Secret;
 use tokio::sync::Semaphore;
 
 use crate::aws_client::{ApiFailure, Client, xml_first};
+
+mod identity;
+pub(crate) use identity::BrokerIdentity;
 
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,16 +26,16 @@ const IN_FLIGHT: usize = 64;
 
 /// The broker: the server's AWS identity, and the bound on calls in flight.
 pub(crate) struct StsBroker {
-    identity: Result<Credentials, String>,
+    identity: Result<BrokerIdentity, String>,
     slots: Arc<Semaphore>,
     trust: podid_agent::Trust,
-    /// A client per (endpoint, region), whose connections are kept alive between calls.
-    clients: std::sync::Mutex<std::collections::HashMap<(String, String), Client>>,
+    /// A client per (endpoint, region, service), whose connections are kept alive between calls.
+    clients: std::sync::Mutex<std::collections::HashMap<(String, String, &'static str), Client>>,
 }
 
 impl StsBroker {
     /// The broker signing as `identity` (or saying why it cannot), trusting `trust`'s CAs.
-    pub(crate) fn new(identity: Result<Credentials, String>, trust: podid_agent::Trust) -> Self {
+    pub(crate) fn new(identity: Result<BrokerIdentity, String>, trust: podid_agent::Trust) -> Self {
         Self {
             identity,
             slots: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -51,14 +54,17 @@ impl Broker for StsBroker {
                 secret_access_key: session.secret_access_key.clone(),
                 session_token: Some(session.session_token.clone()),
             },
-            None => self.identity.clone().map_err(BrokerError::NoIdentity)?,
+            None => self.own_credentials().await?,
         };
+        let endpoint = sts_endpoint(call.endpoint.as_deref(), &call.region);
         let xml = self
             .call(
                 credentials,
-                call.endpoint.clone(),
+                "sts",
+                endpoint,
                 &call.region,
                 parameters(&call),
+                ATTEMPTS,
             )
             .await?;
         session_of(&xml)
@@ -69,12 +75,15 @@ impl Broker for StsBroker {
         endpoint: Option<String>,
         region: String,
     ) -> Result<String, BrokerError> {
-        let credentials = self.identity.clone().map_err(BrokerError::NoIdentity)?;
+        let credentials = self.own_credentials().await?;
         let params = vec![
             ("Action".to_owned(), "GetCallerIdentity".to_owned()),
             ("Version".to_owned(), "2011-06-15".to_owned()),
         ];
-        let xml = self.call(credentials, endpoint, &region, params).await?;
+        let endpoint = sts_endpoint(endpoint.as_deref(), &region);
+        let xml = self
+            .call(credentials, "sts", endpoint, &region, params, 1)
+            .await?;
         xml_first(&xml, "Arn").ok_or_else(|| {
             BrokerError::Unavailable(
                 "the upstream STS answered GetCallerIdentity without `Arn`: is the endpoint an STS?"
@@ -82,31 +91,111 @@ impl Broker for StsBroker {
             )
         })
     }
+
+    async fn role(
+        &self,
+        endpoint: Option<String>,
+        region: String,
+        role_name: String,
+    ) -> Result<Option<UpstreamRole>, BrokerError> {
+        let credentials = self.own_credentials().await?;
+        let (endpoint, signing_region) = iam_endpoint(endpoint.as_deref(), &region);
+        let params = vec![
+            ("Action".to_owned(), "GetRole".to_owned()),
+            ("Version".to_owned(), "2010-05-08".to_owned()),
+            ("RoleName".to_owned(), role_name),
+        ];
+        let xml = match self
+            .call(credentials, "iam", endpoint, &signing_region, params, 1)
+            .await
+        {
+            Ok(xml) => xml,
+            Err(BrokerError::Refused { code, .. }) if code == "NoSuchEntity" => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match (
+            xml_first(&xml, "Arn"),
+            xml_first(&xml, "AssumeRolePolicyDocument"),
+        ) {
+            (Some(arn), Some(document)) => Ok(Some(UpstreamRole {
+                arn,
+                trust_policy: podid_sigv4::percent_decoded(&document),
+            })),
+            _ => Err(BrokerError::Unavailable(
+                "the upstream IAM answered GetRole without `Arn` and `AssumeRolePolicyDocument`"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// The STS endpoint: the one given, else the region's.
+fn sts_endpoint(endpoint: Option<&str>, region: &str) -> String {
+    endpoint.map_or_else(
+        || format!("https://sts.{region}.amazonaws.com"),
+        str::to_owned,
+    )
+}
+
+/// The IAM endpoint that goes with an STS endpoint, and the region to sign for: AWS's global
+/// IAM of the region's partition for AWS's STS endpoints (FIPS for FIPS); for any other URL (a
+/// private or test STS such as podid or moto, which serve every service at one endpoint), the
+/// same URL.
+fn iam_endpoint(sts: Option<&str>, region: &str) -> (String, String) {
+    let host = sts
+        .and_then(|url| url.split("://").nth(1))
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or_default();
+    let aws =
+        sts.is_none() || host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+    match sts {
+        Some(url) if !aws => (url.to_owned(), region.to_owned()),
+        _ if region.starts_with("cn-") => (
+            "https://iam.cn-north-1.amazonaws.com.cn".into(),
+            "cn-north-1".into(),
+        ),
+        _ if region.starts_with("us-gov-") => (
+            "https://iam.us-gov.amazonaws.com".into(),
+            "us-gov-west-1".into(),
+        ),
+        _ if host.starts_with("sts-fips.") => {
+            ("https://iam-fips.amazonaws.com".into(), "us-east-1".into())
+        }
+        _ => ("https://iam.amazonaws.com".into(), "us-east-1".into()),
+    }
 }
 
 impl StsBroker {
-    /// One STS call (query protocol), within the bound on calls in flight, with retries: the
-    /// answer's XML.
+    /// The broker's own credentials (fetched again before they expire).
+    async fn own_credentials(&self) -> Result<Credentials, BrokerError> {
+        match &self.identity {
+            Ok(identity) => identity.credentials().await,
+            Err(why) => Err(BrokerError::NoIdentity(why.clone())),
+        }
+    }
+
+    /// One call (query protocol) to `service` at `endpoint`, within the bound on calls in
+    /// flight, in at most `attempts` attempts: the answer's XML.
     async fn call(
         &self,
         credentials: Credentials,
-        endpoint: Option<String>,
+        service: &'static str,
+        endpoint: String,
         region: &str,
         params: Vec<(String, String)>,
+        attempts: u32,
     ) -> Result<String, BrokerError> {
-        let endpoint = endpoint.unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+        let new_client = |credentials| {
+            Client::with(credentials, region, &endpoint, service)
+                .with_trust(self.trust.clone())
+                .with_timeout(ATTEMPT_TIMEOUT)
+        };
         let client = match self.clients.lock() {
             Ok(mut clients) => clients
-                .entry((endpoint.clone(), region.to_owned()))
-                .or_insert_with(|| {
-                    Client::with(credentials.clone(), region, &endpoint, "sts")
-                        .with_trust(self.trust.clone())
-                        .with_timeout(ATTEMPT_TIMEOUT)
-                })
+                .entry((endpoint.clone(), region.to_owned(), service))
+                .or_insert_with(|| new_client(credentials.clone()))
                 .signed_by(credentials),
-            Err(_) => Client::with(credentials, region, &endpoint, "sts")
-                .with_trust(self.trust.clone())
-                .with_timeout(ATTEMPT_TIMEOUT),
+            Err(_) => new_client(credentials),
         };
         let _slot = self
             .slots
@@ -134,7 +223,7 @@ impl StsBroker {
                 error,
                 BrokerError::Throttled(_) | BrokerError::Unavailable(_)
             );
-            if !retryable || attempt >= ATTEMPTS {
+            if !retryable || attempt >= attempts {
                 return Err(error);
             }
             // 100 ms, then 200 ms, each with up to as much again of jitter.
@@ -265,6 +354,41 @@ mod tests {
             classify(&anyhow::anyhow!("connection refused")),
             BrokerError::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn iam_goes_with_aws_sts_endpoints_by_partition_and_with_other_urls_at_the_same_url() {
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            iam_endpoint(None, "eu-west-1"),
+            pair("https://iam.amazonaws.com", "us-east-1")
+        );
+        assert_eq!(
+            iam_endpoint(
+                Some("https://sts-fips.us-east-1.amazonaws.com"),
+                "us-east-1"
+            ),
+            pair("https://iam-fips.amazonaws.com", "us-east-1")
+        );
+        assert_eq!(
+            iam_endpoint(
+                Some("https://sts.cn-north-1.amazonaws.com.cn"),
+                "cn-north-1"
+            ),
+            pair("https://iam.cn-north-1.amazonaws.com.cn", "cn-north-1")
+        );
+        assert_eq!(
+            iam_endpoint(None, "us-gov-east-1"),
+            pair("https://iam.us-gov.amazonaws.com", "us-gov-west-1")
+        );
+        assert_eq!(
+            iam_endpoint(Some("http://127.0.0.1:4566"), "eu-west-1"),
+            pair("http://127.0.0.1:4566", "eu-west-1")
+        );
+        assert_eq!(
+            sts_endpoint(None, "eu-west-1"),
+            "https://sts.eu-west-1.amazonaws.com"
+        );
     }
 
     #[test]
