@@ -161,6 +161,45 @@ def test_the_generated_trust_policy_is_what_a_role_needs(upstream):
     assert mistaken.returncode == 2 and "add --credential-backend aws" in mistaken.stderr
 
 
+def test_the_trust_policy_a_role_needs_for_the_associations_that_use_it(upstream):
+    a, b, cluster = upstream["a"], upstream["b"], upstream["cluster"]
+    role, target = f"arn:aws:iam::{B1}:role/by-role", f"arn:aws:iam::{B2}:role/by-role-target"
+    associate(upstream, "team-b", "writer", role)
+    associate(upstream, "team-a", "reader", role)
+    chained = associate(upstream, "team-a", "chained", role, target=target)
+    printed = podid(a, "cluster", "trust-policy", cluster, "--role", role)
+    statements = json.loads(printed.stdout)["Statement"]
+    # One statement per association, for the broker, pinned to its namespace and service account.
+    assert [(s["Principal"], s["Condition"]["StringEquals"]) for s in statements] == [
+        ({"AWS": f"arn:aws:iam::{B1}:user/broker"},
+         {"aws:RequestTag/eks-cluster-name": cluster, "aws:RequestTag/kubernetes-namespace": ns,
+          "aws:RequestTag/kubernetes-service-account": sa})
+        for ns, sa in [("team-a", "chained"), ("team-a", "reader"), ("team-b", "writer")]]
+    b.aws("iam", "create-role", "--role-name", "by-role", "--assume-role-policy-document", printed.stdout)
+    b.aws("iam", "put-role-policy", "--role-name", "by-role", "--policy-name", "chain", "--policy-document",
+          json.dumps({"Version": "2012-10-17", "Statement": [
+              {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]}))
+    # The target role: the association's role, with its external id.
+    printed = podid(a, "cluster", "trust-policy", cluster, "--role", target)
+    statements = json.loads(printed.stdout)["Statement"]
+    assert [(s["Principal"], s["Action"], s["Condition"]) for s in statements] == [
+        ({"AWS": role}, ["sts:AssumeRole", "sts:TagSession"],
+         {"StringEquals": {"sts:ExternalId": chained["externalId"]}})]
+    b.aws("iam", "create-role", "--role-name", "by-role-target", "--profile", B2,
+          "--assume-role-policy-document", printed.stdout)
+    # Pods of those service accounts get their roles, through exactly the printed trust.
+    who = in_pod(upstream, "team-b", "writer", "sts", "get-caller-identity")
+    assert who.returncode == 0, who.stderr
+    assert ":assumed-role/by-role/" in json.loads(who.stdout)["Arn"]
+    who = in_pod(upstream, "team-a", "chained", "sts", "get-caller-identity")
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["Arn"].startswith(f"arn:aws:sts::{B2}:assumed-role/by-role-target/")
+    # A role no association uses: the command says what to do.
+    unused = podid(a, "cluster", "trust-policy", cluster, "--role", f"arn:aws:iam::{B1}:role/unused", check=False)
+    assert unused.returncode != 0 and "No Pod Identity association" in unused.stderr, unused.stderr
+    assert "leave out --role" in unused.stderr
+
+
 def test_an_upstream_outage_slowness_or_throttling_keeps_cached_pods_and_fails_new_ones_retryably(upstream):
     """B behind a fault proxy: refused, throttling, failing, slow. Cached pods keep their
     credentials; new pods get a retryable error (503 or 429), never a hang past the bound."""

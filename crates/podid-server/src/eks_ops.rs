@@ -464,8 +464,11 @@ async fn dispatch(
                     caller,
                     region,
                     cluster,
-                    params.get("namespace").map(String::as_str),
-                    params.get("serviceAccount").map(String::as_str),
+                    podid_core::eks::TrustPin {
+                        namespace: params.get("namespace").map(String::as_str),
+                        service_account: params.get("serviceAccount").map(String::as_str),
+                        role_arn: params.get("roleArn").map(String::as_str),
+                    },
                 )
                 .await?;
             json!({"policyDocument": policy})

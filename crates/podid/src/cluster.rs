@@ -94,10 +94,15 @@ pub(crate) enum ClusterCommand {
     /// backend can assume it through the server's broker: the broker as principal,
     /// sts:AssumeRole and sts:TagSession, and conditions on the session tags that pin the
     /// cluster (and, with --namespace and --service-account, the pod's namespace and service
-    /// account). Merge its statement into the role's trust policy (docs/upstream.md):
-    ///   podid cluster trust-policy my-cluster --namespace default --service-account app > trust.json
+    /// account). With --role, the statements that role needs for the cluster's associations
+    /// that use it: one per association as its role (the broker, pinned to the association's
+    /// namespace and service account), one per association as its target role (the
+    /// association's role, with its sts:ExternalId). Merge the statements into the role's trust
+    /// policy (docs/upstream.md):
+    ///   podid cluster trust-policy my-cluster --role arn:aws:iam::111122223333:role/app > trust.json
     ///   aws iam update-assume-role-policy --role-name app --policy-document file://trust.json
-    /// Needs `eks:DescribeCluster`; the server asks the upstream STS who the broker is.
+    /// Needs `eks:DescribeCluster` (and `eks:ListPodIdentityAssociations` with --role); the
+    /// server asks the upstream STS who the broker is.
     #[command(verbatim_doc_comment)]
     TrustPolicy {
         /// The cluster's name.
@@ -108,6 +113,9 @@ pub(crate) enum ClusterCommand {
         /// Pin the service account (`aws:RequestTag/kubernetes-service-account`).
         #[arg(long)]
         service_account: Option<String>,
+        /// The statements this role (an ARN) needs for the associations that use it.
+        #[arg(long, value_name = "ARN")]
+        role: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
         /// Output format (the policy document).
@@ -252,10 +260,14 @@ pub(crate) fn run_cluster(command: ClusterCommand) -> anyhow::Result<Status> {
             name,
             namespace,
             service_account,
+            role,
             client,
             output,
         } => {
             let mut query = Vec::new();
+            if let Some(role) = role {
+                query.push(format!("roleArn={}", podid_sigv4::uri_encoded(&role)));
+            }
             if let Some(namespace) = namespace {
                 query.push(format!(
                     "namespace={}",

@@ -22,7 +22,7 @@ pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS
 pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
 pub use upstream::{
-    Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend, UpstreamChecks,
+    Broker, BrokerCall, BrokerError, BrokerSession, CredentialBackend, TrustPin, UpstreamChecks,
     UpstreamRole, trust_principal,
 };
 

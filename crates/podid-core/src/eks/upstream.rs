@@ -202,17 +202,22 @@ impl Core {
 }
 
 impl super::Eks<'_> {
-    /// The trust policy statement a role needs for pods of `cluster` (an `aws`-backend cluster)
-    /// to assume it through the broker: the broker's principal, `sts:AssumeRole` and
+    /// The trust policy a role needs for pods of `cluster` (an `aws`-backend cluster) to
+    /// assume it through the broker: the broker's principal, `sts:AssumeRole` and
     /// `sts:TagSession`, and conditions on the session tags that pin the cluster and, when
     /// given, the namespace and service account. Needs `eks:DescribeCluster`.
+    ///
+    /// With `role_arn`, the statements that role needs for the cluster's associations that use
+    /// it (also needs `eks:ListPodIdentityAssociations`): as an association's role, one
+    /// statement per association for the broker, pinned to its namespace and service account
+    /// (without tag conditions or `sts:TagSession` when the association disables session tags);
+    /// as a target role, one statement for the association's role with its `sts:ExternalId`.
     pub async fn upstream_trust_policy(
         self,
         caller: &crate::auth::Caller,
         region: &str,
         cluster: &str,
-        namespace: Option<&str>,
-        service_account: Option<&str>,
+        pin: TrustPin<'_>,
     ) -> Result<serde_json::Value, Error> {
         let (record, _) = self
             .cluster_for(caller, "eks:DescribeCluster", region, cluster)
@@ -225,10 +230,99 @@ impl super::Eks<'_> {
                 "Cluster {cluster} uses the embedded credential backend: its roles trust pods.eks.amazonaws.com (sts:AssumeRole, sts:TagSession), not a broker."
             )));
         };
+        let Some(role_arn) = pin.role_arn else {
+            let principal = self
+                .broker_principal(upstream_sts_endpoint.clone(), &record.region)
+                .await?;
+            let statement = broker_statement(
+                "PodidBroker",
+                &principal,
+                cluster,
+                pin.namespace,
+                pin.service_account,
+                true,
+            );
+            return Ok(serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}));
+        };
+        self.core
+            .authorize(caller, "eks:ListPodIdentityAssociations", &record.arn, &[])?;
+        let prefix = format!("{}/", super::key(&[&record.account, region, cluster]));
+        let mut associations = Vec::new();
+        for item in self
+            .core
+            .store
+            .scan(super::records::ns::ASSOCIATION, &prefix, None, 100_000)
+            .await?
+        {
+            let a: super::AssociationRecord = crate::decode(&item)?;
+            let pinned = pin.namespace.is_none_or(|n| n == a.namespace)
+                && pin.service_account.is_none_or(|s| s == a.service_account);
+            if pinned && (a.role_arn == role_arn || a.target_role_arn.as_deref() == Some(role_arn))
+            {
+                associations.push(a);
+            }
+        }
+        if associations.is_empty() {
+            return Err(Error::InvalidRequest(format!(
+                "No Pod Identity association of cluster {cluster} uses {role_arn} as its role or target role{}: create the association first, or leave out --role for the statement that --namespace and --service-account pin.",
+                if pin.namespace.is_some() || pin.service_account.is_some() {
+                    " in that namespace and service account"
+                } else {
+                    ""
+                }
+            )));
+        }
+        associations.sort_by(|x, y| {
+            (&x.namespace, &x.service_account).cmp(&(&y.namespace, &y.service_account))
+        });
+        let mut principal = None;
+        let mut statements = Vec::new();
+        for (n, a) in associations.iter().enumerate() {
+            let sid = n + 1;
+            if a.role_arn == role_arn {
+                if principal.is_none() {
+                    principal = Some(
+                        self.broker_principal(upstream_sts_endpoint.clone(), &record.region)
+                            .await?,
+                    );
+                }
+                statements.push(broker_statement(
+                    &format!("PodidBroker{sid}"),
+                    principal.as_deref().unwrap_or_default(),
+                    cluster,
+                    Some(&a.namespace),
+                    Some(&a.service_account),
+                    !a.disable_session_tags,
+                ));
+            }
+            if a.target_role_arn.as_deref() == Some(role_arn) {
+                let actions: &[&str] = if a.disable_session_tags {
+                    &["sts:AssumeRole"]
+                } else {
+                    &["sts:AssumeRole", "sts:TagSession"]
+                };
+                statements.push(serde_json::json!({
+                    "Sid": format!("PodidTarget{sid}"),
+                    "Effect": "Allow",
+                    "Principal": {"AWS": a.role_arn},
+                    "Action": actions,
+                    "Condition": {"StringEquals": {"sts:ExternalId": a.external_id}},
+                }));
+            }
+        }
+        Ok(serde_json::json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+
+    /// The principal that names the broker in trust policies, from GetCallerIdentity upstream.
+    async fn broker_principal(
+        self,
+        endpoint: Option<String>,
+        region: &str,
+    ) -> Result<String, Error> {
         let identity = self
             .core
             .broker()?
-            .identity(upstream_sts_endpoint.clone(), record.region.clone())
+            .identity(endpoint, region.to_owned())
             .await
             .map_err(|e| match e {
                 BrokerError::Refused { code, message, request_id } => Error::AccessDenied(format!(
@@ -236,34 +330,60 @@ impl super::Eks<'_> {
                 )),
                 other => hop_failed(other, "identity of the", "broker"),
             })?;
-        let mut conditions = serde_json::Map::new();
-        conditions.insert(
-            "aws:RequestTag/eks-cluster-name".into(),
-            record.name.clone().into(),
-        );
-        if let Some(namespace) = namespace {
-            conditions.insert(
-                "aws:RequestTag/kubernetes-namespace".into(),
-                namespace.into(),
-            );
-        }
-        if let Some(service_account) = service_account {
-            conditions.insert(
-                "aws:RequestTag/kubernetes-service-account".into(),
-                service_account.into(),
-            );
-        }
-        Ok(serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "PodidBroker",
-                "Effect": "Allow",
-                "Principal": {"AWS": trust_principal(&identity)},
-                "Action": ["sts:AssumeRole", "sts:TagSession"],
-                "Condition": {"StringEquals": conditions},
-            }],
-        }))
+        Ok(trust_principal(&identity))
     }
+}
+
+/// What `upstream_trust_policy` pins: a namespace, a service account, a role of associations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrustPin<'a> {
+    /// `aws:RequestTag/kubernetes-namespace`.
+    pub namespace: Option<&'a str>,
+    /// `aws:RequestTag/kubernetes-service-account`.
+    pub service_account: Option<&'a str>,
+    /// The statements this role needs for the associations that use it.
+    pub role_arn: Option<&'a str>,
+}
+
+/// A statement that lets the broker assume a role for pods of `cluster`, with session tags
+/// (and conditions on them) when `tags`.
+fn broker_statement(
+    sid: &str,
+    principal: &str,
+    cluster: &str,
+    namespace: Option<&str>,
+    service_account: Option<&str>,
+    tags: bool,
+) -> serde_json::Value {
+    if !tags {
+        return serde_json::json!({
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": "sts:AssumeRole",
+        });
+    }
+    let mut conditions = serde_json::Map::new();
+    conditions.insert("aws:RequestTag/eks-cluster-name".into(), cluster.into());
+    if let Some(namespace) = namespace {
+        conditions.insert(
+            "aws:RequestTag/kubernetes-namespace".into(),
+            namespace.into(),
+        );
+    }
+    if let Some(service_account) = service_account {
+        conditions.insert(
+            "aws:RequestTag/kubernetes-service-account".into(),
+            service_account.into(),
+        );
+    }
+    serde_json::json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": principal},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {"StringEquals": conditions},
+    })
 }
 
 impl super::Eks<'_> {
