@@ -29,7 +29,7 @@ const JSON: &str = "application/json";
 async fn eks(
     connection: &mut Connection,
     server: &Server,
-    method: &str,
+    method: &'static str,
     path: &str,
     query: &str,
     body: &str,

@@ -16,10 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use podid_sigv4::{Credentials, HttpRequest, sign};
-use podid_types::{Clock, Secret, SystemClock};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use podid_sigv4::Credentials;
+use podid_types::Secret;
 
 pub(crate) struct Server {
     child: Child,
@@ -94,132 +92,9 @@ pub(crate) fn start_with_env(
     }
 }
 
-/// One keep-alive connection that sends signed form requests.
-pub(crate) struct Connection {
-    stream: BufReader<TcpStream>,
-    host: String,
-}
-
-impl Connection {
-    pub(crate) async fn open(address: &str) -> Self {
-        let stream = TcpStream::connect(address).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream: BufReader::new(stream),
-            host: address.to_owned(),
-        }
-    }
-
-    pub(crate) async fn call(
-        &mut self,
-        credentials: &Credentials,
-        service: &str,
-        body: &str,
-    ) -> u16 {
-        self.exchange(credentials, service, body).await.0
-    }
-
-    /// Sends a signed form request (the query protocol); the status and the body.
-    pub(crate) async fn exchange(
-        &mut self,
-        credentials: &Credentials,
-        service: &str,
-        body: &str,
-    ) -> (u16, String) {
-        self.send(
-            credentials,
-            service,
-            "POST",
-            "/",
-            "",
-            "application/x-www-form-urlencoded; charset=utf-8",
-            body,
-        )
-        .await
-    }
-
-    /// Sends a signed request; the status and the body.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "an HTTP request has this many parts"
-    )]
-    pub(crate) async fn send(
-        &mut self,
-        credentials: &Credentials,
-        service: &str,
-        method: &str,
-        path: &str,
-        query: &str,
-        content_type: &str,
-        body: &str,
-    ) -> (u16, String) {
-        let headers = [("host", self.host.as_str()), ("content-type", content_type)];
-        let request = HttpRequest {
-            method,
-            path,
-            query,
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        // No access key: an unsigned request, as SDKs send AssumeRoleWithWebIdentity.
-        let signed = if credentials.access_key_id.is_empty() {
-            Vec::new()
-        } else {
-            sign(
-                &request,
-                credentials,
-                "us-east-1",
-                service,
-                SystemClock.now(),
-            )
-        };
-        let target = if query.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}?{query}")
-        };
-        let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nhost: {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (k, v) in signed {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        head.push_str(body);
-        self.stream
-            .get_mut()
-            .write_all(head.as_bytes())
-            .await
-            .unwrap();
-        read_response(&mut self.stream).await
-    }
-}
-
-/// Reads one HTTP/1.1 response with a `content-length`: its status and body.
-pub(crate) async fn read_response<S>(stream: &mut S) -> (u16, String)
-where
-    S: tokio::io::AsyncBufRead + Unpin,
-{
-    let mut line = String::new();
-    stream.read_line(&mut line).await.unwrap();
-    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.unwrap();
-    (status, String::from_utf8(body).unwrap())
-}
+// The load generator's connection, shared with `podid-bench peers`.
+#[allow(unused_imports, reason = "each bench uses part of this")]
+pub(crate) use podid_bench::{Connection, read_response};
 
 /// Runs `connections` clients for `seconds`; each request's body comes from `body(worker, n)`.
 pub(crate) async fn load(

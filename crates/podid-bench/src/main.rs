@@ -1,0 +1,922 @@
+//! `podid-bench peers`: podid and the servers a user would pick instead (moto; FakeCloud when
+//! given), side by side in one run, driven by one load generator (this crate's: SigV4 on every
+//! request, keep-alive, 1 and N connections, a fixed duration). It prints one table of figures
+//! and ratios, and writes them as JSON. `bench/peers` builds and runs it.
+//!
+//! `podid-bench static-server`: a minimal axum server answering `GET /v1/credentials` with a
+//! fixed body, the baseline of the agent's cache hits.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "a benchmark program fails loudly"
+)]
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use podid_bench::{Connection, Figures, Generator, Request, load, rss_kib};
+use podid_sigv4::{Credentials, uri_encoded};
+use podid_types::Secret;
+
+#[derive(Parser)]
+#[command(about = "podid's benchmarks against its peers, with one load generator")]
+enum Cli {
+    /// Runs podid, moto and (when given) FakeCloud side by side and prints the figures and
+    /// ratios.
+    Peers(PeersArgs),
+    /// Serves `GET /v1/credentials` with a fixed body (the agent's baseline); prints
+    /// `listening on ADDRESS`.
+    StaticServer {
+        /// The body to answer.
+        #[arg(long)]
+        body: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct PeersArgs {
+    /// The `podid` binary (a release build).
+    #[arg(long)]
+    podid: PathBuf,
+    /// moto's `moto_server`; without it, moto is reported as skipped.
+    #[arg(long)]
+    moto: Option<PathBuf>,
+    /// FakeCloud's `fakecloud`; without it, FakeCloud is reported as skipped.
+    #[arg(long)]
+    fakecloud: Option<PathBuf>,
+    /// FakeCloud's arguments; `{port}` is replaced by the port it must listen on.
+    #[arg(long, default_value = "--port {port}", allow_hyphen_values = true)]
+    fakecloud_args: String,
+    /// Seconds per figure.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// The many-connections figure's connections.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Associations in the cluster whose first page ListPodIdentityAssociations reads.
+    #[arg(long, default_value_t = 5000)]
+    associations: usize,
+    /// Runs of `podid up` on an empty directory.
+    #[arg(long, default_value_t = 10)]
+    up_runs: usize,
+    /// Where to write the figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse() {
+        Cli::Peers(args) => peers(args).await,
+        Cli::StaticServer { body } => static_server(body).await,
+    }
+}
+
+/// A server under test.
+struct Peer {
+    name: &'static str,
+    child: Child,
+    address: String,
+    credentials: Credentials,
+    account: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// One measured figure.
+#[derive(serde::Serialize)]
+struct Row {
+    workload: &'static str,
+    connections: usize,
+    server: &'static str,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+async fn peers(args: PeersArgs) {
+    let duration = Duration::from_secs(args.seconds);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut memory: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut servers = vec![start_podid(&args.podid)];
+    match &args.moto {
+        Some(moto) => match start_moto(moto) {
+            Ok(peer) => servers.push(peer),
+            Err(e) => skipped.push(format!("moto: {e}")),
+        },
+        None => skipped.push("moto: not given (--moto)".into()),
+    }
+    match &args.fakecloud {
+        Some(bin) => match start_fakecloud(bin, &args.fakecloud_args) {
+            Ok(peer) => servers.push(peer),
+            Err(e) => skipped.push(format!("FakeCloud: {e}")),
+        },
+        None => skipped.push(
+            "FakeCloud: no `fakecloud` binary (cargo install fakecloud; AGPL: run it, never vendor it)"
+                .into(),
+        ),
+    }
+    for s in &skipped {
+        eprintln!("SKIPPED {s}");
+    }
+    let counts = [1, args.connections];
+    for peer in &servers {
+        eprintln!("-- {}", peer.name);
+        let idle = rss_kib(peer.pid());
+        let world = World::set_up(peer, args.associations).await;
+        for (workload, generator, credentials) in world.workloads(peer) {
+            for &n in &counts {
+                let figures = load(
+                    &peer.address,
+                    &credentials,
+                    n,
+                    duration,
+                    generator.clone(),
+                    Some(peer.pid()),
+                )
+                .await;
+                eprintln!(
+                    "   {workload:<36} {n:>2} conns {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  cpu {:>7} µs/call  {} failed{}",
+                    figures.rate,
+                    figures.p50_us,
+                    figures.p99_us,
+                    figures
+                        .cpu_us_per_call
+                        .map_or("-".into(), |c| format!("{c:.0}")),
+                    figures.failed,
+                    figures
+                        .first_failure
+                        .as_deref()
+                        .map_or(String::new(), |f| format!(" (first: {f})"))
+                );
+                rows.push(Row {
+                    workload,
+                    connections: n,
+                    server: peer.name,
+                    figures,
+                });
+            }
+        }
+        memory.insert(peer.name, (idle, rss_kib(peer.pid())));
+    }
+    // The agent's cache hits beside a static server answering the same body.
+    let podid = &servers[0];
+    agent_against_static(&args, podid, duration, &counts, &mut rows).await;
+    let up = time_podid_up(&args.podid, args.up_runs);
+    print_table(&rows, &memory, &servers, &counts, &up, &skipped);
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "seconds": args.seconds,
+            "connections": counts,
+            "associations": args.associations,
+            "rows": rows,
+            "rss_kib": memory.iter().map(|(k, (idle, after))| (k.to_string(), serde_json::json!({"idle": idle, "after_load": after}))).collect::<serde_json::Map<_, _>>(),
+            "podid_up_ms": up,
+            "skipped": skipped,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+        eprintln!("figures written to {}", path.display());
+    }
+}
+
+/// What the workloads need on one server: roles, a cluster, associations, tokens.
+struct World {
+    /// The role AssumeRole assumes (trusts the account).
+    assume_role: String,
+    /// AssumeRoleWithWebIdentity's role and token, when the server has local clusters.
+    web: Option<(String, String)>,
+    /// A pod's token of cluster `bench`, for EKS Auth (podid only).
+    pod_token: Option<String>,
+    /// Whether the server serves EKS's Pod Identity associations.
+    associations: bool,
+}
+
+const ASSUME_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::ACCOUNT:root"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#;
+const PODS_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#;
+
+impl World {
+    async fn set_up(peer: &Peer, associations: usize) -> Self {
+        let admin = &peer.credentials;
+        let mut conn = Connection::open(&peer.address).await;
+        let account = &peer.account;
+        for (name, trust) in [
+            ("bench-assume", ASSUME_TRUST.replace("ACCOUNT", account)),
+            ("bench-pod", PODS_TRUST.to_owned()),
+        ] {
+            let (status, text) = conn
+                .exchange(
+                    admin,
+                    "iam",
+                    &format!(
+                        "Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument={}",
+                        uri_encoded(&trust)
+                    ),
+                )
+                .await;
+            assert_eq!(status, 200, "{}: CreateRole: {text}", peer.name);
+        }
+        let mut world = Self {
+            assume_role: format!("arn:aws:iam::{account}:role/bench-assume"),
+            web: None,
+            pod_token: None,
+            associations: false,
+        };
+        // EKS: a cluster, if the server has EKS.
+        let cluster = format!(
+            r#"{{"name":"bench","roleArn":"arn:aws:iam::{account}:role/bench-assume","resourcesVpcConfig":{{"subnetIds":["subnet-1"]}}}}"#
+        );
+        let (status, _) = conn
+            .send(
+                admin,
+                "eks",
+                "POST",
+                "/clusters",
+                "",
+                "application/json",
+                &cluster,
+            )
+            .await;
+        if status != 200 {
+            return world;
+        }
+        let association = |ns: &str, sa: &str| {
+            format!(
+                r#"{{"namespace":"{ns}","serviceAccount":"{sa}","roleArn":"arn:aws:iam::{account}:role/bench-pod"}}"#
+            )
+        };
+        let (status, _) = conn
+            .send(
+                admin,
+                "eks",
+                "POST",
+                "/clusters/bench/pod-identity-associations",
+                "",
+                "application/json",
+                &association("default", "app"),
+            )
+            .await;
+        world.associations = status == 200;
+        if world.associations {
+            fill_list_cluster(peer, associations).await;
+        }
+        // podid's local clusters: tokens for EKS Auth and for web identity.
+        let (status, text) = conn
+            .send(
+                admin,
+                "eks",
+                "POST",
+                "/clusters/bench/podid/service-account-token",
+                "",
+                "application/json",
+                r#"{"namespace":"default","serviceAccount":"app","podName":"app-0","podUid":"uid-0"}"#,
+            )
+            .await;
+        if status == 200 {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            world.pod_token = value["token"].as_str().map(str::to_owned);
+            world.web = web_identity(&mut conn, admin, account).await;
+        }
+        world
+    }
+
+    /// The workloads this server supports: name, request generator, signing credentials.
+    fn workloads(&self, peer: &Peer) -> Vec<(&'static str, Generator, Credentials)> {
+        let admin = peer.credentials.clone();
+        let anonymous = Credentials {
+            access_key_id: String::new(),
+            secret_access_key: Secret::new(String::new()),
+            session_token: None,
+        };
+        let run = peer.name;
+        let mut out: Vec<(&'static str, Generator, Credentials)> = vec![
+            (
+                "GetCallerIdentity",
+                Arc::new(|_, _| {
+                    Request::query("sts", "Action=GetCallerIdentity&Version=2011-06-15".into())
+                }),
+                admin.clone(),
+            ),
+            {
+                let role = uri_encoded(&self.assume_role);
+                (
+                    "AssumeRole",
+                    Arc::new(move |w, n| {
+                        Request::query(
+                            "sts",
+                            format!(
+                                "Action=AssumeRole&Version=2011-06-15&RoleArn={role}&RoleSessionName=s-{w}-{n}"
+                            ),
+                        )
+                    }),
+                    admin.clone(),
+                )
+            },
+            {
+                let trust = uri_encoded(&ASSUME_TRUST.replace("ACCOUNT", &peer.account));
+                let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                (
+                    "CreateRole (durable on podid)",
+                    Arc::new(move |w, _| {
+                        let k = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Request::query(
+                            "iam",
+                            format!(
+                                "Action=CreateRole&Version=2010-05-08&RoleName={run}-{w}-{k}&AssumeRolePolicyDocument={trust}"
+                            ),
+                        )
+                    }),
+                    admin.clone(),
+                )
+            },
+        ];
+        if let Some((role, token)) = &self.web {
+            let (role, token) = (uri_encoded(role), token.clone());
+            out.push((
+                "AssumeRoleWithWebIdentity",
+                Arc::new(move |w, n| {
+                    Request::query(
+                        "sts",
+                        format!(
+                            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={role}&RoleSessionName=w-{w}-{n}&WebIdentityToken={token}"
+                        ),
+                    )
+                }),
+                anonymous,
+            ));
+        }
+        if self.associations {
+            let role = format!("arn:aws:iam::{}:role/bench-pod", peer.account);
+            let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            out.push((
+                "CreatePodIdentityAssociation",
+                Arc::new(move |w, _| {
+                    let k = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Request::json(
+                        "eks",
+                        "POST",
+                        "/clusters/bench/pod-identity-associations".into(),
+                        format!(
+                            r#"{{"namespace":"load","serviceAccount":"sa-{w}-{k}","roleArn":"{role}"}}"#
+                        ),
+                    )
+                }),
+                admin.clone(),
+            ));
+            out.push((
+                "ListPodIdentityAssociations (first page)",
+                Arc::new(|_, _| {
+                    Request::json(
+                        "eks",
+                        "GET",
+                        "/clusters/list/pod-identity-associations?maxResults=100".into(),
+                        String::new(),
+                    )
+                }),
+                admin.clone(),
+            ));
+        }
+        if let Some(token) = &self.pod_token {
+            let body = format!(r#"{{"token":"{token}"}}"#);
+            out.push((
+                "AssumeRoleForPodIdentity",
+                Arc::new(move |_, _| {
+                    Request::json(
+                        "eks-auth",
+                        "POST",
+                        "/clusters/bench/assume-role-for-pod-identity".into(),
+                        body.clone(),
+                    )
+                }),
+                admin,
+            ));
+        }
+        out
+    }
+}
+
+/// Cluster `list` with `count` associations, created over 8 connections.
+async fn fill_list_cluster(peer: &Peer, count: usize) {
+    let admin = &peer.credentials;
+    let mut conn = Connection::open(&peer.address).await;
+    let cluster = format!(
+        r#"{{"name":"list","roleArn":"arn:aws:iam::{}:role/bench-assume","resourcesVpcConfig":{{"subnetIds":["subnet-1"]}}}}"#,
+        peer.account
+    );
+    let (status, text) = conn
+        .send(
+            admin,
+            "eks",
+            "POST",
+            "/clusters",
+            "",
+            "application/json",
+            &cluster,
+        )
+        .await;
+    assert_eq!(status, 200, "{}: CreateCluster: {text}", peer.name);
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (address, admin) = (peer.address.clone(), admin.clone());
+        let role = format!("arn:aws:iam::{}:role/bench-pod", peer.account);
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Connection::open(&address).await;
+            for i in (worker..count).step_by(8) {
+                let body = format!(
+                    r#"{{"namespace":"ns-{}","serviceAccount":"sa-{i}","roleArn":"{role}"}}"#,
+                    i % 50
+                );
+                let (status, text) = conn
+                    .send(
+                        &admin,
+                        "eks",
+                        "POST",
+                        "/clusters/list/pod-identity-associations",
+                        "",
+                        "application/json",
+                        &body,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{text}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "   ({count} associations in cluster `list` in {:.1} s)",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// An OIDC provider for cluster `bench`'s issuer, a role trusting it, and a token: the role's
+/// ARN and the token.
+async fn web_identity(
+    conn: &mut Connection,
+    admin: &Credentials,
+    account: &str,
+) -> Option<(String, String)> {
+    let (status, text) = conn
+        .send(
+            admin,
+            "eks",
+            "GET",
+            "/clusters/bench",
+            "",
+            "application/json",
+            "",
+        )
+        .await;
+    if status != 200 {
+        return None;
+    }
+    let cluster: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let issuer = cluster["cluster"]["identity"]["oidc"]["issuer"]
+        .as_str()?
+        .to_owned();
+    let host = issuer.trim_start_matches("https://");
+    let (status, _) = conn
+        .exchange(
+            admin,
+            "iam",
+            &format!(
+                "Action=CreateOpenIDConnectProvider&Version=2010-05-08&Url={}&ClientIDList.member.1=sts.amazonaws.com",
+                uri_encoded(&issuer)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::{account}:oidc-provider/{host}"}},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{{"StringEquals":{{"{host}:sub":"system:serviceaccount:default:web","{host}:aud":"sts.amazonaws.com"}}}}}}]}}"#
+    );
+    let (status, _) = conn
+        .exchange(
+            admin,
+            "iam",
+            &format!(
+                "Action=CreateRole&Version=2010-05-08&RoleName=bench-web&AssumeRolePolicyDocument={}",
+                uri_encoded(&trust)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, text) = conn
+        .send(
+            admin,
+            "eks",
+            "POST",
+            "/clusters/bench/podid/service-account-token",
+            "",
+            "application/json",
+            r#"{"namespace":"default","serviceAccount":"web","audiences":["sts.amazonaws.com"]}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let token: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        format!("arn:aws:iam::{account}:role/bench-web"),
+        token["token"].as_str()?.to_owned(),
+    ))
+}
+
+fn start_podid(bin: &Path) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(bin)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        // Throughput, not the per-caller limits: every load comes from one caller.
+        .args(["--sts-rate", "0", "--eks-auth-rate", "0"])
+        // Room for the associations the workloads create.
+        .args(["--association-quota", "1000000"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bin.display()));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("podid server says where it listens")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let credentials = std::fs::read_to_string(data.join("aws/credentials")).unwrap();
+    let value = |key: &str| {
+        credentials
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap()
+            .to_owned()
+    };
+    Peer {
+        name: "podid",
+        child,
+        address,
+        credentials: Credentials {
+            access_key_id: value("aws_access_key_id"),
+            secret_access_key: Secret::new(value("aws_secret_access_key")),
+            session_token: None,
+        },
+        account: "111122223333".into(),
+        _dir: dir,
+    }
+}
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `address` accepts connections.
+fn wait_for(address: &str, child: &mut Child, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{name} exited with {status}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{name} did not listen on {address} within 60 s"))
+}
+
+fn start_moto(bin: &Path) -> Result<Peer, String> {
+    let port = free_port();
+    let mut child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", bin.display()))?;
+    let address = format!("127.0.0.1:{port}");
+    wait_for(&address, &mut child, "moto")?;
+    Ok(Peer {
+        name: "moto",
+        child,
+        address,
+        credentials: testing_keys(),
+        account: "123456789012".into(),
+        _dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+fn start_fakecloud(bin: &Path, template: &str) -> Result<Peer, String> {
+    let port = free_port();
+    let args: Vec<String> = template
+        .split_whitespace()
+        .map(|a| a.replace("{port}", &port.to_string()))
+        .collect();
+    let mut child = Command::new(bin)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", bin.display()))?;
+    let address = format!("127.0.0.1:{port}");
+    wait_for(&address, &mut child, "fakecloud")?;
+    Ok(Peer {
+        name: "FakeCloud",
+        child,
+        address,
+        credentials: testing_keys(),
+        account: "123456789012".into(),
+        _dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+/// The keys emulators accept from anyone.
+fn testing_keys() -> Credentials {
+    Credentials {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+        session_token: None,
+    }
+}
+
+/// `podid agent` for cluster `bench` against `podid`, its cache hits beside a static axum
+/// server answering the same body.
+async fn agent_against_static(
+    args: &PeersArgs,
+    podid: &Peer,
+    duration: Duration,
+    counts: &[usize],
+    rows: &mut Vec<Row>,
+) {
+    let mut conn = Connection::open(&podid.address).await;
+    let (status, text) = conn
+        .send(
+            &podid.credentials,
+            "eks",
+            "POST",
+            "/clusters/bench/podid/service-account-token",
+            "",
+            "application/json",
+            r#"{"namespace":"default","serviceAccount":"app","podName":"agent-0","podUid":"uid-agent-0"}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let token: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let endpoint = format!("http://{}", podid.address);
+    let (mut agent, address) = spawn_with_marker(
+        Command::new(&args.podid)
+            .args(["agent", "--cluster-name", "bench", "--endpoint", &endpoint])
+            .args([
+                "--bind-hosts",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--probe-port",
+                "0",
+                "--metrics-port",
+                "0",
+            ])
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", &podid.credentials.access_key_id)
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                podid.credentials.secret_access_key.expose(),
+            ),
+        "serving http://",
+    );
+    let address = address.split('/').next().unwrap().to_owned();
+    let anonymous = Credentials {
+        access_key_id: String::new(),
+        secret_access_key: Secret::new(String::new()),
+        session_token: None,
+    };
+    let get: Generator = Arc::new(move |_, _| Request {
+        service: "",
+        method: "GET",
+        path: "/v1/credentials".into(),
+        content_type: "application/json",
+        body: String::new(),
+        headers: vec![("authorization", token.clone())],
+    });
+    // The first request fills the cache; the body is what the baseline answers.
+    let mut first = Connection::open(&address).await;
+    let (status, body) = first.request(&anonymous, &get(0, 0)).await;
+    assert_eq!(status, 200, "the agent: {body}");
+    let own = std::env::current_exe().unwrap();
+    let (mut baseline, baseline_address) = spawn_with_marker(
+        Command::new(own).args(["static-server", "--body", &body]),
+        "listening on ",
+    );
+    for (name, address, pid) in [
+        (
+            "agent cache hit (GET /v1/credentials)",
+            address.as_str(),
+            agent.id(),
+        ),
+        (
+            "static axum baseline (same body)",
+            baseline_address.as_str(),
+            baseline.id(),
+        ),
+    ] {
+        for &n in counts {
+            let figures = load(address, &anonymous, n, duration, get.clone(), Some(pid)).await;
+            eprintln!(
+                "   {name:<36} {n:>2} conns {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  {} failed",
+                figures.rate, figures.p50_us, figures.p99_us, figures.failed
+            );
+            rows.push(Row {
+                workload: name,
+                connections: n,
+                server: "podid",
+                figures,
+            });
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = baseline.kill();
+    let _ = baseline.wait();
+}
+
+/// Spawns `command` and waits for the stdout line holding `marker`: the child and what follows
+/// the marker.
+fn spawn_with_marker(command: &mut Command, marker: &str) -> (Child, String) {
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let rest = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no `{marker}` line"))
+            .unwrap();
+        if let Some(rest) = line.split(marker).nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, rest)
+}
+
+/// Milliseconds from spawning `podid up` on an empty directory to its `ready` line, `runs`
+/// times: the sorted times.
+fn time_podid_up(bin: &Path, runs: usize) -> Vec<f64> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let began = Instant::now();
+        let (mut child, _) = spawn_with_marker(
+            Command::new(bin)
+                .args([
+                    "up",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--agent-port",
+                    "0",
+                    "--data-dir",
+                ])
+                .arg(dir.path().join("data")),
+            "ready in",
+        );
+        times.push(began.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+fn print_table(
+    rows: &[Row],
+    memory: &BTreeMap<&'static str, (u64, u64)>,
+    servers: &[Peer],
+    counts: &[usize],
+    up: &[f64],
+    skipped: &[String],
+) {
+    let names: Vec<&str> = servers.iter().map(|s| s.name).collect();
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in rows {
+        if !workloads.contains(&r.workload) {
+            workloads.push(r.workload);
+        }
+    }
+    print!("| workload | conns |");
+    for name in &names {
+        print!(" {name} |");
+    }
+    for name in names.iter().skip(1) {
+        print!(" podid ÷ {name} |");
+    }
+    println!();
+    println!("|{}", "---|".repeat(2 + names.len() * 2 - 1));
+    for workload in workloads {
+        for &n in counts {
+            let find = |server: &str| {
+                rows.iter()
+                    .find(|r| r.workload == workload && r.connections == n && r.server == server)
+            };
+            print!("| {workload} | {n} |");
+            for name in &names {
+                match find(name) {
+                    Some(r) => print!(
+                        " {:.0}/s (p99 {:.2} ms{}) |",
+                        r.figures.rate,
+                        r.figures.p99_us as f64 / 1000.0,
+                        r.figures
+                            .cpu_us_per_call
+                            .map_or(String::new(), |c| format!(", {c:.0} µs CPU"))
+                    ),
+                    None => print!(" — |"),
+                }
+            }
+            for name in names.iter().skip(1) {
+                match (find("podid"), find(name)) {
+                    (Some(p), Some(o)) if o.figures.rate > 0.0 => {
+                        print!(" {:.1}× |", p.figures.rate / o.figures.rate);
+                    }
+                    _ => print!(" — |"),
+                }
+            }
+            println!();
+        }
+    }
+    println!();
+    for (name, (idle, after)) in memory {
+        println!(
+            "RSS {name}: {:.1} MiB idle, {:.1} MiB after the load",
+            *idle as f64 / 1024.0,
+            *after as f64 / 1024.0
+        );
+    }
+    if let Some(agent) = rows
+        .iter()
+        .filter(|r| r.workload.starts_with("agent"))
+        .zip(rows.iter().filter(|r| r.workload.starts_with("static")))
+        .map(|(a, s)| {
+            format!(
+                "{:.2}× at {} conns",
+                a.figures.rate / s.figures.rate,
+                a.connections
+            )
+        })
+        .reduce(|a, b| format!("{a}, {b}"))
+    {
+        println!("agent cache hits ÷ static axum baseline: {agent}");
+    }
+    if !up.is_empty() {
+        let median = up[up.len() / 2];
+        let p90 = up[((up.len() * 9) / 10).min(up.len() - 1)];
+        println!(
+            "podid up on an empty directory, {} runs: median {median:.0} ms, p90 {p90:.0} ms",
+            up.len()
+        );
+    }
+    for s in skipped {
+        println!("SKIPPED {s}");
+    }
+}
+
+async fn static_server(body: String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening on {}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/v1/credentials",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    axum::serve(listener, app).await.unwrap();
+}
