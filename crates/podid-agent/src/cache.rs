@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use axum::body::Bytes;
 use std::time::Duration;
 
 use podid_types::{Clock, Secret, Timestamp};
@@ -61,14 +63,23 @@ impl ContainerCredentials {
     /// The response body: `AccessKeyId`, `SecretAccessKey`, `Token`, `AccountId`, `Expiration`
     /// (RFC 3339, UTC).
     pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "AccessKeyId": self.access_key_id,
-            "SecretAccessKey": self.secret_access_key.expose(),
-            "Token": self.token.expose(),
-            "AccountId": self.account_id,
-            "Expiration": self.expiration.to_iso8601(),
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Body<'a> {
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+            token: &'a str,
+            account_id: &'a str,
+            expiration: String,
+        }
+        serde_json::to_string(&Body {
+            access_key_id: &self.access_key_id,
+            secret_access_key: self.secret_access_key.expose(),
+            token: self.token.expose(),
+            account_id: &self.account_id,
+            expiration: self.expiration.to_iso8601(),
         })
-        .to_string()
+        .unwrap_or_default()
     }
 }
 
@@ -100,6 +111,8 @@ struct Entry {
     last_used: AtomicI64,
     /// Whether a renewal is running.
     refreshing: AtomicBool,
+    /// The response body, rendered on the first hit.
+    body: OnceLock<Bytes>,
 }
 
 impl Entry {
@@ -127,6 +140,13 @@ impl Entry {
             expiration: Timestamp::from_secs(c.expiration),
         }
     }
+
+    /// The response body, rendered on the first hit and shared by the next ones.
+    fn body(&self) -> Bytes {
+        self.body
+            .get_or_init(|| Bytes::from(self.container_credentials().to_json()))
+            .clone()
+    }
 }
 
 impl Entry {
@@ -142,6 +162,7 @@ impl Entry {
             refresh_at: AtomicI64::new(self.refresh_at.load(Ordering::Relaxed)),
             last_used: AtomicI64::new(self.last_used.load(Ordering::Relaxed)),
             refreshing: AtomicBool::new(self.refreshing.load(Ordering::Relaxed)),
+            body: self.body.clone(),
         }
     }
 
@@ -157,6 +178,7 @@ impl Entry {
             refresh_at: AtomicI64::new(refresh_at),
             last_used: AtomicI64::new(self.last_used.load(Ordering::Relaxed)),
             refreshing: AtomicBool::new(false),
+            body: OnceLock::new(),
         }
     }
 }
@@ -177,6 +199,10 @@ pub struct Agent {
     random: Random,
     metrics: Metrics,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Tokens read before, by hash: their claims and cache key. What a token says never
+    /// changes, so a pod asking again with the same token skips decoding it (its times are
+    /// still checked on every request).
+    read_tokens: RwLock<HashMap<[u8; 32], Arc<ReadToken>>>,
     in_flight: Mutex<HashMap<(String, [u8; 32]), Flight>>,
     keys: Keys,
     bucket: Mutex<Bucket>,
@@ -212,6 +238,7 @@ impl Agent {
             random,
             metrics: Metrics::default(),
             entries: RwLock::new(HashMap::new()),
+            read_tokens: RwLock::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             bucket: Mutex::new(Bucket {
                 tokens: qps,
@@ -248,24 +275,34 @@ impl Agent {
         self: &Arc<Self>,
         token: &str,
     ) -> Result<ContainerCredentials, AgentError> {
+        Ok(self.serve(token).await?.container_credentials())
+    }
+
+    /// What [`Agent::credentials`] answers, as the body of `GET /v1/credentials`: rendered once
+    /// per entry, so that a cache hit copies nothing.
+    pub async fn credentials_body(self: &Arc<Self>, token: &str) -> Result<Bytes, AgentError> {
+        Ok(self.serve(token).await?.body())
+    }
+
+    async fn serve(self: &Arc<Self>, token: &str) -> Result<Arc<Entry>, AgentError> {
         let now = self.clock.now();
-        let claims = check_token(token, now)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let key = pod_key(&claims, &hash);
-        if let Some(entry) = self.entry(&key)
+        let read = self.read_token(token, hash)?;
+        check_times(&read.claims, now)?;
+        let (claims, key) = (&read.claims, &read.key);
+        if let Some(entry) = self.entry(key)
             && entry.servable(now.as_millis())
         {
             if entry.token_hash == hash {
                 return Ok(self.hit(&entry, now));
             }
-            if self.rotated(&entry, token, &claims, now).await {
-                let renewed = self.replace_token(&key, &entry, token, hash);
+            if self.rotated(&entry, token, claims, now).await {
+                let renewed = self.replace_token(key, &entry, token, hash);
                 return Ok(self.hit(&renewed, now));
             }
         }
         self.metrics.cache_state("miss");
-        let entry = self.fetch(&key, token, hash, &claims).await?;
-        Ok(entry.container_credentials())
+        self.fetch(key, token, hash, claims).await
     }
 
     /// Forgets the pod whose uid is `uid` (it was deleted, or has finished): its credentials
@@ -332,14 +369,38 @@ impl Agent {
         }
     }
 
+    /// The token's claims and cache key, decoded now or found from before.
+    fn read_token(&self, token: &str, hash: [u8; 32]) -> Result<Arc<ReadToken>, AgentError> {
+        if let Some(read) = self
+            .read_tokens
+            .read()
+            .ok()
+            .and_then(|r| r.get(&hash).cloned())
+        {
+            return Ok(read);
+        }
+        let claims = decode_token(token)?;
+        let read = Arc::new(ReadToken {
+            key: pod_key(&claims, &hash),
+            claims,
+        });
+        if let Ok(mut tokens) = self.read_tokens.write() {
+            if tokens.len() >= READ_TOKENS {
+                tokens.clear();
+            }
+            tokens.insert(hash, read.clone());
+        }
+        Ok(read)
+    }
+
     fn entry(&self, key: &str) -> Option<Arc<Entry>> {
         self.entries.read().ok()?.get(key).cloned()
     }
 
-    fn hit(&self, entry: &Entry, now: Timestamp) -> ContainerCredentials {
+    fn hit(&self, entry: &Arc<Entry>, now: Timestamp) -> Arc<Entry> {
         self.metrics.cache_state("hit");
         entry.last_used.store(now.as_millis(), Ordering::Relaxed);
-        entry.container_credentials()
+        entry.clone()
     }
 
     /// Whether `token`, which differs from the entry's, is a newer token of the same pod: same
@@ -484,6 +545,7 @@ impl Agent {
             refresh_at: AtomicI64::new(self.refresh_time(now, credentials.expiration)),
             last_used: AtomicI64::new(now),
             refreshing: AtomicBool::new(false),
+            body: OnceLock::new(),
         });
         if self.config.max_retention.is_zero() || self.config.max_cache_size == 0 {
             return entry;
@@ -634,7 +696,7 @@ impl Bucket {
 
 /// The checks made before anything else, as the reference agent makes them: the token is a
 /// JWT and is inside its validity window.
-fn check_token(token: &str, now: Timestamp) -> Result<Map<String, Value>, AgentError> {
+fn decode_token(token: &str) -> Result<Map<String, Value>, AgentError> {
     if token.trim().is_empty() {
         return Err(AgentError::BadToken(
             "the service account token is empty: send it in the `Authorization` header".into(),
@@ -646,16 +708,31 @@ fn check_token(token: &str, now: Timestamp) -> Result<Map<String, Value>, AgentE
                 .into(),
         )
     })?;
-    let claims = parsed.claims;
-    podid_jwt::check_times(&claims, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
-        AgentError::BadToken(match e {
-            podid_jwt::JwtError::Expired(at) => {
-                format!("the service account token expired at {}", at.to_iso8601())
-            }
-            other => format!("the service account token is not valid: {other}"),
+    Ok(parsed.claims)
+}
+
+/// A token's claims and its entry's key.
+struct ReadToken {
+    claims: Map<String, Value>,
+    key: String,
+}
+
+/// Tokens whose claims are kept; past it the agent starts again empty (a node runs at most a
+/// few hundred pods, each with one token at a time, two while it rotates).
+const READ_TOKENS: usize = 4096;
+
+/// The token's `exp`, `nbf` and `iat` against `now`.
+fn check_times(claims: &Map<String, Value>, now: Timestamp) -> Result<(), AgentError> {
+    podid_jwt::check_times(claims, now, TOKEN_LEEWAY_SECONDS)
+        .map(drop)
+        .map_err(|e| {
+            AgentError::BadToken(match e {
+                podid_jwt::JwtError::Expired(at) => {
+                    format!("the service account token expired at {}", at.to_iso8601())
+                }
+                other => format!("the service account token is not valid: {other}"),
+            })
         })
-    })?;
-    Ok(claims)
 }
 
 /// The cache key: the pod's uid, or the token's hash when the token names no pod.

@@ -60,8 +60,8 @@ pub fn metrics_router(agent: Arc<Agent>, ready: Arc<AtomicBool>) -> Router {
         .merge(probe_router(ready))
 }
 
-async fn credentials(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {
-    let response = answer(&agent, &headers).await;
+async fn credentials(State(agent): State<Arc<Agent>>, request: axum::extract::Request) -> Response {
+    let response = answer(&agent, request.headers()).await;
     agent.metrics().http_response(response.status().as_u16());
     response
 }
@@ -94,12 +94,8 @@ async fn answer(agent: &Arc<Agent>, headers: &HeaderMap) -> Response {
         }
         None => "",
     };
-    match agent.credentials(token).await {
-        Ok(credentials) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            credentials.to_json(),
-        )
-            .into_response(),
+    match agent.credentials_body(token).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(AgentError::BadToken(message)) => text(StatusCode::BAD_REQUEST, message),
         Err(AgentError::Upstream(error @ UpstreamError::Refused { status, .. })) => {
             tracing::info!(%error, "EKS Auth refused a pod's credentials");

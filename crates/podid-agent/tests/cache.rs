@@ -334,3 +334,34 @@ async fn tokens_with_bad_time_claims_are_refused_before_any_call_and_touch_no_ca
     agent.credentials(&fractional).await.unwrap();
     assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn bodies_follow_renewals_and_a_token_read_before_is_refused_once_it_expires() {
+    let (agent, eks, clock) = setup(3600, |_| {});
+    let jwt = token("p-expiring");
+    let first = agent.credentials(&jwt).await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&first.to_json()).unwrap();
+    assert_eq!(body["AccessKeyId"], first.access_key_id.as_str());
+    assert_eq!(body["AccountId"], "111122223333");
+    // Renewed credentials are what the next body says, not the first body kept.
+    clock.advance_millis(30 * 60 * 1000);
+    agent.maintain().await;
+    settle().await;
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2, "renewed");
+    let renewed = agent.credentials(&jwt).await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&renewed.to_json()).unwrap();
+    assert_ne!(body["AccessKeyId"], first.access_key_id.as_str());
+    assert_eq!(body["AccessKeyId"], renewed.access_key_id.as_str());
+    // Past the token's `exp` and the leeway, its claims are known but it is refused.
+    clock.advance_millis((86_400 - 30 * 60 + 61) * 1000);
+    let refused = agent.credentials(&jwt).await.unwrap_err();
+    assert!(
+        matches!(&refused, AgentError::BadToken(m) if m.contains("expired")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        eks.calls.load(Ordering::SeqCst),
+        2,
+        "no call for an expired token"
+    );
+}

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+mod growth;
 use podid_bench::{Connection, Figures, Generator, Request, load, rss_kib};
 use podid_sigv4::{Credentials, uri_encoded};
 use podid_types::Secret;
@@ -70,6 +72,25 @@ struct PeersArgs {
     /// Where to write the figures as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The sizes (associations in one cluster, and roles) at which podid's costs are measured
+    /// again (`growth`); none: no growth figures.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    growth: Vec<usize>,
+    /// Only the workloads whose names contain one of these (case-insensitive; `agent` and
+    /// `up` name the agent's and `podid up`'s figures); every workload without it.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl PeersArgs {
+    fn wants(&self, workload: &str) -> bool {
+        let workload = workload.to_ascii_lowercase();
+        self.only.is_empty()
+            || self
+                .only
+                .iter()
+                .any(|o| workload.contains(&o.to_ascii_lowercase()))
+    }
 }
 
 #[tokio::main]
@@ -92,6 +113,18 @@ struct Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // SIGTERM first, so that a server run under a profiler (PODID_BENCH_WRAP) exits
+        // cleanly and the profiler writes its data; SIGKILL if it has not gone in 30 s.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -145,6 +178,9 @@ async fn peers(args: PeersArgs) {
         let idle = rss_kib(peer.pid());
         let world = World::set_up(peer, args.associations).await;
         for (workload, generator, credentials) in world.workloads(peer) {
+            if !args.wants(workload) {
+                continue;
+            }
             for &n in &counts {
                 let figures = load(
                     &peer.address,
@@ -155,20 +191,7 @@ async fn peers(args: PeersArgs) {
                     Some(peer.pid()),
                 )
                 .await;
-                eprintln!(
-                    "   {workload:<36} {n:>2} conns {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  cpu {:>7} µs/call  {} failed{}",
-                    figures.rate,
-                    figures.p50_us,
-                    figures.p99_us,
-                    figures
-                        .cpu_us_per_call
-                        .map_or("-".into(), |c| format!("{c:.0}")),
-                    figures.failed,
-                    figures
-                        .first_failure
-                        .as_deref()
-                        .map_or(String::new(), |f| format!(" (first: {f})"))
-                );
+                progress(&format!("{workload:<36} {n:>2} conns"), &figures);
                 rows.push(Row {
                     workload,
                     connections: n,
@@ -181,9 +204,22 @@ async fn peers(args: PeersArgs) {
     }
     // The agent's cache hits beside a static server answering the same body.
     let podid = &servers[0];
-    agent_against_static(&args, podid, duration, &counts, &mut rows).await;
-    let up = time_podid_up(&args.podid, args.up_runs);
+    if args.wants("agent") {
+        agent_against_static(&args, podid, duration, &counts, &mut rows).await;
+    }
+    let growth = if args.wants("growth") && !args.growth.is_empty() {
+        eprintln!("-- podid, growing");
+        growth::growth(podid, &args.growth, args.connections, duration).await
+    } else {
+        Vec::new()
+    };
+    let up = if args.wants("up") {
+        time_podid_up(&args.podid, args.up_runs)
+    } else {
+        Vec::new()
+    };
     print_table(&rows, &memory, &servers, &counts, &up, &skipped);
+    growth::print_growth(&growth, &args.growth, args.connections);
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "seconds": args.seconds,
@@ -192,6 +228,7 @@ async fn peers(args: PeersArgs) {
             "rows": rows,
             "rss_kib": memory.iter().map(|(k, (idle, after))| (k.to_string(), serde_json::json!({"idle": idle, "after_load": after}))).collect::<serde_json::Map<_, _>>(),
             "podid_up_ms": up,
+            "growth": growth,
             "skipped": skipped,
         });
         std::fs::write(path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
@@ -242,21 +279,7 @@ impl World {
             associations: false,
         };
         // EKS: a cluster, if the server has EKS.
-        let cluster = format!(
-            r#"{{"name":"bench","roleArn":"arn:aws:iam::{account}:role/bench-assume","resourcesVpcConfig":{{"subnetIds":["subnet-1"]}}}}"#
-        );
-        let (status, _) = conn
-            .send(
-                admin,
-                "eks",
-                "POST",
-                "/clusters",
-                "",
-                "application/json",
-                &cluster,
-            )
-            .await;
-        if status != 200 {
+        if !try_create_cluster(&mut conn, peer, "bench").await {
             return world;
         }
         let association = |ns: &str, sa: &str| {
@@ -414,17 +437,54 @@ impl World {
     }
 }
 
+/// One figure as it is measured, on stderr.
+fn progress(label: &str, figures: &Figures) {
+    eprintln!(
+        "   {label} {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  cpu {:>7} µs/call  {} failed{}",
+        figures.rate,
+        figures.p50_us,
+        figures.p99_us,
+        figures
+            .cpu_us_per_call
+            .map_or("-".into(), |c| format!("{c:.0}")),
+        figures.failed,
+        figures
+            .first_failure
+            .as_deref()
+            .map_or(String::new(), |f| format!(" (first: {f})"))
+    );
+}
+
 /// Cluster `list` with `count` associations, created over 8 connections.
 async fn fill_list_cluster(peer: &Peer, count: usize) {
-    let admin = &peer.credentials;
     let mut conn = Connection::open(&peer.address).await;
+    create_cluster(&mut conn, peer, "list").await;
+    let began = Instant::now();
+    growth::create_associations(peer, "list", 0..count).await;
+    eprintln!(
+        "   ({count} associations in cluster `list` in {:.1} s)",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// Creates the EKS cluster `name`, or fails the run.
+async fn create_cluster(conn: &mut Connection, peer: &Peer, name: &str) {
+    assert!(
+        try_create_cluster(conn, peer, name).await,
+        "{}: CreateCluster `{name}` failed",
+        peer.name
+    );
+}
+
+/// Creates the EKS cluster `name`; whether the server did (servers without EKS do not).
+async fn try_create_cluster(conn: &mut Connection, peer: &Peer, name: &str) -> bool {
     let cluster = format!(
-        r#"{{"name":"list","roleArn":"arn:aws:iam::{}:role/bench-assume","resourcesVpcConfig":{{"subnetIds":["subnet-1"]}}}}"#,
+        r#"{{"name":"{name}","roleArn":"arn:aws:iam::{}:role/bench-assume","resourcesVpcConfig":{{"subnetIds":["subnet-1"]}}}}"#,
         peer.account
     );
-    let (status, text) = conn
+    let (status, _) = conn
         .send(
-            admin,
+            &peer.credentials,
             "eks",
             "POST",
             "/clusters",
@@ -433,41 +493,7 @@ async fn fill_list_cluster(peer: &Peer, count: usize) {
             &cluster,
         )
         .await;
-    assert_eq!(status, 200, "{}: CreateCluster: {text}", peer.name);
-    let began = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..8 {
-        let (address, admin) = (peer.address.clone(), admin.clone());
-        let role = format!("arn:aws:iam::{}:role/bench-pod", peer.account);
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::open(&address).await;
-            for i in (worker..count).step_by(8) {
-                let body = format!(
-                    r#"{{"namespace":"ns-{}","serviceAccount":"sa-{i}","roleArn":"{role}"}}"#,
-                    i % 50
-                );
-                let (status, text) = conn
-                    .send(
-                        &admin,
-                        "eks",
-                        "POST",
-                        "/clusters/list/pod-identity-associations",
-                        "",
-                        "application/json",
-                        &body,
-                    )
-                    .await;
-                assert_eq!(status, 200, "{text}");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    eprintln!(
-        "   ({count} associations in cluster `list` in {:.1} s)",
-        began.elapsed().as_secs_f64()
-    );
+    status == 200
 }
 
 /// An OIDC provider for cluster `bench`'s issuer, a role trusting it, and a token: the role's
@@ -543,7 +569,19 @@ async fn web_identity(
 fn start_podid(bin: &Path) -> Peer {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(bin)
+    // PODID_BENCH_WRAP: a command to run the server under, e.g.
+    // `valgrind --tool=callgrind --callgrind-out-file=/tmp/podid.callgrind`.
+    let wrap = std::env::var("PODID_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(first) => {
+            let mut command = Command::new(first);
+            command.args(words).arg(bin);
+            command
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         // Throughput, not the per-caller limits: every load comes from one caller.
@@ -748,10 +786,7 @@ async fn agent_against_static(
     ] {
         for &n in counts {
             let figures = load(address, &anonymous, n, duration, get.clone(), Some(pid)).await;
-            eprintln!(
-                "   {name:<36} {n:>2} conns {:>9.0}/s  p50 {:>6} µs  p99 {:>6} µs  {} failed",
-                figures.rate, figures.p50_us, figures.p99_us, figures.failed
-            );
+            progress(&format!("{name:<36} {n:>2} conns"), &figures);
             rows.push(Row {
                 workload: name,
                 connections: n,

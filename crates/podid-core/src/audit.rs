@@ -598,8 +598,12 @@ enum Turn {
 }
 
 impl AuditWriter {
-    /// Writes `op` durably, grouped with the others waiting.
+    /// Writes `op` durably, grouped with the others waiting (by the store itself when it groups
+    /// commits: a second grouping would only add a hand-off).
     async fn write(&self, store: &dyn Store, op: Op) -> Result<(), StoreError> {
+        if store.groups_commits() {
+            return store.commit(vec![op]).await;
+        }
         let (reply, turn) = tokio::sync::oneshot::channel();
         let leads = {
             let mut state = self.lock();

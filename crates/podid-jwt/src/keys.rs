@@ -40,10 +40,42 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// The RSA key made ahead by [`SigningKey::make_ahead`].
+static SPARE: std::sync::Mutex<Option<std::thread::JoinHandle<Result<SigningKey, JwtError>>>> =
+    std::sync::Mutex::new(None);
+
 impl SigningKey {
     /// A new 2048-bit RSA key (RS256). Its randomness is aws-lc's generator, seeded by the
     /// operating system: key material never comes from an injected source.
+    ///
+    /// After [`SigningKey::make_ahead`], the key made ahead is taken (waiting for it if it is
+    /// still being made).
     pub fn generate() -> Result<Self, JwtError> {
+        let taken = SPARE.lock().ok().and_then(|mut spare| spare.take());
+        match taken {
+            Some(spare) => spare
+                .join()
+                .map_err(|_| JwtError::Key("cannot generate an RSA key".into()))?,
+            None => Self::generate_now(),
+        }
+    }
+
+    /// Starts making a key in the background for the next [`SigningKey::generate`], unless one
+    /// is being made already. A 2048-bit RSA key takes 50–400 ms (finding primes is random),
+    /// which `podid up` would otherwise wait for when it creates its cluster.
+    pub fn make_ahead() {
+        let Ok(mut spare) = SPARE.lock() else {
+            return;
+        };
+        if spare.is_none() {
+            *spare = std::thread::Builder::new()
+                .name("podid-spare-key".into())
+                .spawn(Self::generate_now)
+                .ok();
+        }
+    }
+
+    fn generate_now() -> Result<Self, JwtError> {
         let key = RsaKeyPair::generate(KeySize::Rsa2048)
             .map_err(|_| JwtError::Key("cannot generate an RSA key".into()))?;
         Self::from_private(Private::Rsa(key))

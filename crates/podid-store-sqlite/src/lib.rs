@@ -1,10 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+mod cache;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use podid_store::{Condition, Item, Op, Store, StoreError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use cache::{Cache, Lookup};
 
 /// The schema version this code writes.
 const SCHEMA_VERSION: i64 = 1;
@@ -23,6 +27,10 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    cache: Arc<Cache>,
+    /// `podid.db.lock`, locked for as long as the store is open: the cache of point reads is
+    /// right only while this process is the database's one writer.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -40,20 +48,26 @@ struct Job {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrating it to the current schema.
+    /// Refused while another store (in this process or another) has it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = lock(path)?;
         let mut conn = Connection::open(path).map_err(|e| unusable(path, &e))?;
         configure(&conn).map_err(|e| unusable(path, &e))?;
         migrate(&mut conn, path)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let writer_path = path.to_owned();
+        let cache = Arc::new(Cache::default());
+        let writer_cache = cache.clone();
         std::thread::Builder::new()
             .name("podid-sqlite-writer".into())
-            .spawn(move || writer(conn, rx, &writer_path))
+            .spawn(move || writer(conn, rx, &writer_path, &writer_cache))
             .map_err(|e| StoreError::Unusable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             path: path.to_owned(),
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            cache,
+            _lock: lock,
         })
     }
 
@@ -78,6 +92,50 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || read_with(&readers, &path, f))
             .await
             .map_err(|e| StoreError::Unavailable(format!("a read task failed: {e}")))?
+    }
+}
+
+impl SqliteStore {
+    async fn read_item(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
+        let key = key.to_owned();
+        self.read(true, move |conn| {
+            conn.prepare_cached("SELECT version, value FROM kv WHERE ns = ?1 AND key = ?2")?
+                .query_row(params![ns, key], |row| {
+                    Ok(Item {
+                        key: key.clone(),
+                        version: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        value: row.get(1)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+}
+
+/// Takes the exclusive lock beside the database file.
+fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::Unusable(format!("`{}`: cannot open: {e}", lock_path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unusable(format!(
+            "`{}` is in use by another podid server: stop it, or give this one its own --data-dir (replicas share a PostgreSQL database, not a SQLite file)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unusable(format!(
+            "`{}`: cannot lock: {e}",
+            lock_path.display()
+        ))),
     }
 }
 
@@ -154,7 +212,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// The writer thread: commits waiting batches together.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, path: &Path) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, path: &Path, cache: &Cache) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -164,6 +222,11 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, path: &Path) {
             }
         }
         let outcome = commit_group(&mut conn, &jobs);
+        // Whatever the outcome, before anyone learns it: a failed commit changed nothing, but
+        // forgetting costs only a read.
+        for job in &jobs {
+            cache.forget(&job.ops);
+        }
         match outcome {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
@@ -187,6 +250,13 @@ fn commit_group(
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
+        // A batch without conditions cannot fail alone (a database error fails the group):
+        // it needs no savepoint.
+        if job.ops.iter().all(|op| op.condition() == Condition::Any) {
+            apply_unconditional(&tx, &job.ops)?;
+            results.push(Ok(()));
+            continue;
+        }
         let mut savepoint = tx.savepoint()?;
         match apply(&savepoint, &job.ops)? {
             Ok(()) => {
@@ -203,6 +273,27 @@ fn commit_group(
     tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
     tx.commit()?;
     Ok(results)
+}
+
+/// Applies a batch whose operations have no condition: puts are upserts, with no read first.
+fn apply_unconditional(conn: &Connection, ops: &[Op]) -> rusqlite::Result<()> {
+    for op in ops {
+        match op {
+            Op::Put { ns, key, value, .. } => {
+                conn.prepare_cached(
+                    "INSERT INTO kv (ns, key, version, value) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = version + 1",
+                )?
+                .execute(params![ns, key, value])?;
+            }
+            Op::Delete { ns, key, .. } => {
+                conn.prepare_cached("DELETE FROM kv WHERE ns = ?1 AND key = ?2")?
+                    .execute(params![ns, key])?;
+            }
+            Op::Check { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 /// Applies one batch; the outer `Result` is a database failure, the inner a failed condition.
@@ -254,19 +345,13 @@ fn apply(conn: &Connection, ops: &[Op]) -> rusqlite::Result<Result<(), StoreErro
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, ns: &'static str, key: &str) -> Result<Option<Item>, StoreError> {
-        let key = key.to_owned();
-        self.read(true, move |conn| {
-            conn.prepare_cached("SELECT version, value FROM kv WHERE ns = ?1 AND key = ?2")?
-                .query_row(params![ns, key], |row| {
-                    Ok(Item {
-                        key: key.clone(),
-                        version: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
-                        value: row.get(1)?,
-                    })
-                })
-                .optional()
-        })
-        .await
+        let mark = match self.cache.lookup(ns, key) {
+            Lookup::Hit(item) => return Ok(item),
+            Lookup::Miss(mark) => mark,
+        };
+        let found = self.read_item(ns, key).await?;
+        self.cache.keep(ns, key, mark, &found);
+        Ok(found)
     }
 
     async fn scan(
@@ -324,6 +409,10 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn groups_commits(&self) -> bool {
+        true
     }
 }
 

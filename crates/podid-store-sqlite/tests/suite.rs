@@ -47,3 +47,31 @@ fn a_file_that_is_not_a_database_is_refused() {
     let err = SqliteStore::open(&path).unwrap_err().to_string();
     assert!(err.contains("podid.db"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podid.db");
+    let first = SqliteStore::open(&path).unwrap();
+    // Reads are cached in memory: a second writer would leave them stale, so there is none.
+    let err = SqliteStore::open(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("in use by another podid server") && err.contains("--data-dir"),
+        "{err}"
+    );
+    first
+        .commit(vec![Op::create("ns", "k", "v")])
+        .await
+        .unwrap();
+    assert_eq!(first.get("ns", "k").await.unwrap().unwrap().version, 1);
+    first
+        .commit(vec![Op::upsert("ns", "k", "w")])
+        .await
+        .unwrap();
+    // The cached read of version 1 is gone once the write is acknowledged.
+    let item = first.get("ns", "k").await.unwrap().unwrap();
+    assert_eq!((item.version, item.value.as_str()), (2, "w"));
+    drop(first);
+    let second = SqliteStore::open(&path).unwrap();
+    assert_eq!(second.get("ns", "k").await.unwrap().unwrap().value, "w");
+}

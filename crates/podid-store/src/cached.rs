@@ -113,6 +113,10 @@ impl Store for CachedStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+
+    fn groups_commits(&self) -> bool {
+        self.inner.groups_commits()
+    }
 }
 
 #[cfg(test)]

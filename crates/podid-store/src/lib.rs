@@ -180,4 +180,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A short name of the backend, for logs: `memory`, `sqlite`, `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// Whether commits sent while another is being written already share one transaction
+    /// (SQLite's writer thread groups them), so that callers need not group them first.
+    fn groups_commits(&self) -> bool {
+        false
+    }
 }

@@ -525,6 +525,9 @@ pub(crate) fn shutdown() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
+/// The SQLite database's file in the data directory.
+pub(crate) const DATABASE_FILE: &str = "podid.db";
+
 async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
     let url = args.database_url.as_deref().unwrap_or("sqlite");
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -541,7 +544,7 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
         )));
     }
     let path = match url {
-        "sqlite" => args.data_dir.join("podid.db"),
+        "sqlite" => args.data_dir.join(DATABASE_FILE),
         other => match other.strip_prefix("sqlite:") {
             Some(path) => PathBuf::from(path.trim_start_matches("//")),
             None => bail!(
@@ -555,7 +558,12 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
         name.push(suffix);
         PathBuf::from(name)
     };
-    private_files(&[path.clone(), sibling("-wal"), sibling("-shm")]);
+    private_files(&[
+        path.clone(),
+        sibling("-wal"),
+        sibling("-shm"),
+        sibling(".lock"),
+    ]);
     Ok(Arc::new(store))
 }
 

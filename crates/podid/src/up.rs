@@ -77,6 +77,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<Status> {
 async fn up(args: UpArgs, began: Instant) -> anyhow::Result<Status> {
     let stop_signal = crate::server::shutdown();
     let data_dir = data_dir(args.data_dir.clone())?;
+    if !data_dir.join(crate::server::DATABASE_FILE).exists() {
+        // A first start creates the cluster: its RSA key is made while the server starts, on
+        // the other core.
+        podid_jwt::SigningKey::make_ahead();
+    }
     // The CA bundle is written into the config files by its absolute path: they are read from
     // any directory.
     let ca_bundle = args

@@ -244,6 +244,7 @@ fn entry_of(pod: PodIn) -> (String, Entry) {
         refresh_at: AtomicI64::new(pod.refresh_at),
         last_used: AtomicI64::new(pod.last_used),
         refreshing: AtomicBool::new(false),
+        body: std::sync::OnceLock::new(),
     };
     (pod.key, entry)
 }
