@@ -40,39 +40,47 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// The RSA key made ahead by [`SigningKey::make_ahead`].
-static SPARE: std::sync::Mutex<Option<std::thread::JoinHandle<Result<SigningKey, JwtError>>>> =
+/// The RSA keys being made ahead by [`SigningKey::make_ahead`]: the first one made is taken.
+static AHEAD: std::sync::Mutex<Option<std::sync::mpsc::Receiver<Result<SigningKey, JwtError>>>> =
     std::sync::Mutex::new(None);
 
 impl SigningKey {
     /// A new 2048-bit RSA key (RS256). Its randomness is aws-lc's generator, seeded by the
     /// operating system: key material never comes from an injected source.
     ///
-    /// After [`SigningKey::make_ahead`], the key made ahead is taken (waiting for it if it is
-    /// still being made).
+    /// After [`SigningKey::make_ahead`], the first key made ahead is taken (waiting for it if
+    /// none is ready yet).
     pub fn generate() -> Result<Self, JwtError> {
-        let taken = SPARE.lock().ok().and_then(|mut spare| spare.take());
-        match taken {
-            Some(spare) => spare
-                .join()
-                .map_err(|_| JwtError::Key("cannot generate an RSA key".into()))?,
+        let ahead = AHEAD.lock().ok().and_then(|mut ahead| ahead.take());
+        match ahead.and_then(|keys| keys.recv().ok()) {
+            Some(key) => key,
             None => Self::generate_now(),
         }
     }
 
-    /// Starts making a key in the background for the next [`SigningKey::generate`], unless one
-    /// is being made already. A 2048-bit RSA key takes 50–400 ms (finding primes is random),
-    /// which `podid up` would otherwise wait for when it creates its cluster.
+    /// Starts making an RSA key in the background for the next [`SigningKey::generate`],
+    /// unless that is under way already. Finding a 2048-bit key's primes is a random search
+    /// (50 ms here, sometimes 400): two searches run, one per core, and the first key found is
+    /// used, which cuts the long waits `podid up` would otherwise make when it creates its
+    /// cluster.
     pub fn make_ahead() {
-        let Ok(mut spare) = SPARE.lock() else {
+        let Ok(mut ahead) = AHEAD.lock() else {
             return;
         };
-        if spare.is_none() {
-            *spare = std::thread::Builder::new()
-                .name("podid-spare-key".into())
-                .spawn(Self::generate_now)
-                .ok();
+        if ahead.is_some() {
+            return;
         }
+        let (found, keys) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let found = found.clone();
+            let _ = std::thread::Builder::new()
+                .name("podid-key-ahead".into())
+                .spawn(move || {
+                    // The slower search finds no one waiting: its key is dropped.
+                    let _ = found.send(Self::generate_now());
+                });
+        }
+        *ahead = Some(keys);
     }
 
     fn generate_now() -> Result<Self, JwtError> {
