@@ -55,7 +55,11 @@ struct PeersArgs {
     #[arg(long)]
     fakecloud: Option<PathBuf>,
     /// FakeCloud's arguments; `{port}` is replaced by the port it must listen on.
-    #[arg(long, default_value = "--port {port}", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        default_value = "--addr 127.0.0.1:{port}",
+        allow_hyphen_values = true
+    )]
     fakecloud_args: String,
     /// Seconds per figure.
     #[arg(long, default_value_t = 5)]
