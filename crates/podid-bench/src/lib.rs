@@ -375,3 +375,38 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// The address a starting `podid server` prints (`listening on http://ADDRESS`), read from its
+/// standard output, which is then drained in the background.
+pub fn listening_address(stdout: std::process::ChildStdout) -> String {
+    use std::io::BufRead as _;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    address
+}
+
+/// The administrator's keys a server wrote to `DATA_DIR/aws/credentials`.
+pub fn admin_credentials(data_dir: &std::path::Path) -> Credentials {
+    let credentials = std::fs::read_to_string(data_dir.join("aws/credentials")).unwrap();
+    let value = |key: &str| {
+        credentials
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap()
+            .to_owned()
+    };
+    Credentials {
+        access_key_id: value("aws_access_key_id"),
+        secret_access_key: podid_types::Secret::new(value("aws_secret_access_key")),
+        session_token: None,
+    }
+}

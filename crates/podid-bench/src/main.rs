@@ -597,34 +597,12 @@ fn start_podid(bin: &Path) -> Peer {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", bin.display()));
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("podid server says where it listens")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let credentials = std::fs::read_to_string(data.join("aws/credentials")).unwrap();
-    let value = |key: &str| {
-        credentials
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
-            .unwrap()
-            .to_owned()
-    };
+    let address = podid_bench::listening_address(child.stdout.take().unwrap());
     Peer {
         name: "podid",
         child,
         address,
-        credentials: Credentials {
-            access_key_id: value("aws_access_key_id"),
-            secret_access_key: Secret::new(value("aws_secret_access_key")),
-            session_token: None,
-        },
+        credentials: podid_bench::admin_credentials(&data),
         account: "111122223333".into(),
         _dir: dir,
     }
@@ -655,26 +633,16 @@ fn wait_for(address: &str, child: &mut Child, name: &str) -> Result<(), String> 
 }
 
 fn start_moto(bin: &Path) -> Result<Peer, String> {
-    let port = free_port();
-    let mut child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start `{}`: {e}", bin.display()))?;
-    let address = format!("127.0.0.1:{port}");
-    wait_for(&address, &mut child, "moto")?;
-    Ok(Peer {
-        name: "moto",
-        child,
-        address,
-        credentials: testing_keys(),
-        account: "123456789012".into(),
-        _dir: tempfile::tempdir().unwrap(),
-    })
+    start_peer("moto", bin, "-H 127.0.0.1 -p {port}")
 }
 
 fn start_fakecloud(bin: &Path, template: &str) -> Result<Peer, String> {
+    start_peer("FakeCloud", bin, template)
+}
+
+/// A peer that takes any credentials and account 123456789012, started with `template`'s
+/// arguments (`{port}` replaced by a free port).
+fn start_peer(name: &'static str, bin: &Path, template: &str) -> Result<Peer, String> {
     let port = free_port();
     let args: Vec<String> = template
         .split_whitespace()
@@ -687,9 +655,9 @@ fn start_fakecloud(bin: &Path, template: &str) -> Result<Peer, String> {
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", bin.display()))?;
     let address = format!("127.0.0.1:{port}");
-    wait_for(&address, &mut child, "fakecloud")?;
+    wait_for(&address, &mut child, name)?;
     Ok(Peer {
-        name: "FakeCloud",
+        name,
         child,
         address,
         credentials: testing_keys(),
@@ -698,7 +666,6 @@ fn start_fakecloud(bin: &Path, template: &str) -> Result<Peer, String> {
     })
 }
 
-/// The keys emulators accept from anyone.
 fn testing_keys() -> Credentials {
     Credentials {
         access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use podid_sigv4::Credentials;
-use podid_types::Secret;
 
 pub(crate) struct Server {
     child: Child,
@@ -60,34 +59,11 @@ pub(crate) fn start_with_env(
         command.args(["--database-url", url]);
     }
     let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the server says where it listens")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let credentials = std::fs::read_to_string(data.join("aws/credentials")).unwrap();
-    let value = |key: &str| {
-        credentials
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
-            .unwrap()
-            .to_owned()
-    };
+    let address = podid_bench::listening_address(child.stdout.take().unwrap());
     Server {
         child,
         address,
-        credentials: Credentials {
-            access_key_id: value("aws_access_key_id"),
-            secret_access_key: Secret::new(value("aws_secret_access_key")),
-            session_token: None,
-        },
+        credentials: podid_bench::admin_credentials(&data),
         _dir: dir,
     }
 }
