@@ -27,6 +27,22 @@ struct World {
     clock: Arc<FixedClock>,
 }
 
+impl World {
+    /// Creates an association in `my-cluster` as the admin.
+    async fn create(&self, namespace: &str, sa: &str) -> Result<String, Error> {
+        self.core
+            .eks()
+            .create_association(
+                &self.admin,
+                REGION,
+                "my-cluster",
+                association(namespace, sa),
+            )
+            .await
+            .map(|created| created.id)
+    }
+}
+
 async fn world(quota: u32) -> World {
     let (core, clock, admin, _) =
         common::two_accounts_with(11, 1_700_862_734, |core| core.with_association_quota(quota))
@@ -524,28 +540,10 @@ async fn client_request_tokens_make_creates_idempotent() {
 async fn the_quota_is_per_cluster() {
     let w = world(3).await;
     for i in 0..3 {
-        w.core
-            .eks()
-            .create_association(
-                &w.admin,
-                REGION,
-                "my-cluster",
-                association("default", &format!("sa-{i}")),
-            )
-            .await
-            .unwrap();
+        w.create("default", &format!("sa-{i}")).await.unwrap();
     }
     assert!(matches!(
-        w.core
-            .eks()
-            .create_association(
-                &w.admin,
-                REGION,
-                "my-cluster",
-                association("default", "sa-3")
-            )
-            .await
-            .unwrap_err(),
+        w.create("default", "sa-3").await.unwrap_err(),
         Error::ResourceLimitExceeded(_)
     ));
     let page = w
@@ -559,16 +557,39 @@ async fn the_quota_is_per_cluster() {
         .delete_association(&w.admin, REGION, "my-cluster", &page.items[0].id)
         .await
         .unwrap();
-    w.core
-        .eks()
-        .create_association(
-            &w.admin,
-            REGION,
-            "my-cluster",
-            association("default", "sa-3"),
-        )
-        .await
-        .unwrap();
+    w.create("default", "sa-3").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_larger_quota_is_exact_at_the_limit_and_counts_deletes() {
+    // Far below the quota, a create uses a recent count; near it, every create counts anew.
+    let w = world(40).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(w.create("default", &format!("sa-{i}")).await.unwrap());
+    }
+    let refused = w.create("default", "sa-x").await.unwrap_err();
+    assert!(
+        matches!(refused, Error::ResourceLimitExceeded(_)),
+        "{refused:?}"
+    );
+    for id in &ids[..30] {
+        w.core
+            .eks()
+            .delete_association(&w.admin, REGION, "my-cluster", id)
+            .await
+            .unwrap();
+    }
+    // The deletes count at once: the cluster is near its quota no longer.
+    for i in 0..30 {
+        w.create("other", &format!("sa-{i}")).await.unwrap();
+    }
+    w.clock.advance_millis(2_000);
+    let refused = w.create("other", "sa-x").await.unwrap_err();
+    assert!(
+        matches!(refused, Error::ResourceLimitExceeded(_)),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

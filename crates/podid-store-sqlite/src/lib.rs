@@ -11,7 +11,21 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use cache::{Cache, Lookup};
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// The table of every item (schema 2). A rowid table, with `(ns, key)` as a separate unique
+/// index: values (audit records are 1–2 KB) stay in the table's leaves, out of the index. In
+/// schema 1's `WITHOUT ROWID` table they lived in the index itself, where a value over 1,002
+/// bytes spills onto an overflow page of its own, and every insert's binary search had to read
+/// those overflow pages back from the file to compare keys: about eleven `pread`s and a 4 KB
+/// page written per audit record.
+const CREATE_KV: &str = "CREATE TABLE kv (
+     ns TEXT NOT NULL,
+     key TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     value TEXT NOT NULL,
+     PRIMARY KEY (ns, key)
+ )";
 
 /// The most batches committed in one transaction.
 const MAX_GROUP: usize = 512;
@@ -193,19 +207,23 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             path.display()
         )));
     }
-    if version < 1 {
+    if version < SCHEMA_VERSION {
         let tx = conn.transaction().map_err(|e| unusable(path, &e))?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS kv (
-                 ns TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 version INTEGER NOT NULL,
-                 value TEXT NOT NULL,
-                 PRIMARY KEY (ns, key)
-             ) WITHOUT ROWID;
-             PRAGMA user_version = 1;",
-        )
-        .map_err(|e| unusable(path, &e))?;
+        let script = if version < 1 {
+            format!("{CREATE_KV}; PRAGMA user_version = {SCHEMA_VERSION};")
+        } else {
+            // 1 → 2: the items move to the rowid table, in one transaction.
+            tracing::info!(path = %path.display(), "moving the store to schema {SCHEMA_VERSION}");
+            format!(
+                "ALTER TABLE kv RENAME TO kv_schema_1;
+                 {CREATE_KV};
+                 INSERT INTO kv (ns, key, version, value)
+                     SELECT ns, key, version, value FROM kv_schema_1 ORDER BY ns, key;
+                 DROP TABLE kv_schema_1;
+                 PRAGMA user_version = {SCHEMA_VERSION};"
+            )
+        };
+        tx.execute_batch(&script).map_err(|e| unusable(path, &e))?;
         tx.commit().map_err(|e| unusable(path, &e))?;
     }
     Ok(())

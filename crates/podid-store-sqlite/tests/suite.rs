@@ -39,6 +39,81 @@ fn a_newer_schema_is_refused_with_a_clear_error() {
     assert!(err.contains("newer than this podid understands"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_file_is_migrated_with_its_items_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("podid.db");
+    {
+        // Schema 1 exactly as earlier releases wrote it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE kv (
+                 ns TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 version INTEGER NOT NULL,
+                 value TEXT NOT NULL,
+                 PRIMARY KEY (ns, key)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;
+             INSERT INTO kv VALUES ('role', 'a/x', 3, 'three');
+             INSERT INTO kv VALUES ('role', 'a/y', 1, 'one');
+             INSERT INTO kv VALUES ('audit', '0000000000001/r', 1, 'big');",
+        )
+        .unwrap();
+        let big = "x".repeat(5000);
+        conn.execute("UPDATE kv SET value = ?1 WHERE ns = 'audit'", [&big])
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let x = store.get("role", "a/x").await.unwrap().unwrap();
+    assert_eq!((x.version, x.value.as_str()), (3, "three"));
+    let keys: Vec<_> = store
+        .scan("role", "a/", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.key)
+        .collect();
+    assert_eq!(keys, ["a/x", "a/y"]);
+    assert_eq!(
+        store
+            .get("audit", "0000000000001/r")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .len(),
+        5000
+    );
+    // Versions go on from where they were, and conditions hold against them.
+    store
+        .commit(vec![Op::update("role", "a/x", "four", 3)])
+        .await
+        .unwrap();
+    assert_eq!(store.get("role", "a/x").await.unwrap().unwrap().version, 4);
+    assert!(
+        store
+            .commit(vec![Op::create("role", "a/y", "again")])
+            .await
+            .is_err()
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, ["kv"]);
+}
+
 #[test]
 fn a_file_that_is_not_a_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -190,7 +190,8 @@ impl Eks<'_> {
         };
         let sa_key = key(&[&cluster_key, &input.namespace, &input.service_account]);
         for _ in 0..RETRIES {
-            let (count, shard_count, version) = self.association_count(&cluster_key, &id).await?;
+            let count = self.association_total(&cluster_key).await?;
+            let (shard_count, version) = self.shard_count(&cluster_key, &id).await?;
             if count >= u64::from(self.core.eks.association_quota) {
                 return Err(Error::ResourceLimitExceeded(format!(
                     "Cluster {cluster} has reached its quota of {} Pod Identity associations.",
@@ -224,7 +225,10 @@ impl Eks<'_> {
                 ));
             }
             match self.core.commit_as(caller, ops).await {
-                Ok(()) => return Ok(association),
+                Ok(()) => {
+                    self.core.eks.totals.created(&cluster_key);
+                    return Ok(association);
+                }
                 Err(podid_store::StoreError::Conflict { index: 1, .. }) => {
                     // Another create for this service account won (perhaps this very request,
                     // retried by its client with the same token).
@@ -524,7 +528,7 @@ impl Eks<'_> {
                 .await?;
             check_owner(&association, owner)?;
             let cluster_key = key(&[&association.account, region, cluster]);
-            let (_, shard_count, count_version) = self.association_count(&cluster_key, id).await?;
+            let (shard_count, count_version) = self.shard_count(&cluster_key, id).await?;
             let mut ops = vec![
                 Op::delete(ns::ASSOCIATION, key(&[&cluster_key, id]), version),
                 Op::Delete {
@@ -721,32 +725,46 @@ impl Eks<'_> {
         Ok(None)
     }
 
-    /// The cluster's association count, and the count and version of the shard of `id`.
+    /// How many associations the cluster has, for the quota.
     ///
     /// The count is kept in shards (by the id's first character), so that concurrent creates in
-    /// one cluster rarely touch the same record. The quota is checked against the sum; creates
-    /// racing at the very limit in different shards may pass it by a few.
-    async fn association_count(
-        self,
-        cluster_key: &str,
-        id: &str,
-    ) -> Result<(u64, u64, Option<u64>), Error> {
-        let shard_key = count_key(cluster_key, id);
+    /// one cluster rarely touch the same record; the total is their sum. A sum counted less than
+    /// a second ago, plus this server's creates since, stands in for a new count while it is
+    /// more than [`Totals::headroom`] below the quota, so a create rarely scans the shards.
+    /// Creates racing near the limit (here, or on another replica in that second) may pass it by
+    /// a few.
+    async fn association_total(self, cluster_key: &str) -> Result<u64, Error> {
+        let quota = u64::from(self.core.eks.association_quota);
+        let now = self.core.now();
+        if let Some(total) = self.core.eks.totals.estimate(cluster_key, now, quota) {
+            return Ok(total);
+        }
         let mut total = 0;
-        let mut shard = (0, None);
         for item in self
             .core
             .store
             .scan(ns::ASSOCIATION_COUNT, &format!("{cluster_key}/"), None, 100)
             .await?
         {
-            let n: u64 = item.value.parse().unwrap_or(0);
-            total += n;
-            if item.key == shard_key {
-                shard = (n, Some(item.version));
-            }
+            total += item.value.parse::<u64>().unwrap_or(0);
         }
-        Ok((total, shard.0, shard.1))
+        self.core.eks.totals.counted(cluster_key, total, now);
+        Ok(total)
+    }
+
+    /// The count and version of the shard of `id`.
+    async fn shard_count(self, cluster_key: &str, id: &str) -> Result<(u64, Option<u64>), Error> {
+        Ok(
+            match self
+                .core
+                .store
+                .get(ns::ASSOCIATION_COUNT, &count_key(cluster_key, id))
+                .await?
+            {
+                Some(item) => (item.value.parse().unwrap_or(0), Some(item.version)),
+                None => (0, None),
+            },
+        )
     }
 
     /// The association a `clientRequestToken` already made, if the request is the same; an
@@ -778,6 +796,66 @@ impl Eks<'_> {
             .load::<AssociationRecord>(ns::ASSOCIATION, &key(&[cluster_key, &entry.id]))
             .await?
             .map(|(a, _)| a))
+    }
+}
+
+/// Recent association totals per cluster (see [`Eks::association_total`]).
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    clusters: std::sync::Mutex<std::collections::HashMap<String, Total>>,
+}
+
+#[derive(Debug)]
+struct Total {
+    /// The sum of the shards when they were last read,
+    counted: u64,
+    /// at this time (epoch milliseconds),
+    at: i64,
+    /// and the creates this server has made in the cluster since.
+    since: u64,
+}
+
+impl Totals {
+    /// How long a count stands in for a new one.
+    const FRESH_MILLIS: i64 = 1_000;
+    /// The most clusters remembered (all are forgotten past it).
+    const MAX_CLUSTERS: usize = 4_096;
+
+    /// How far below the quota an estimate must be to be used: a tenth of it, and at least 16.
+    fn headroom(quota: u64) -> u64 {
+        (quota / 10).max(16)
+    }
+
+    fn estimate(&self, cluster_key: &str, now: i64, quota: u64) -> Option<u64> {
+        let clusters = self.clusters.lock().ok()?;
+        let total = clusters.get(cluster_key)?;
+        let estimate = total.counted + total.since;
+        let fresh = (0..Self::FRESH_MILLIS).contains(&(now - total.at));
+        (fresh && estimate + Self::headroom(quota) < quota).then_some(estimate)
+    }
+
+    fn counted(&self, cluster_key: &str, counted: u64, at: i64) {
+        if let Ok(mut clusters) = self.clusters.lock() {
+            if clusters.len() >= Self::MAX_CLUSTERS {
+                clusters.clear();
+            }
+            clusters.insert(
+                cluster_key.to_owned(),
+                Total {
+                    counted,
+                    at,
+                    since: 0,
+                },
+            );
+        }
+    }
+
+    fn created(&self, cluster_key: &str) {
+        if let Ok(mut clusters) = self.clusters.lock()
+            && let Some(total) = clusters.get_mut(cluster_key)
+        {
+            total.since += 1;
+        }
     }
 }
 
@@ -899,4 +977,35 @@ fn external_id(
     service_account: &str,
 ) -> String {
     format!("{region}/{account}/{cluster}/{namespace}/{service_account}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn a_recent_total_stands_in_only_while_fresh_and_far_below_the_quota() {
+        let totals = Totals::default();
+        assert_eq!(totals.estimate("c", 0, 1_000), None, "never counted");
+        totals.counted("c", 500, 10_000);
+        totals.created("c");
+        totals.created("c");
+        assert_eq!(totals.estimate("c", 10_500, 1_000), Some(502));
+        assert_eq!(totals.estimate("c", 11_000, 1_000), None, "a second old");
+        assert_eq!(
+            totals.estimate("c", 9_000, 1_000),
+            None,
+            "the clock went back"
+        );
+        assert_eq!(
+            totals.estimate("c", 10_500, 550),
+            None,
+            "within a tenth of the quota"
+        );
+        assert_eq!(totals.estimate("c", 10_500, 510), None);
+        assert_eq!(totals.estimate("other", 10_500, 1_000), None);
+        totals.counted("small", 0, 0);
+        assert_eq!(totals.estimate("small", 1, 16), None, "at least 16 below");
+        assert_eq!(totals.estimate("small", 1, 17), Some(0));
+    }
 }

@@ -51,6 +51,8 @@ pub(crate) struct State {
     association_quota: u32,
     /// The upstream STS of clusters with the `aws` credential backend.
     broker: Option<std::sync::Arc<dyn Broker>>,
+    /// Recent association totals, for the quota.
+    totals: associations::Totals,
 }
 
 impl Default for State {
@@ -58,6 +60,7 @@ impl Default for State {
         Self {
             association_quota: DEFAULT_ASSOCIATION_QUOTA,
             broker: None,
+            totals: associations::Totals::default(),
         }
     }
 }
