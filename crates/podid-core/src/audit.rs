@@ -724,20 +724,24 @@ fn user_identity(caller: &Caller, access_key_id: Option<String>) -> UserIdentity
 
 /// `value` with every secret hidden (by member name: tokens, secret keys, passwords, SAML
 /// assertions, private keys) and long strings cut.
-pub fn redacted(value: Value) -> Value {
+pub fn redacted(mut value: Value) -> Value {
+    redact(&mut value);
+    value
+}
+
+/// [`redacted`] in place: no map is rebuilt.
+fn redact(value: &mut Value) {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(key, value)| {
-                    if is_secret(&key) {
-                        (key, Value::String(HIDDEN.into()))
-                    } else {
-                        (key, redacted(value))
-                    }
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(redacted).collect()),
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if is_secret(key) {
+                    *value = Value::String(HIDDEN.into());
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
         Value::String(text) if text.len() > MAX_STRING => {
             let mut kept = String::with_capacity(MAX_STRING + 64);
             for c in text.chars() {
@@ -746,23 +750,31 @@ pub fn redacted(value: Value) -> Value {
                 }
                 kept.push(c);
             }
-            Value::String(format!(
-                "{kept}… ({} characters in all)",
-                text.chars().count()
-            ))
+            *text = format!("{kept}… ({} characters in all)", text.chars().count());
         }
-        other => other,
+        _ => {}
     }
 }
 
+/// Whether a member of this name holds a secret (ASCII letters compared without case).
 fn is_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.contains("secret")
-        || name.contains("password")
-        || name.contains("assertion")
-        || name.contains("privatekey")
-        || name.ends_with("token")
-        || name == "tokencode"
+    let name = name.as_bytes();
+    let contains = |needle: &str| {
+        name.windows(needle.len())
+            .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    let ends_with = |suffix: &str| {
+        name.len() >= suffix.len()
+            && name
+                .get(name.len() - suffix.len()..)
+                .is_some_and(|end| end.eq_ignore_ascii_case(suffix.as_bytes()))
+    };
+    contains("secret")
+        || contains("password")
+        || contains("assertion")
+        || contains("privatekey")
+        || ends_with("token")
+        || name.eq_ignore_ascii_case(b"tokencode")
 }
 
 #[cfg(test)]
@@ -770,6 +782,47 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn secret_names_match_without_case_and_without_allocating() {
+        // The rule as first written: lower-case the name, then look for the words.
+        let by_lowering = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            name.contains("secret")
+                || name.contains("password")
+                || name.contains("assertion")
+                || name.contains("privatekey")
+                || name.ends_with("token")
+                || name == "tokencode"
+        };
+        for name in [
+            "SecretAccessKey",
+            "x-SECRET",
+            "PassWord",
+            "SAMLAssertion",
+            "PrivateKeyPem",
+            "SessionToken",
+            "token",
+            "TOKEN",
+            "TokenCode",
+            "tokencodes",
+            "Tokens",
+            "tok",
+            "RoleArn",
+            "",
+            "é-token",
+            "tokené",
+            "sécret",
+            "Secre",
+            "ssecret",
+            "AccessKeyId",
+            "nextToken",
+            "passwor",
+            "ToKeN",
+        ] {
+            assert_eq!(is_secret(name), by_lowering(name), "{name}");
+        }
+    }
 
     #[test]
     fn secrets_are_hidden_by_name_at_any_depth() {

@@ -94,15 +94,16 @@ pub trait Ids: Send + Sync {
 
 /// 16 bytes written as a UUID: `8-4-4-4-12` lower-case hex digits.
 pub(crate) fn uuid_text(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        hex.get(0..8).unwrap_or_default(),
-        hex.get(8..12).unwrap_or_default(),
-        hex.get(12..16).unwrap_or_default(),
-        hex.get(16..20).unwrap_or_default(),
-        hex.get(20..32).unwrap_or_default()
-    )
+    let mut text = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        for nibble in [byte >> 4, byte & 0x0f] {
+            text.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+    text
 }
 
 /// Randomness from the operating system.
@@ -170,5 +171,14 @@ mod tests {
         assert_eq!(rid.len(), 36);
         assert_eq!(rid.get(14..15), Some("4"));
         assert_ne!(ids.unique_id("AIDA"), ids.unique_id("AIDA"));
+    }
+
+    #[test]
+    fn uuids_are_lower_case_hex_in_groups_of_8_4_4_4_12() {
+        let bytes: [u8; 16] = [
+            0x00, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76,
+            0x54, 0x3f,
+        ];
+        assert_eq!(uuid_text(&bytes), "00012345-6789-abcd-effe-dcba9876543f");
     }
 }

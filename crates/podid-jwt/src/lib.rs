@@ -208,36 +208,47 @@ pub fn verify(
     now: Timestamp,
     leeway_secs: i64,
 ) -> Result<Map<String, Value>, JwtError> {
-    let parsed = decode_unverified(token)?;
-    let alg_name = parsed
-        .header
-        .get("alg")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let alg = Algorithm::parse(alg_name).ok_or_else(|| JwtError::Algorithm(alg_name.into()))?;
-    let kid = parsed.header.get("kid").and_then(Value::as_str);
-    let candidates: Vec<&Jwk> = jwks
-        .keys
-        .iter()
-        .filter(|k| {
-            let family = match alg {
-                Algorithm::Es256 => "EC",
-                _ => "RSA",
-            };
-            k.kty == family && (kid.is_none() || k.kid.as_deref() == kid)
-        })
-        .collect();
-    if candidates.is_empty() {
-        return Err(JwtError::UnknownKey(kid.unwrap_or_default().into()));
+    decode_unverified(token)?.verify(jwks, now, leeway_secs)
+}
+
+impl Unverified {
+    /// [`verify`] for a token already decoded (which saves decoding it twice).
+    pub fn verify(
+        self,
+        jwks: &Jwks,
+        now: Timestamp,
+        leeway_secs: i64,
+    ) -> Result<Map<String, Value>, JwtError> {
+        let alg_name = self
+            .header
+            .get("alg")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let alg = Algorithm::parse(alg_name).ok_or_else(|| JwtError::Algorithm(alg_name.into()))?;
+        let kid = self.header.get("kid").and_then(Value::as_str);
+        let candidates: Vec<&Jwk> = jwks
+            .keys
+            .iter()
+            .filter(|k| {
+                let family = match alg {
+                    Algorithm::Es256 => "EC",
+                    _ => "RSA",
+                };
+                k.kty == family && (kid.is_none() || k.kid.as_deref() == kid)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(JwtError::UnknownKey(kid.unwrap_or_default().into()));
+        }
+        let verified = candidates
+            .iter()
+            .any(|jwk| keys::verify_with(jwk, alg, self.signed.as_bytes(), &self.signature));
+        if !verified {
+            return Err(JwtError::Signature);
+        }
+        check_times(&self.claims, now, leeway_secs)?;
+        Ok(self.claims)
     }
-    let verified = candidates
-        .iter()
-        .any(|jwk| keys::verify_with(jwk, alg, parsed.signed.as_bytes(), &parsed.signature));
-    if !verified {
-        return Err(JwtError::Signature);
-    }
-    check_times(&parsed.claims, now, leeway_secs)?;
-    Ok(parsed.claims)
 }
 
 #[cfg(test)]

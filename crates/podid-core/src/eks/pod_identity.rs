@@ -360,14 +360,13 @@ impl EksAuth<'_> {
         cluster: &ClusterRecord,
         token: &str,
     ) -> Result<PodClaims, Error> {
-        let header = podid_jwt::decode_unverified(token)
-            .map_err(|_| {
-                Error::InvalidToken(
-                    "The service account token is not a JWT: it must be three base64url parts (header, claims, signature).".into(),
-                )
-            })?
-            .header;
-        let kid = header
+        let unverified = podid_jwt::decode_unverified(token).map_err(|_| {
+            Error::InvalidToken(
+                "The service account token is not a JWT: it must be three base64url parts (header, claims, signature).".into(),
+            )
+        })?;
+        let kid = unverified
+            .header
             .get("kid")
             .and_then(Value::as_str)
             .unwrap_or_default();
@@ -378,7 +377,9 @@ impl EksAuth<'_> {
             jwks = self.core.eks().cluster_jwks(&refreshed)?;
         }
         let now = self.core.clock.now();
-        let claims = podid_jwt::verify(token, &jwks, now, TOKEN_LEEWAY_SECONDS).map_err(|e| {
+        let claims = unverified
+            .verify(&jwks, now, TOKEN_LEEWAY_SECONDS)
+            .map_err(|e| {
             match e {
                 podid_jwt::JwtError::Expired(at) => Error::ExpiredIdentityToken(format!(
                     "The service account token expired at {} (epoch {}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
