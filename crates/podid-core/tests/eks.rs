@@ -16,6 +16,7 @@ use podid_core::eks::{
     UpdateAssociation,
 };
 use podid_core::{Caller, Core, Entity, Error};
+use podid_store::Op;
 use podid_types::{FixedClock, Timestamp};
 
 const REGION: &str = "us-west-2";
@@ -590,6 +591,58 @@ async fn a_larger_quota_is_exact_at_the_limit_and_counts_deletes() {
         matches!(refused, Error::ResourceLimitExceeded(_)),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn an_association_counted_before_two_character_shards_is_uncounted_from_its_own_shard() {
+    let w = world(1).await;
+    let id = w.create("default", "legacy").await.unwrap();
+    // Make it what an earlier release wrote: no `count_shard` in the record, and the count in
+    // the shard of the id's first random character.
+    let store = w.core.store();
+    let cluster_key = format!("{}/{REGION}/my-cluster", w.admin.account());
+    let record_key = format!("{cluster_key}/{id}");
+    let item = store
+        .get("association", &record_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&item.value).unwrap();
+    let shard = record["count_shard"].as_str().unwrap().to_owned();
+    assert_eq!(shard, id.get(2..4).unwrap());
+    record.as_object_mut().unwrap().remove("count_shard");
+    let new_shard = format!("{cluster_key}/{shard}");
+    let old_shard = format!("{cluster_key}/{}", id.get(2..3).unwrap());
+    let counted = store
+        .get("association-count", &new_shard)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted.value, "1");
+    store
+        .commit(vec![
+            Op::update("association", record_key, record.to_string(), item.version),
+            Op::delete("association-count", new_shard, counted.version),
+            Op::create("association-count", old_shard.clone(), "1"),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.create("default", "other").await.unwrap_err(),
+        Error::ResourceLimitExceeded(_)
+    ));
+    w.core
+        .eks()
+        .delete_association(&w.admin, REGION, "my-cluster", &id)
+        .await
+        .unwrap();
+    let old = store
+        .get("association-count", &old_shard)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.value, "0");
+    w.create("default", "other").await.unwrap();
 }
 
 #[tokio::test]

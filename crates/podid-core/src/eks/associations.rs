@@ -8,7 +8,7 @@
 //!   order, so a page costs the same whatever the cluster holds;
 //! - `association-token`: `.../CLIENT_REQUEST_TOKEN` → the request and the id (idempotency);
 //! - `association-count`: `ACCOUNT/REGION/CLUSTER/SHARD` → how many the cluster has (the
-//!   quota), in shards by the id's first character.
+//!   quota), in shards by the id's first two random characters (the record names its shard).
 
 use std::collections::BTreeMap;
 
@@ -187,11 +187,12 @@ impl Eks<'_> {
             modified: now,
             client_request_token: input.client_request_token.clone(),
             upstream_checks,
+            count_shard: Some(count_shard(&id)),
         };
         let sa_key = key(&[&cluster_key, &input.namespace, &input.service_account]);
         for _ in 0..RETRIES {
             let count = self.association_total(&cluster_key).await?;
-            let (shard_count, version) = self.shard_count(&cluster_key, &id).await?;
+            let (shard_count, version) = self.shard_count(&cluster_key, &association).await?;
             if count >= u64::from(self.core.eks.association_quota) {
                 return Err(Error::ResourceLimitExceeded(format!(
                     "Cluster {cluster} has reached its quota of {} Pod Identity associations.",
@@ -212,7 +213,7 @@ impl Eks<'_> {
                         owner: owner.clone(),
                     }),
                 ),
-                count_op(&cluster_key, &id, shard_count + 1, version),
+                count_op(&cluster_key, &association, shard_count + 1, version),
             ];
             if let Some(token) = &input.client_request_token {
                 ops.push(Op::create(
@@ -528,7 +529,7 @@ impl Eks<'_> {
                 .await?;
             check_owner(&association, owner)?;
             let cluster_key = key(&[&association.account, region, cluster]);
-            let (shard_count, count_version) = self.shard_count(&cluster_key, id).await?;
+            let (shard_count, count_version) = self.shard_count(&cluster_key, &association).await?;
             let mut ops = vec![
                 Op::delete(ns::ASSOCIATION, key(&[&cluster_key, id]), version),
                 Op::Delete {
@@ -542,7 +543,7 @@ impl Eks<'_> {
                 },
                 count_op(
                     &cluster_key,
-                    id,
+                    &association,
                     shard_count.saturating_sub(1),
                     count_version,
                 ),
@@ -727,7 +728,7 @@ impl Eks<'_> {
 
     /// How many associations the cluster has, for the quota.
     ///
-    /// The count is kept in shards (by the id's first character), so that concurrent creates in
+    /// The count is kept in shards (by the id's first two random characters), so that concurrent creates in
     /// one cluster rarely touch the same record; the total is their sum. A sum counted less than
     /// a second ago, plus this server's creates since, stands in for a new count while it is
     /// more than [`Totals::headroom`] below the quota, so a create rarely scans the shards.
@@ -739,26 +740,40 @@ impl Eks<'_> {
         if let Some(total) = self.core.eks.totals.estimate(cluster_key, now, quota) {
             return Ok(total);
         }
+        const PAGE: usize = 1_000;
+        let prefix = format!("{cluster_key}/");
         let mut total = 0;
-        for item in self
-            .core
-            .store
-            .scan(ns::ASSOCIATION_COUNT, &format!("{cluster_key}/"), None, 100)
-            .await?
-        {
-            total += item.value.parse::<u64>().unwrap_or(0);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .core
+                .store
+                .scan(ns::ASSOCIATION_COUNT, &prefix, after.as_deref(), PAGE)
+                .await?;
+            total += page
+                .iter()
+                .map(|item| item.value.parse::<u64>().unwrap_or(0))
+                .sum::<u64>();
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.key.clone()),
+                _ => break,
+            }
         }
         self.core.eks.totals.counted(cluster_key, total, now);
         Ok(total)
     }
 
-    /// The count and version of the shard of `id`.
-    async fn shard_count(self, cluster_key: &str, id: &str) -> Result<(u64, Option<u64>), Error> {
+    /// The count and version of the shard that counts `association`.
+    async fn shard_count(
+        self,
+        cluster_key: &str,
+        association: &AssociationRecord,
+    ) -> Result<(u64, Option<u64>), Error> {
         Ok(
             match self
                 .core
                 .store
-                .get(ns::ASSOCIATION_COUNT, &count_key(cluster_key, id))
+                .get(ns::ASSOCIATION_COUNT, &count_key(cluster_key, association))
                 .await?
             {
                 Some(item) => (item.value.parse().unwrap_or(0), Some(item.version)),
@@ -873,13 +888,28 @@ fn check_owner(association: &AssociationRecord, owner: Option<&str>) -> Result<(
     }
 }
 
-fn count_key(cluster_key: &str, id: &str) -> String {
-    let shard = id.chars().nth(2).unwrap_or('0');
+/// The count shard of a new association: the first two random characters of its id (1,296
+/// shards), so that concurrent creates in one cluster seldom update the same shard (with the
+/// 36 shards of one character, one create in eight at eight connections had to start again).
+fn count_shard(id: &str) -> String {
+    id.chars().skip(2).take(2).collect()
+}
+
+fn count_key(cluster_key: &str, association: &AssociationRecord) -> String {
+    let shard = association.count_shard.clone().unwrap_or_else(|| {
+        // Records from before two-character shards: counted by the id's first random character.
+        association.id.chars().nth(2).unwrap_or('0').to_string()
+    });
     format!("{cluster_key}/{shard}")
 }
 
-fn count_op(cluster_key: &str, id: &str, count: u64, version: Option<u64>) -> Op {
-    let key = count_key(cluster_key, id);
+fn count_op(
+    cluster_key: &str,
+    association: &AssociationRecord,
+    count: u64,
+    version: Option<u64>,
+) -> Op {
+    let key = count_key(cluster_key, association);
     match version {
         Some(v) => Op::update(ns::ASSOCIATION_COUNT, key, count.to_string(), v),
         None => Op::create(ns::ASSOCIATION_COUNT, key, count.to_string()),

@@ -128,6 +128,10 @@ pub struct AssociationRecord {
     /// were set, and what was not, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_checks: Option<super::UpstreamChecks>,
+    /// The shard of the cluster's association count that counts it (absent in records written
+    /// before shards had two characters: then the id's first random character).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_shard: Option<String>,
 }
 
 /// An EKS add-on of a cluster. podid runs no add-on's software: the record is the add-on's
