@@ -16,7 +16,7 @@ use podid_core::eks::{
     UpdateAssociation,
 };
 use podid_core::{Caller, Core, Entity, Error};
-use podid_store::Op;
+use podid_store::{Item, Op, Store};
 use podid_types::{FixedClock, Timestamp};
 
 const REGION: &str = "us-west-2";
@@ -593,6 +593,10 @@ async fn a_larger_quota_is_exact_at_the_limit_and_counts_deletes() {
     );
 }
 
+async fn stored(store: &Arc<dyn Store>, ns: &'static str, key: &str) -> Item {
+    store.get(ns, key).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn an_association_counted_before_two_character_shards_is_uncounted_from_its_own_shard() {
     let w = world(1).await;
@@ -602,22 +606,14 @@ async fn an_association_counted_before_two_character_shards_is_uncounted_from_it
     let store = w.core.store();
     let cluster_key = format!("{}/{REGION}/my-cluster", w.admin.account());
     let record_key = format!("{cluster_key}/{id}");
-    let item = store
-        .get("association", &record_key)
-        .await
-        .unwrap()
-        .unwrap();
+    let item = stored(store, "association", &record_key).await;
     let mut record: serde_json::Value = serde_json::from_str(&item.value).unwrap();
     let shard = record["count_shard"].as_str().unwrap().to_owned();
     assert_eq!(shard, id.get(2..4).unwrap());
     record.as_object_mut().unwrap().remove("count_shard");
     let new_shard = format!("{cluster_key}/{shard}");
     let old_shard = format!("{cluster_key}/{}", id.get(2..3).unwrap());
-    let counted = store
-        .get("association-count", &new_shard)
-        .await
-        .unwrap()
-        .unwrap();
+    let counted = stored(store, "association-count", &new_shard).await;
     assert_eq!(counted.value, "1");
     store
         .commit(vec![
@@ -636,11 +632,7 @@ async fn an_association_counted_before_two_character_shards_is_uncounted_from_it
         .delete_association(&w.admin, REGION, "my-cluster", &id)
         .await
         .unwrap();
-    let old = store
-        .get("association-count", &old_shard)
-        .await
-        .unwrap()
-        .unwrap();
+    let old = stored(store, "association-count", &old_shard).await;
     assert_eq!(old.value, "0");
     w.create("default", "other").await.unwrap();
 }

@@ -728,8 +728,8 @@ impl Eks<'_> {
 
     /// How many associations the cluster has, for the quota.
     ///
-    /// The count is kept in shards (by the id's first two random characters), so that concurrent creates in
-    /// one cluster rarely touch the same record; the total is their sum. A sum counted less than
+    /// The count is kept in shards (by the id's first two random characters), so that
+    /// concurrent creates in one cluster rarely touch the same record; the total is their sum. A sum counted less than
     /// a second ago, plus this server's creates since, stands in for a new count while it is
     /// more than [`Totals::headroom`] below the quota, so a create rarely scans the shards.
     /// Creates racing near the limit (here, or on another replica in that second) may pass it by
@@ -896,11 +896,14 @@ fn count_shard(id: &str) -> String {
 }
 
 fn count_key(cluster_key: &str, association: &AssociationRecord) -> String {
-    let shard = association.count_shard.clone().unwrap_or_else(|| {
+    match &association.count_shard {
+        Some(shard) => format!("{cluster_key}/{shard}"),
         // Records from before two-character shards: counted by the id's first random character.
-        association.id.chars().nth(2).unwrap_or('0').to_string()
-    });
-    format!("{cluster_key}/{shard}")
+        None => format!(
+            "{cluster_key}/{}",
+            association.id.chars().nth(2).unwrap_or('0')
+        ),
+    }
 }
 
 fn count_op(

@@ -379,8 +379,7 @@ impl EksAuth<'_> {
         let now = self.core.clock.now();
         let claims = unverified
             .verify(&jwks, now, TOKEN_LEEWAY_SECONDS)
-            .map_err(|e| {
-            match e {
+            .map_err(|e| match e {
                 podid_jwt::JwtError::Expired(at) => Error::ExpiredIdentityToken(format!(
                     "The service account token expired at {} (epoch {}); the kubelet refreshes projected tokens, so check the pod's token file and the node's clock.",
                     at.to_iso8601(),
@@ -398,8 +397,7 @@ impl EksAuth<'_> {
                 other => Error::InvalidToken(format!(
                     "The service account token was refused: {other}."
                 )),
-            }
-        })?;
+            })?;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
         if text("iss") != cluster.issuer {
             return Err(Error::InvalidToken(format!(
