@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use axum::body::Bytes;
 use std::time::Duration;
 
-use podid_types::{Clock, Secret, Timestamp};
+use std::hash::BuildHasher as _;
+
+use podid_types::{Clock, Secret, Timestamp, constant_time_eq};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
@@ -199,10 +201,13 @@ pub struct Agent {
     random: Random,
     metrics: Metrics,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
-    /// Tokens read before, by hash: their claims and cache key. What a token says never
-    /// changes, so a pod asking again with the same token skips decoding it (its times are
-    /// still checked on every request).
-    read_tokens: RwLock<HashMap<[u8; 32], Arc<ReadToken>>>,
+    /// Tokens read before, by a keyed hash of their text: their claims, cache key and SHA-256.
+    /// What a token says never changes, so a pod asking again with the same token skips
+    /// decoding and hashing it (its times are still checked on every request). A hit is
+    /// confirmed by comparing the whole token, in constant time.
+    read_tokens: RwLock<HashMap<u64, Arc<ReadToken>>>,
+    /// The keyed hash of [`Agent::read_tokens`], seeded at random when the agent starts.
+    token_slots: foldhash::quality::RandomState,
     in_flight: Mutex<HashMap<(String, [u8; 32]), Flight>>,
     keys: Keys,
     bucket: Mutex<Bucket>,
@@ -239,6 +244,7 @@ impl Agent {
             metrics: Metrics::default(),
             entries: RwLock::new(HashMap::new()),
             read_tokens: RwLock::new(HashMap::new()),
+            token_slots: foldhash::quality::RandomState::default(),
             in_flight: Mutex::new(HashMap::new()),
             bucket: Mutex::new(Bucket {
                 tokens: qps,
@@ -286,10 +292,9 @@ impl Agent {
 
     async fn serve(self: &Arc<Self>, token: &str) -> Result<Arc<Entry>, AgentError> {
         let now = self.clock.now();
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let read = self.read_token(token, hash)?;
+        let read = self.read_token(token)?;
         check_times(&read.claims, now)?;
-        let (claims, key) = (&read.claims, &read.key);
+        let (claims, key, hash) = (&read.claims, &read.key, read.hash);
         if let Some(entry) = self.entry(key)
             && entry.servable(now.as_millis())
         {
@@ -369,18 +374,23 @@ impl Agent {
         }
     }
 
-    /// The token's claims and cache key, decoded now or found from before.
-    fn read_token(&self, token: &str, hash: [u8; 32]) -> Result<Arc<ReadToken>, AgentError> {
+    /// The token's claims, cache key and hash, read now or found from before.
+    fn read_token(&self, token: &str) -> Result<Arc<ReadToken>, AgentError> {
+        let slot = self.token_slots.hash_one(token);
         if let Some(read) = self
             .read_tokens
             .read()
             .ok()
-            .and_then(|r| r.get(&hash).cloned())
+            .and_then(|r| r.get(&slot).cloned())
+            && constant_time_eq(read.token.expose().as_bytes(), token.as_bytes())
         {
             return Ok(read);
         }
         let claims = decode_token(token)?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let read = Arc::new(ReadToken {
+            token: Secret::new(token.to_owned()),
+            hash,
             key: pod_key(&claims, &hash),
             claims,
         });
@@ -388,7 +398,8 @@ impl Agent {
             if tokens.len() >= READ_TOKENS {
                 tokens.clear();
             }
-            tokens.insert(hash, read.clone());
+            // Another token in the same slot (a collision of the keyed hash) gives way.
+            tokens.insert(slot, read.clone());
         }
         Ok(read)
     }
@@ -711,8 +722,10 @@ fn decode_token(token: &str) -> Result<Map<String, Value>, AgentError> {
     Ok(parsed.claims)
 }
 
-/// A token's claims and its entry's key.
+/// A token read: its text, SHA-256, claims and entry's key.
 struct ReadToken {
+    token: Secret<String>,
+    hash: [u8; 32],
     claims: Map<String, Value>,
     key: String,
 }

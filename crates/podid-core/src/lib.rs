@@ -177,31 +177,41 @@ fn encode<T: Serialize>(record: &T) -> String {
     serde_json::to_string(record).unwrap_or_default()
 }
 
-/// Parsed policies by document, so that the same document is parsed once.
+/// Parsed policies by document, so that the same document is parsed once: by text, then by
+/// the options it was parsed with (a lookup copies nothing).
 #[derive(Default)]
 struct PolicyCache {
-    entries: Mutex<HashMap<(ParseOptionsKey, String), Arc<Policy>>>,
+    entries: Mutex<HashMap<String, Parsed>>,
 }
 
-type ParseOptionsKey = String;
+/// One document's parsings, by the options each was parsed with.
+type Parsed = Vec<(ParseOptions, Arc<Policy>)>;
 
 /// The most documents kept; the cache is cleared when it is full.
 const CACHE_ENTRIES: usize = 4096;
 
 impl PolicyCache {
     fn parse(&self, text: &str, options: ParseOptions) -> Result<Arc<Policy>, PolicyErrors> {
-        let key = (format!("{options:?}"), text.to_owned());
-        if let Ok(entries) = self.entries.lock()
-            && let Some(policy) = entries.get(&key)
-        {
-            return Ok(policy.clone());
+        let cached = self.entries.lock().ok().and_then(|entries| {
+            entries.get(text).and_then(|parsed| {
+                parsed
+                    .iter()
+                    .find(|(o, _)| *o == options)
+                    .map(|(_, policy)| policy.clone())
+            })
+        });
+        if let Some(policy) = cached {
+            return Ok(policy);
         }
         let policy = Arc::new(Policy::parse_with(text, options)?);
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= CACHE_ENTRIES {
                 entries.clear();
             }
-            entries.insert(key, policy.clone());
+            entries
+                .entry(text.to_owned())
+                .or_default()
+                .push((options, policy.clone()));
         }
         Ok(policy)
     }

@@ -1,15 +1,16 @@
 //! Signing keys and public-key checks, on aws-lc-rs (constant-time RSA and ECDSA, the crypto
 //! provider rustls uses by default and the only one in the podid binary).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
 
 use aws_lc_rs::encoding::{AsBigEndian, AsDer, EcPublicKeyUncompressedBin};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
-    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
-    RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
+    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384,
+    RSA_PKCS1_2048_8192_SHA512, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -202,23 +203,61 @@ impl SigningKey {
     }
 }
 
+/// The most RSA keys kept parsed; the cache is emptied when it is full.
+const PARSED_RSA_KEYS: usize = 256;
+
+/// RSA public keys parsed before: by modulus (its JWK text), then algorithm and exponent. A
+/// parsed key keeps aws-lc's Montgomery context of the modulus, whose set-up costs about as
+/// much as a verification; a cluster's few keys check every token it signs.
+type ParsedRsaKeys = HashMap<String, Vec<(Algorithm, String, Arc<ParsedPublicKey>)>>;
+
+static PARSED_RSA: LazyLock<RwLock<ParsedRsaKeys>> = LazyLock::new(RwLock::default);
+
+/// `jwk` as a parsed RSA key for `alg`: from the cache, or parsed now (`None`: not a usable RSA
+/// key of 2048 to 8192 bits).
+fn rsa_key(jwk: &Jwk, alg: Algorithm) -> Option<Arc<ParsedPublicKey>> {
+    let cached = PARSED_RSA.read().ok().and_then(|cache| {
+        cache.get(jwk.n.as_str()).and_then(|keys| {
+            keys.iter()
+                .find(|(a, e, _)| *a == alg && *e == jwk.e)
+                .map(|(_, _, key)| key.clone())
+        })
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let decode = |v: &str| URL_SAFE_NO_PAD.decode(v).ok();
+    let parameters = match alg {
+        Algorithm::Rs384 => &RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::Rs512 => &RSA_PKCS1_2048_8192_SHA512,
+        _ => &RSA_PKCS1_2048_8192_SHA256,
+    };
+    let key = PublicKeyComponents {
+        n: decode(&jwk.n)?,
+        e: decode(&jwk.e)?,
+    }
+    .to_parsed_public_key(parameters)
+    .ok()?;
+    let key = Arc::new(key);
+    if let Ok(mut cache) = PARSED_RSA.write() {
+        if cache.values().map(Vec::len).sum::<usize>() >= PARSED_RSA_KEYS {
+            cache.clear();
+        }
+        cache
+            .entry(jwk.n.clone())
+            .or_default()
+            .push((alg, jwk.e.clone(), key.clone()));
+    }
+    Some(key)
+}
+
 /// Whether `signature` is `jwk`'s signature of `signed` under `alg`. RSA keys must have
 /// 2048 to 8192 bits; EC keys must be on P-256.
 pub(crate) fn verify_with(jwk: &Jwk, alg: Algorithm, signed: &[u8], signature: &[u8]) -> bool {
     let decode = |v: &str| URL_SAFE_NO_PAD.decode(v).ok();
     match alg {
         Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512 => {
-            let (Some(n), Some(e)) = (decode(&jwk.n), decode(&jwk.e)) else {
-                return false;
-            };
-            let parameters = match alg {
-                Algorithm::Rs384 => &RSA_PKCS1_2048_8192_SHA384,
-                Algorithm::Rs512 => &RSA_PKCS1_2048_8192_SHA512,
-                _ => &RSA_PKCS1_2048_8192_SHA256,
-            };
-            PublicKeyComponents { n, e }
-                .verify(parameters, signed, signature)
-                .is_ok()
+            rsa_key(jwk, alg).is_some_and(|key| key.verify_sig(signed, signature).is_ok())
         }
         Algorithm::Es256 => {
             if jwk.crv.as_deref() != Some("P-256") {

@@ -330,6 +330,52 @@ mod tests {
     }
 
     #[test]
+    fn a_parsed_key_is_reused_only_for_its_own_modulus_exponent_and_algorithm() {
+        let key = SigningKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let jwks = Jwks {
+            keys: vec![key.jwk()],
+        };
+        let now = Timestamp::from_secs(2000);
+        let token = sign(&key, &claims(5000));
+        // Twice: the second check finds the key parsed by the first, and still checks the
+        // signature of every token.
+        for _ in 0..2 {
+            assert!(verify(&token, &jwks, now, 0).is_ok());
+            // A character in the middle of the signature changed.
+            let middle = token.len() - 100;
+            let mut tampered = token.clone();
+            let replacement = if token.get(middle..=middle) == Some("A") {
+                "B"
+            } else {
+                "A"
+            };
+            tampered.replace_range(middle..=middle, replacement);
+            assert_eq!(verify(&tampered, &jwks, now, 0), Err(JwtError::Signature));
+        }
+        // The same modulus with another exponent is another key: no signature of this one
+        // verifies under it.
+        let mut other_e = key.jwk();
+        other_e.e = URL_SAFE_NO_PAD.encode([1u8, 0, 3]);
+        let other = Jwks {
+            keys: vec![other_e],
+        };
+        assert_eq!(verify(&token, &other, now, 0), Err(JwtError::Signature));
+        // The same key under RS384: the RS256 signature does not verify.
+        let (header, rest) = token.split_once('.').unwrap_or_default();
+        let rs384 = URL_SAFE_NO_PAD.encode(
+            String::from_utf8(URL_SAFE_NO_PAD.decode(header).unwrap_or_default())
+                .unwrap_or_default()
+                .replace("RS256", "RS384"),
+        );
+        assert_eq!(
+            verify(&format!("{rs384}.{rest}"), &jwks, now, 0),
+            Err(JwtError::Signature)
+        );
+        // And the RS256 token still verifies after both.
+        assert!(verify(&token, &jwks, now, 0).is_ok());
+    }
+
+    #[test]
     fn es256_keys_sign_and_verify() {
         let key = SigningKey::generate_es256().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(key.algorithm(), Algorithm::Es256);

@@ -24,6 +24,13 @@ impl<T> Secret<T> {
     }
 }
 
+/// Whether `a` and `b` are equal, in a time that depends on their lengths only: for secrets
+/// and bearer tokens, whose common prefix must not show in how long a comparison takes.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
 impl<T> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("** redacted **")
@@ -38,6 +45,16 @@ impl<T> From<T> for Secret<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn constant_time_comparison_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"token", b"token"));
+        assert!(!constant_time_eq(b"token", b"tokeN"));
+        assert!(!constant_time_eq(b"Token", b"token"));
+        assert!(!constant_time_eq(b"token", b"token-longer"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
     use super::*;
 
     #[test]

@@ -8,7 +8,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -201,21 +202,18 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let phase = Arc::new(Mutex::new(Phase::Head(Instant::now())));
+    let phase = Arc::new(PhaseCell::new(Phase::Head(Instant::now())));
     let io = TokioIo::new(Guarded::new(stream, phase.clone(), limits));
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let router = router.clone();
         let phase = phase.clone();
         async move {
             let now = Instant::now();
-            set(
-                &phase,
-                if request.body().is_end_stream() {
-                    Phase::Handling
-                } else {
-                    Phase::Body(now)
-                },
-            );
+            phase.set(if request.body().is_end_stream() {
+                Phase::Handling
+            } else {
+                Phase::Body(now)
+            });
             let mut request = request.map(|body| {
                 Body::new(PhasedBody {
                     inner: body,
@@ -277,16 +275,55 @@ enum Phase {
     Idle(Instant),
 }
 
-fn set(phase: &Mutex<Phase>, to: Phase) {
-    if let Ok(mut phase) = phase.lock() {
-        *phase = to;
+/// A connection's [`Phase`], shared by its socket and its bodies: one atomic word (the phase's
+/// kind, and its time in microseconds since the connection began), so that moving it along,
+/// several times per request, takes no lock.
+struct PhaseCell {
+    base: Instant,
+    word: AtomicU64,
+}
+
+impl PhaseCell {
+    fn new(phase: Phase) -> Self {
+        let cell = Self {
+            base: Instant::now(),
+            word: AtomicU64::new(0),
+        };
+        cell.set(phase);
+        cell
+    }
+
+    fn phase(&self) -> Phase {
+        let word = self.word.load(Ordering::Acquire);
+        let at = self.base + Duration::from_micros(word >> 2);
+        match word & 3 {
+            0 => Phase::Head(at),
+            1 => Phase::Body(at),
+            3 => Phase::Idle(at),
+            _ => Phase::Handling,
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        let micros = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(self.base).as_micros())
+                .unwrap_or(u64::MAX >> 2)
+                .min(u64::MAX >> 2)
+        };
+        let word = match phase {
+            Phase::Head(at) => micros(at) << 2,
+            Phase::Body(at) => (micros(at) << 2) | 1,
+            Phase::Handling => 2,
+            Phase::Idle(at) => (micros(at) << 2) | 3,
+        };
+        self.word.store(word, Ordering::Release);
     }
 }
 
 /// The connection's socket, closed with `TimedOut` when the client overstays its phase.
 struct Guarded<S> {
     io: S,
-    phase: Arc<Mutex<Phase>>,
+    phase: Arc<PhaseCell>,
     limits: Limits,
     read_timer: Pin<Box<Sleep>>,
     /// When a write started waiting on the client (it reads too slowly, or not at all).
@@ -295,7 +332,7 @@ struct Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    fn new(io: S, phase: Arc<Mutex<Phase>>, limits: Limits) -> Self {
+    fn new(io: S, phase: Arc<PhaseCell>, limits: Limits) -> Self {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         Self {
             io,
@@ -309,8 +346,7 @@ impl<S> Guarded<S> {
 
     /// When the pending read must have completed, in the current phase.
     fn read_deadline(&self) -> Option<Instant> {
-        let phase = self.phase.lock().map(|p| *p).unwrap_or(Phase::Handling);
-        match phase {
+        match self.phase.phase() {
             Phase::Head(since) => Some(since + self.limits.header_timeout),
             Phase::Body(last) => Some(last + self.limits.body_timeout),
             Phase::Idle(since) => Some(since + self.limits.idle_timeout),
@@ -320,12 +356,10 @@ impl<S> Guarded<S> {
 
     /// Bytes arrived: an idle connection starts a request head; a body made progress.
     fn received(&self) {
-        if let Ok(mut phase) = self.phase.lock() {
-            match *phase {
-                Phase::Idle(_) => *phase = Phase::Head(Instant::now()),
-                Phase::Body(_) => *phase = Phase::Body(Instant::now()),
-                Phase::Head(_) | Phase::Handling => {}
-            }
+        match self.phase.phase() {
+            Phase::Idle(_) => self.phase.set(Phase::Head(Instant::now())),
+            Phase::Body(_) => self.phase.set(Phase::Body(Instant::now())),
+            Phase::Head(_) | Phase::Handling => {}
         }
     }
 }
@@ -431,7 +465,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 /// has all arrived, a response body to [`Phase::Idle`] once it is sent (or dropped).
 struct PhasedBody<B> {
     inner: B,
-    phase: Arc<Mutex<Phase>>,
+    phase: Arc<PhaseCell>,
     side: Side,
 }
 
@@ -454,7 +488,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for PhasedBody<B> {
         if self.side == Side::Request
             && (matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream())
         {
-            set(&self.phase, Phase::Handling);
+            self.phase.set(Phase::Handling);
         }
         polled
     }
@@ -471,7 +505,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for PhasedBody<B> {
 impl<B> Drop for PhasedBody<B> {
     fn drop(&mut self) {
         if self.side == Side::Response {
-            set(&self.phase, Phase::Idle(Instant::now()));
+            self.phase.set(Phase::Idle(Instant::now()));
         }
     }
 }
@@ -479,6 +513,33 @@ impl<B> Drop for PhasedBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_keeps_its_kind_and_its_time_to_the_microsecond() {
+        let cell = PhaseCell::new(Phase::Head(Instant::now()));
+        let at = cell.base + Duration::from_micros(1_234_567);
+        let kinds = [
+            Phase::Head(at),
+            Phase::Body(at),
+            Phase::Handling,
+            Phase::Idle(at),
+            Phase::Idle(cell.base),
+        ];
+        for phase in kinds {
+            cell.set(phase);
+            assert_eq!(format!("{:?}", cell.phase()), format!("{phase:?}"));
+        }
+        // A time before the connection began counts as its start.
+        cell.set(Phase::Body(
+            cell.base
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or(cell.base),
+        ));
+        assert_eq!(
+            format!("{:?}", cell.phase()),
+            format!("{:?}", Phase::Body(cell.base))
+        );
+    }
 
     #[test]
     fn durations() {

@@ -513,7 +513,8 @@ impl Core {
         access_key_id: &str,
     ) -> Result<OpenedSession, Error> {
         let claims = self.open_claims(token).await.map_err(|_| invalid_token())?;
-        if !constant_time_eq(claims.access_key_id.as_bytes(), access_key_id.as_bytes()) {
+        if !podid_types::constant_time_eq(claims.access_key_id.as_bytes(), access_key_id.as_bytes())
+        {
             return Err(invalid_token());
         }
         if self.now() >= claims.expires {
@@ -740,8 +741,4 @@ fn packed_size(
 
 fn invalid_token() -> Error {
     Error::InvalidClientTokenId("The security token included in the request is invalid.".into())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
