@@ -112,14 +112,12 @@ pub struct OsIds;
 
 impl Ids for OsIds {
     fn fill(&self, buf: &mut [u8]) {
-        // The OS source fails only on broken systems; a zero-filled buffer would be far worse
-        // than stopping, so fall back to a counter-mixed fill that is at least unique.
-        if getrandom::getrandom(buf).is_err() {
-            static COUNTER: AtomicU64 = AtomicU64::new(1);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes();
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = n.get(i % 8).copied().unwrap_or(0) ^ (i as u8).wrapping_mul(151);
-            }
+        // Secret keys, the master key and AES-GCM nonces come from here. The OS source fails
+        // only on a broken system, and then nothing made up here would be safe: predictable
+        // secrets, or nonces repeated after a restart under the same master key. Stop instead.
+        if let Err(e) = getrandom::getrandom(buf) {
+            tracing::error!(error = %e, "the operating system's random source failed: stopping");
+            std::process::abort();
         }
     }
 }
