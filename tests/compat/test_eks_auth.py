@@ -133,3 +133,33 @@ def test_eks_auth_errors(server, unique, tmp_path):
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert "eks-auth:AssumeRoleForPodIdentity" in e.value.response["Error"]["Message"]
+
+
+def test_the_server_sets_how_long_pod_credentials_last(tmp_path):
+    """`--pod-credential-lifetime`: one hop lasts what the server says; a target role at most an
+    hour; a lifetime outside 15 minutes to 6 hours is refused with the range."""
+    from datetime import datetime, timezone
+
+    from conftest import Server
+    from test_throttle import client
+
+    refused = subprocess.run([podid_bin(), "server", "--data-dir", str(tmp_path / "refused"),
+                              "--pod-credential-lifetime", "7h"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert "from 15 minutes to 6 hours" in refused.stderr
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(data, accounts=[A, B], extra_args=["--pod-credential-lifetime", "15m"]).start()
+    try:
+        role = "short-lived"
+        client(server, "iam").create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(POD_TRUST))
+        subprocess.run([podid_bin(), "cluster", "create", "short"], env=server.env(), capture_output=True, check=True)
+        client(server, "eks").create_pod_identity_association(clusterName="short", namespace="default",
+                                                             serviceAccount="api", roleArn=f"arn:aws:iam::{A}:role/{role}")
+        before = datetime.now(timezone.utc)
+        answer = client(server, "eks-auth").assume_role_for_pod_identity(
+            clusterName="short", token=token(server, "short", "default", "api"))
+        lifetime = (answer["credentials"]["expiration"] - before).total_seconds()
+        assert 880 <= lifetime <= 905, lifetime
+    finally:
+        server.stop()

@@ -32,7 +32,12 @@ struct World {
 }
 
 async fn world() -> World {
-    let (core, clock, a, b) = common::two_accounts(21, 1_700_862_734).await;
+    world_with(|core| core).await
+}
+
+/// [`world`], with the core configured by `configure`.
+async fn world_with(configure: impl FnOnce(Core) -> Core) -> World {
+    let (core, clock, a, b) = common::two_accounts_with(21, 1_700_862_734, configure).await;
     for (name, trust) in [("pod-role", POD_TRUST), ("other-role", POD_TRUST)] {
         common::create_role(&core, &a, name, trust).await;
     }
@@ -268,6 +273,35 @@ async fn seed_000_target_role_in_another_account() {
     // Account B's audit shows the call too: its role was reached.
     let seen_by_b = common::last_record(&w.core, &w.b).await;
     assert_eq!(seen_by_b.event_name, "AssumeRoleForPodIdentity");
+}
+
+#[tokio::test]
+async fn the_server_sets_how_long_pod_credentials_last() {
+    let now = 1_700_862_734;
+    // (server lifetime, one hop's, a target role's): the target at most an hour; a lifetime
+    // outside 15 minutes to 6 hours is brought into that range.
+    for (lifetime, one_hop, target) in [
+        (900, 900, 900),
+        (2 * 3600, 2 * 3600, 3600),
+        (60, 900, 900),
+        (12 * 3600, 6 * 3600, 3600),
+    ] {
+        let w = world_with(|core| core.with_pod_credential_lifetime(lifetime)).await;
+        w.associate("api", None).await;
+        let association = w.associate("xacct", Some(TARGET)).await;
+        w.target(&association.external_id.clone().unwrap()).await;
+        for (sa, seconds) in [("api", one_hop), ("xacct", target)] {
+            let creds = w
+                .call(&w.token("my-cluster", sa, vec![]).await)
+                .await
+                .unwrap();
+            assert_eq!(
+                creds.assumed.credentials.expiration,
+                Timestamp::from_secs(now + i64::from(seconds)),
+                "lifetime {lifetime} s, service account {sa}"
+            );
+        }
+    }
 }
 
 fn b64(text: &str) -> String {

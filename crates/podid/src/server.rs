@@ -65,6 +65,11 @@ pub(crate) struct ServerArgs {
     /// The most Pod Identity associations one cluster may have.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     association_quota: u32,
+    /// How long AssumeRoleForPodIdentity's credentials last: 15m to 6h (EKS's, the default). A
+    /// target role's last the same, at most 1h. Shorter bounds how long a pod keeps a role's
+    /// credentials after its association changes (docs/eks-api.md).
+    #[arg(long, default_value = "6h", value_name = "DURATION", value_parser = pod_credential_lifetime)]
+    pod_credential_lifetime: std::time::Duration,
     /// With PostgreSQL: how long (milliseconds) a replica may reuse a record it read (access
     /// keys, users, roles), saving a round trip per request. Its own writes are seen at once;
     /// other replicas' writes at most this late, as IAM changes propagate in AWS. 0 turns the
@@ -123,6 +128,16 @@ fn audit_retention(text: &str) -> Result<std::time::Duration, String> {
     if duration < std::time::Duration::from_secs(60) {
         return Err(format!(
             "`{text}`: the audit trail keeps records for at least a minute; give e.g. `90d` or `7d`"
+        ));
+    }
+    Ok(duration)
+}
+
+fn pod_credential_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let duration = crate::listen::parse_duration(text)?;
+    if !(900..=21_600).contains(&duration.as_secs()) || duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "`{text}`: Pod Identity credentials last from 15 minutes to 6 hours in whole seconds; give e.g. `1h` or `15m`"
         ));
     }
     Ok(duration)
@@ -191,6 +206,7 @@ impl ServerArgs {
             public_url: None,
             database_pool: 16,
             association_quota: 1000,
+            pod_credential_lifetime: std::time::Duration::from_secs(6 * 3600),
             read_cache_ms: 1000,
             audit_retention: std::time::Duration::from_secs(DEFAULT_AUDIT_RETENTION_DAYS * 86_400),
             upstream_profile: None,
@@ -345,6 +361,9 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
                 master,
             )
             .with_association_quota(args.association_quota)
+            .with_pod_credential_lifetime(
+                u32::try_from(args.pod_credential_lifetime.as_secs()).unwrap_or(u32::MAX),
+            )
             .with_fetcher(Arc::new(HttpFetcher))
             .with_broker(broker.clone()),
         )

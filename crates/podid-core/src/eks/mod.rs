@@ -49,6 +49,8 @@ pub struct EksAuth<'a> {
 /// EKS's settings and state in the core.
 pub(crate) struct State {
     association_quota: u32,
+    /// How long Pod Identity credentials last, in seconds (a target role's at most an hour).
+    pod_credential_seconds: u32,
     /// The upstream STS of clusters with the `aws` credential backend.
     broker: Option<std::sync::Arc<dyn Broker>>,
     /// Recent association totals, for the quota.
@@ -59,6 +61,7 @@ impl Default for State {
     fn default() -> Self {
         Self {
             association_quota: DEFAULT_ASSOCIATION_QUOTA,
+            pod_credential_seconds: pod_identity::ONE_HOP_SECONDS,
             broker: None,
             totals: associations::Totals::default(),
         }
@@ -70,6 +73,19 @@ impl Core {
     #[must_use]
     pub fn with_association_quota(mut self, quota: u32) -> Self {
         self.eks.association_quota = quota;
+        self
+    }
+
+    /// Sets how long the credentials of AssumeRoleForPodIdentity last: 15 minutes to six hours
+    /// (EKS's own, the default), clamped to that range. A target role's credentials last the
+    /// same, at most an hour (role chaining's limit). Shorter lifetimes bound how long a pod
+    /// keeps a role's credentials after its association changes.
+    #[must_use]
+    pub fn with_pod_credential_lifetime(mut self, seconds: u32) -> Self {
+        self.eks.pod_credential_seconds = seconds.clamp(
+            pod_identity::MIN_CREDENTIAL_SECONDS,
+            pod_identity::ONE_HOP_SECONDS,
+        );
         self
     }
 }

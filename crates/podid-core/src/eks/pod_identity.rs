@@ -30,10 +30,14 @@ use crate::sts::{AssumeRole, AssumedRole, Assumer, SessionCredentials};
 /// Clock skew allowed on a token's `exp`, `nbf` and `iat`, in seconds.
 pub const TOKEN_LEEWAY_SECONDS: i64 = 60;
 
-/// How long the credentials of a one-hop association last (EKS Pod Identity: six hours).
-const ONE_HOP_SECONDS: u32 = 6 * 3600;
+/// How long the credentials of a one-hop association last by default, and at most (EKS Pod
+/// Identity: six hours).
+pub(crate) const ONE_HOP_SECONDS: u32 = 6 * 3600;
 
-/// How long a target role's credentials last: role chaining's limit, one hour.
+/// The shortest credential lifetime a server may set: STS's minimum session, 15 minutes.
+pub(crate) const MIN_CREDENTIAL_SECONDS: u32 = 900;
+
+/// How long a target role's credentials last at most: role chaining's limit, one hour.
 const TARGET_SECONDS: u32 = 3600;
 
 /// What AssumeRoleForPodIdentity returns.
@@ -85,6 +89,11 @@ struct PodClaims {
 }
 
 impl EksAuth<'_> {
+    /// How long a target role's credentials last: the server's lifetime, at most an hour.
+    fn target_seconds(self) -> u32 {
+        self.core.eks.pod_credential_seconds.min(TARGET_SECONDS)
+    }
+
     /// AssumeRoleForPodIdentity.
     pub async fn assume_role_for_pod_identity(
         self,
@@ -220,7 +229,7 @@ impl EksAuth<'_> {
                                 claims.pod.as_ref(),
                                 self.core.ids(),
                             ),
-                            duration_seconds: Some(TARGET_SECONDS),
+                            duration_seconds: Some(self.target_seconds()),
                             external_id: association.external_id.clone(),
                             policy: association.policy.clone(),
                             ..Default::default()
@@ -243,7 +252,8 @@ impl EksAuth<'_> {
 
     /// The `aws` backend: both hops made upstream by the broker, with the same session names,
     /// tags, external id and session policy as the embedded hops. Upstream sessions last an
-    /// hour (the default maximum of an IAM role, and role chaining's limit).
+    /// hour (the default maximum of an IAM role, and role chaining's limit), or the server's
+    /// shorter credential lifetime.
     async fn upstream_hops(
         self,
         caller: &Caller,
@@ -265,7 +275,7 @@ impl EksAuth<'_> {
                 as_session: None,
                 role_arn: association.role_arn.clone(),
                 session_name: session_name.clone(),
-                duration_seconds: TARGET_SECONDS,
+                duration_seconds: self.target_seconds(),
                 transitive_tag_keys: tags.iter().map(|t| t.key.clone()).collect(),
                 tags,
                 external_id: None,
@@ -289,7 +299,7 @@ impl EksAuth<'_> {
                         as_session: Some(first),
                         role_arn: target.clone(),
                         session_name,
-                        duration_seconds: TARGET_SECONDS,
+                        duration_seconds: self.target_seconds(),
                         tags: Vec::new(),
                         transitive_tag_keys: Vec::new(),
                         external_id: association.external_id.clone(),
@@ -336,9 +346,9 @@ impl EksAuth<'_> {
                     role_arn: association.role_arn.clone(),
                     session_name: session_name(&cluster.name, claims.pod.as_ref(), self.core.ids()),
                     duration_seconds: Some(if association.target_role_arn.is_some() {
-                        TARGET_SECONDS
+                        self.target_seconds()
                     } else {
-                        ONE_HOP_SECONDS
+                        self.core.eks.pod_credential_seconds
                     }),
                     tags,
                     transitive_tag_keys: transitive,
