@@ -205,7 +205,7 @@ pub struct Agent {
     /// What a token says never changes, so a pod asking again with the same token skips
     /// decoding and hashing it (its times are still checked on every request). A hit is
     /// confirmed by comparing the whole token, in constant time.
-    read_tokens: RwLock<HashMap<u64, Arc<ReadToken>>>,
+    read_tokens: RwLock<ReadTokens>,
     /// The keyed hash of [`Agent::read_tokens`], seeded at random when the agent starts.
     token_slots: foldhash::quality::RandomState,
     in_flight: Mutex<HashMap<(String, [u8; 32]), Flight>>,
@@ -243,7 +243,7 @@ impl Agent {
             random,
             metrics: Metrics::default(),
             entries: RwLock::new(HashMap::new()),
-            read_tokens: RwLock::new(HashMap::new()),
+            read_tokens: RwLock::new(ReadTokens::default()),
             token_slots: foldhash::quality::RandomState::default(),
             in_flight: Mutex::new(HashMap::new()),
             bucket: Mutex::new(Bucket {
@@ -381,7 +381,7 @@ impl Agent {
             .read_tokens
             .read()
             .ok()
-            .and_then(|r| r.get(&slot).cloned())
+            .and_then(|r| r.slots.get(&slot).cloned())
             && constant_time_eq(read.token.expose().as_bytes(), token.as_bytes())
         {
             return Ok(read);
@@ -395,11 +395,16 @@ impl Agent {
             claims,
         });
         if let Ok(mut tokens) = self.read_tokens.write() {
-            if tokens.len() >= READ_TOKENS {
-                tokens.clear();
+            // The text and its claims: about twice the token's length.
+            let size = token.len().saturating_mul(2);
+            if tokens.slots.len() >= READ_TOKENS
+                || tokens.bytes.saturating_add(size) > READ_TOKEN_BYTES
+            {
+                *tokens = ReadTokens::default();
             }
             // Another token in the same slot (a collision of the keyed hash) gives way.
-            tokens.insert(slot, read.clone());
+            tokens.slots.insert(slot, read.clone());
+            tokens.bytes = tokens.bytes.saturating_add(size);
         }
         Ok(read)
     }
@@ -730,9 +735,20 @@ struct ReadToken {
     key: String,
 }
 
-/// Tokens whose claims are kept; past it the agent starts again empty (a node runs at most a
-/// few hundred pods, each with one token at a time, two while it rotates).
+/// The tokens read before, by slot (a keyed hash of the text), and about how much memory they
+/// hold.
+#[derive(Default)]
+struct ReadTokens {
+    slots: HashMap<u64, Arc<ReadToken>>,
+    bytes: usize,
+}
+
+/// Tokens whose claims are kept, and about how many bytes they may take (tokens are read
+/// before they are verified, up to 20,000 characters each); past either the agent starts
+/// again empty. A node runs at most a few hundred pods, each with one token of about a
+/// kilobyte at a time, two while it rotates.
 const READ_TOKENS: usize = 4096;
+const READ_TOKEN_BYTES: usize = 16 << 20;
 
 /// The token's `exp`, `nbf` and `iat` against `now`.
 fn check_times(claims: &Map<String, Value>, now: Timestamp) -> Result<(), AgentError> {
