@@ -7,13 +7,12 @@
 //! entry or removes one.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::body::Bytes;
 use std::time::Duration;
-
-use std::hash::BuildHasher as _;
 
 use podid_types::{Clock, Secret, Timestamp, constant_time_eq};
 use serde_json::{Map, Value};

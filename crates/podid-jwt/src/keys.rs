@@ -243,10 +243,11 @@ fn rsa_key(jwk: &Jwk, alg: Algorithm) -> Option<Arc<ParsedPublicKey>> {
         if cache.values().map(Vec::len).sum::<usize>() >= PARSED_RSA_KEYS {
             cache.clear();
         }
-        cache
-            .entry(jwk.n.clone())
-            .or_default()
-            .push((alg, jwk.e.clone(), key.clone()));
+        let keys = cache.entry(jwk.n.clone()).or_default();
+        // Another thread may have parsed the same key meanwhile.
+        if !keys.iter().any(|(a, e, _)| *a == alg && *e == jwk.e) {
+            keys.push((alg, jwk.e.clone(), key.clone()));
+        }
     }
     Some(key)
 }

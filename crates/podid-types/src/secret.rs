@@ -45,6 +45,8 @@ impl<T> From<T> for Secret<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn constant_time_comparison_is_equality() {
         assert!(constant_time_eq(b"", b""));
@@ -54,8 +56,6 @@ mod tests {
         assert!(!constant_time_eq(b"token", b"token-longer"));
         assert!(!constant_time_eq(b"", b"x"));
     }
-
-    use super::*;
 
     #[test]
     fn debug_never_shows_the_secret() {

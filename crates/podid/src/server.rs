@@ -67,7 +67,7 @@ pub(crate) struct ServerArgs {
     association_quota: u32,
     /// How long AssumeRoleForPodIdentity's credentials last: 15m to 6h (EKS's, the default). A
     /// target role's last the same, at most 1h. Shorter bounds how long a pod keeps a role's
-    /// credentials after its association changes (docs/eks-api.md).
+    /// credentials after its association changes (docs/eks-auth.md).
     #[arg(long, default_value = "6h", value_name = "DURATION", value_parser = pod_credential_lifetime)]
     pod_credential_lifetime: std::time::Duration,
     /// With PostgreSQL: how long (milliseconds) a replica may reuse a record it read (access
@@ -135,7 +135,9 @@ fn audit_retention(text: &str) -> Result<std::time::Duration, String> {
 
 fn pod_credential_lifetime(text: &str) -> Result<std::time::Duration, String> {
     let duration = crate::listen::parse_duration(text)?;
-    if !(900..=21_600).contains(&duration.as_secs()) || duration.subsec_nanos() != 0 {
+    let range = u64::from(podid_core::eks::MIN_CREDENTIAL_SECONDS)
+        ..=u64::from(podid_core::eks::ONE_HOP_SECONDS);
+    if !range.contains(&duration.as_secs()) || duration.subsec_nanos() != 0 {
         return Err(format!(
             "`{text}`: Pod Identity credentials last from 15 minutes to 6 hours in whole seconds; give e.g. `1h` or `15m`"
         ));
@@ -206,7 +208,9 @@ impl ServerArgs {
             public_url: None,
             database_pool: 16,
             association_quota: 1000,
-            pod_credential_lifetime: std::time::Duration::from_secs(6 * 3600),
+            pod_credential_lifetime: std::time::Duration::from_secs(u64::from(
+                podid_core::eks::ONE_HOP_SECONDS,
+            )),
             read_cache_ms: 1000,
             audit_retention: std::time::Duration::from_secs(DEFAULT_AUDIT_RETENTION_DAYS * 86_400),
             upstream_profile: None,

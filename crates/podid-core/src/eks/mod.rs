@@ -18,7 +18,10 @@ pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
 };
 pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
-pub use pod_identity::{PodCredentials, PodIdentityDecision, TOKEN_LEEWAY_SECONDS};
+pub use pod_identity::{
+    MIN_CREDENTIAL_SECONDS, ONE_HOP_SECONDS, PodCredentials, PodIdentityDecision,
+    TOKEN_LEEWAY_SECONDS,
+};
 pub use records::{AddonRecord, AssociationRecord, ClusterRecord, SigningKeyRecord, TokenSource};
 pub use service_accounts::{IRSA_PREFIX, MetadataChange, ServiceAccountName, ServiceAccountRecord};
 pub use upstream::{

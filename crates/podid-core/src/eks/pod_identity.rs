@@ -32,10 +32,10 @@ pub const TOKEN_LEEWAY_SECONDS: i64 = 60;
 
 /// How long the credentials of a one-hop association last by default, and at most (EKS Pod
 /// Identity: six hours).
-pub(crate) const ONE_HOP_SECONDS: u32 = 6 * 3600;
+pub const ONE_HOP_SECONDS: u32 = 6 * 3600;
 
 /// The shortest credential lifetime a server may set: STS's minimum session, 15 minutes.
-pub(crate) const MIN_CREDENTIAL_SECONDS: u32 = 900;
+pub const MIN_CREDENTIAL_SECONDS: u32 = 900;
 
 /// How long a target role's credentials last at most: role chaining's limit, one hour.
 const TARGET_SECONDS: u32 = 3600;
