@@ -95,6 +95,13 @@ pub enum AgentError {
     Upstream(#[from] UpstreamError),
 }
 
+/// How long a read of the change feed waits for a change (the server's long poll).
+const FEED_WAIT_SECONDS: u64 = 5;
+
+/// The first and the longest pause before reading the change feed again after a failure.
+const FEED_RETRY_MIN: Duration = Duration::from_millis(200);
+const FEED_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// One pod's credentials and the token they were issued for.
 struct Entry {
     credentials: UpstreamCredentials,
@@ -317,6 +324,96 @@ impl Agent {
             self.metrics.cache_state("evicted");
         }
         forgotten
+    }
+
+    /// Forgets the credentials of every pod of the service account `namespace/name` (its
+    /// association, or a policy of its role, changed): the pod's next request fetches new ones.
+    /// How many were forgotten.
+    pub fn forget_service_account(&self, namespace: &str, name: &str) -> usize {
+        let subject = format!("system:serviceaccount:{namespace}:{name}");
+        self.forget_where(|entry| entry.subject == subject)
+    }
+
+    /// Forgets every pod's credentials (the change feed may have missed changes).
+    pub fn forget_all(&self) -> usize {
+        self.forget_where(|_| true)
+    }
+
+    fn forget_where(&self, condition: impl Fn(&Entry) -> bool) -> usize {
+        let Ok(mut entries) = self.entries.write() else {
+            return 0;
+        };
+        let before = entries.len();
+        entries.retain(|_, entry| !condition(entry));
+        let forgotten = before - entries.len();
+        drop(entries);
+        if forgotten > 0 {
+            self.changed();
+            for _ in 0..forgotten {
+                self.metrics.cache_state("evicted");
+            }
+        }
+        forgotten
+    }
+
+    /// Follows the upstream's change feed until the task is dropped: each change of a service
+    /// account's association or role drops its pods' cached credentials at once, so that the
+    /// SDK's next refresh gets the new role. The feed is a long poll that resumes from its
+    /// cursor after a disconnect or a server restart; an upstream without a feed (AWS's EKS
+    /// Auth) ends the task, and credentials then follow changes when they are renewed.
+    pub async fn follow_changes(self: Arc<Self>) {
+        let mut cursor: Option<String> = None;
+        let mut backoff = FEED_RETRY_MIN;
+        loop {
+            let read = self
+                .upstream
+                .changes(
+                    &self.config.cluster_name,
+                    cursor.as_deref(),
+                    FEED_WAIT_SECONDS,
+                )
+                .await;
+            match read {
+                Ok(None) => {
+                    tracing::info!(
+                        "the upstream has no change feed: cached credentials follow changes when they are renewed"
+                    );
+                    return;
+                }
+                Ok(Some(page)) => {
+                    backoff = FEED_RETRY_MIN;
+                    if page.reset {
+                        let forgotten = self.forget_all();
+                        tracing::warn!(
+                            forgotten,
+                            "the change feed was out of reach for longer than it keeps changes: every cached credential is dropped"
+                        );
+                    }
+                    for (namespace, name) in &page.service_accounts {
+                        let forgotten = self.forget_service_account(namespace, name);
+                        tracing::info!(
+                            namespace = %namespace,
+                            service_account = %name,
+                            forgotten,
+                            "changed upstream: the pods' cached credentials are dropped"
+                        );
+                    }
+                    cursor = Some(page.cursor);
+                }
+                Err(e @ UpstreamError::Refused { .. }) => {
+                    tracing::warn!(
+                        error = %e,
+                        "the change feed refused this agent (it needs `podid:ListChanges` on the cluster): cached credentials follow changes when they are renewed"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "the change feed is out of reach");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(FEED_RETRY_MAX);
+                }
+            }
+        }
     }
 
     /// Renews the entries due, within the QPS budget, and drops the ones about to expire. The

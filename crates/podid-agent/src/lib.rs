@@ -13,7 +13,8 @@ pub use cache::{Agent, AgentError, ContainerCredentials, Random};
 pub use http::{credentials_router, metrics_router, probe_router};
 pub use metrics::Metrics;
 pub use upstream::{
-    EksAuth, Trust, Upstream, UpstreamCredentials, UpstreamError, document, http_agent, tls_hint,
+    Changes, EksAuth, Trust, Upstream, UpstreamCredentials, UpstreamError, document, http_agent,
+    tls_hint,
 };
 
 /// How the agent runs.

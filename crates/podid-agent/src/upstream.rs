@@ -72,6 +72,28 @@ pub trait Upstream: Send + Sync {
     fn discovery_url(&self, issuer: &str) -> String {
         well_known(issuer)
     }
+    /// The changes of `cluster`'s service accounts after `cursor` (podid's change feed,
+    /// `GET /clusters/NAME/podid/changes`), waiting up to `wait_seconds` for one. An upstream
+    /// without a feed (AWS's EKS Auth) answers `None`.
+    async fn changes(
+        &self,
+        _cluster: &str,
+        _cursor: Option<&str>,
+        _wait_seconds: u64,
+    ) -> Result<Option<Changes>, UpstreamError> {
+        Ok(None)
+    }
+}
+
+/// A read of podid's change feed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The service accounts whose pods' credentials are stale: (namespace, name).
+    pub service_accounts: Vec<(String, String)>,
+    /// Where the next read carries on.
+    pub cursor: String,
+    /// Whether changes may have been missed (the cursor was too old): drop everything.
+    pub reset: bool,
 }
 
 /// `ISSUER/.well-known/openid-configuration`.
@@ -126,31 +148,58 @@ impl EksAuth {
     fn call(&self, cluster: &str, token: &str) -> Result<UpstreamCredentials, UpstreamError> {
         let path = format!("/clusters/{cluster}/assume-role-for-pod-identity");
         let body = serde_json::json!({"token": token}).to_string();
+        let answer = self.exchange("POST", "eks-auth", &path, "", &body)?;
+        if answer.status == 200 {
+            let text = answer.text.map_err(UpstreamError::Unavailable)?;
+            return parse_credentials(&text).ok_or_else(|| {
+                UpstreamError::Unavailable("EKS Auth answered with no credentials".into())
+            });
+        }
+        Err(answer.refusal())
+    }
+
+    /// One signed request (`content-type: application/json`, which the signature covers) and
+    /// its answer. Blocking.
+    fn exchange(
+        &self,
+        method: &str,
+        service: &str,
+        path: &str,
+        query: &str,
+        body: &str,
+    ) -> Result<Answer, UpstreamError> {
         let signed = sign_json(
             &JsonRequest {
                 endpoint: &self.endpoint,
-                method: "POST",
-                path: &path,
-                query: "",
-                body: &body,
+                method,
+                path,
+                query,
+                body,
             },
             &self.credentials,
             &self.region,
-            "eks-auth",
+            service,
             SystemClock.now(),
         );
-        let url = format!("{}{path}", self.endpoint);
-        let mut call = self
-            .http
-            .post(&url)
+        let url = if query.is_empty() {
+            format!("{}{path}", self.endpoint)
+        } else {
+            format!("{}{path}?{query}", self.endpoint)
+        };
+        let mut call = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
             .header("content-type", "application/json");
         for (name, value) in &signed {
             call = call.header(name, value);
         }
-        let mut response = call
-            .send(body.as_bytes())
+        let request = call
+            .body(body.to_owned())
             .map_err(|e| UpstreamError::Unavailable(format!("{url}: {e}")))?;
-        let status = response.status().as_u16();
+        let mut response = self
+            .http
+            .run(request)
+            .map_err(|e| UpstreamError::Unavailable(format!("{url}: {e}")))?;
         let header = |name: &str| {
             response
                 .headers()
@@ -158,33 +207,92 @@ impl EksAuth {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let request_id = header("x-amzn-requestid").unwrap_or_default();
-        let code = header("x-amzn-errortype")
-            .map(|c| c.split(':').next().unwrap_or(&c).to_owned())
-            .unwrap_or_else(|| "UnknownError".into());
-        let text = read_limited(response.body_mut());
-        if status == 200 {
-            let text = text.map_err(UpstreamError::Unavailable)?;
-            return parse_credentials(&text).ok_or_else(|| {
-                UpstreamError::Unavailable("EKS Auth answered with no credentials".into())
-            });
+        Ok(Answer {
+            status: response.status().as_u16(),
+            request_id: header("x-amzn-requestid").unwrap_or_default(),
+            code: header("x-amzn-errortype")
+                .map(|c| c.split(':').next().unwrap_or(&c).to_owned())
+                .unwrap_or_else(|| "UnknownError".into()),
+            text: read_limited(response.body_mut()),
+        })
+    }
+
+    /// Whether the endpoint is AWS's own (`*.api.aws`, `*.amazonaws.com`).
+    fn is_aws(&self) -> bool {
+        let host = self
+            .endpoint
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        host.ends_with(".api.aws") || host.ends_with(".amazonaws.com")
+    }
+
+    /// One read of the change feed, signed for `eks`. Blocking.
+    fn read_changes(
+        &self,
+        cluster: &str,
+        cursor: Option<&str>,
+        wait_seconds: u64,
+    ) -> Result<Option<Changes>, UpstreamError> {
+        let path = format!("/clusters/{cluster}/podid/changes");
+        let mut query = format!("waitSeconds={wait_seconds}");
+        if let Some(cursor) = cursor {
+            query.push_str("&cursor=");
+            query.push_str(&podid_sigv4::uri_encoded(cursor));
         }
-        let text = text.unwrap_or_default();
+        let answer = self.exchange("GET", "eks", &path, &query, "")?;
+        if answer.status == 404 && answer.code == "UnknownOperationException" {
+            // A server without the feed.
+            return Ok(None);
+        }
+        if answer.status != 200 {
+            return Err(answer.refusal());
+        }
+        let text = answer.text.map_err(UpstreamError::Unavailable)?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| UpstreamError::Unavailable(format!("the change feed's answer: {e}")))?;
+        let text_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        Ok(Some(Changes {
+            service_accounts: value
+                .get("changes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| Some((text_of(c, "namespace")?, text_of(c, "serviceAccount")?)))
+                .collect(),
+            cursor: text_of(&value, "cursor").unwrap_or_default(),
+            reset: value.get("reset").and_then(Value::as_bool).unwrap_or(false),
+        }))
+    }
+}
+
+/// An upstream's answer.
+struct Answer {
+    status: u16,
+    request_id: String,
+    code: String,
+    text: Result<String, String>,
+}
+
+impl Answer {
+    /// The error of an answer other than 200: a refusal (4xx, passed on to the pod), or the
+    /// upstream unavailable.
+    fn refusal(self) -> UpstreamError {
+        let text = self.text.unwrap_or_default();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or(text);
-        if !(400..500).contains(&status) {
-            return Err(UpstreamError::Unavailable(format!(
-                "{status} {code}: {message}"
-            )));
+        if !(400..500).contains(&self.status) {
+            return UpstreamError::Unavailable(format!("{} {}: {message}", self.status, self.code));
         }
-        Err(UpstreamError::Refused {
-            status,
-            code,
+        UpstreamError::Refused {
+            status: self.status,
+            code: self.code,
             message,
-            request_id,
-        })
+            request_id: self.request_id,
+        }
     }
 }
 
@@ -289,13 +397,7 @@ impl Upstream for EksAuth {
     /// `ENDPOINT/id/ID/`; AWS's own EKS Auth endpoints (`*.api.aws`, `*.amazonaws.com`) leave
     /// EKS's issuers to be fetched where they are.
     fn discovery_url(&self, issuer: &str) -> String {
-        let endpoint_host = self
-            .endpoint
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', ':']).next())
-            .unwrap_or_default();
-        let aws = endpoint_host.ends_with(".api.aws") || endpoint_host.ends_with(".amazonaws.com");
+        let aws = self.is_aws();
         let id = issuer
             .strip_prefix("https://oidc.eks.")
             .and_then(|rest| rest.split_once(".amazonaws.com/id/"))
@@ -343,6 +445,35 @@ impl Upstream for EksAuth {
             }
         }
         Err(last)
+    }
+
+    async fn changes(
+        &self,
+        cluster: &str,
+        cursor: Option<&str>,
+        wait_seconds: u64,
+    ) -> Result<Option<Changes>, UpstreamError> {
+        if self.is_aws() {
+            return Ok(None);
+        }
+        let this = Self {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            credentials: self.credentials.clone(),
+            timeout: self.timeout,
+            http: http_agent(
+                self.timeout + Duration::from_secs(wait_seconds),
+                0,
+                &self.trust,
+            ),
+            trust: self.trust.clone(),
+        };
+        let (cluster, cursor) = (cluster.to_owned(), cursor.map(str::to_owned));
+        tokio::task::spawn_blocking(move || {
+            this.read_changes(&cluster, cursor.as_deref(), wait_seconds)
+        })
+        .await
+        .map_err(|e| UpstreamError::Unavailable(e.to_string()))?
     }
 
     async fn fetch(&self, url: &str) -> Result<String, String> {

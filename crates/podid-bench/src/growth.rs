@@ -49,20 +49,7 @@ pub(crate) async fn growth(
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, text) = conn
-        .send(
-            admin,
-            "eks",
-            "POST",
-            "/clusters/grow/podid/service-account-token",
-            "",
-            "application/json",
-            r#"{"namespace":"ns-0","serviceAccount":"sa-0","podName":"grow-0","podUid":"uid-grow-0"}"#,
-        )
-        .await;
-    assert_eq!(status, 200, "service-account-token: {text}");
-    let token: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = podid_bench::pod_token(&mut conn, admin, "grow", ("ns-0", "sa-0"), "grow-0").await;
 
     let mut rows = Vec::new();
     let mut held = 1;

@@ -410,3 +410,30 @@ pub fn admin_credentials(data_dir: &std::path::Path) -> Credentials {
         session_token: None,
     }
 }
+
+/// A token of the local cluster `cluster` for the pod `pod` (uid `uid-POD`) of the service
+/// account `namespace/service_account`, minted by a podid server over `conn`.
+pub async fn pod_token(
+    conn: &mut Connection,
+    admin: &Credentials,
+    cluster: &str,
+    (namespace, service_account): (&str, &str),
+    pod: &str,
+) -> String {
+    let (status, text) = conn
+        .send(
+            admin,
+            "eks",
+            "POST",
+            &format!("/clusters/{cluster}/podid/service-account-token"),
+            "",
+            "application/json",
+            &format!(
+                r#"{{"namespace":"{namespace}","serviceAccount":"{service_account}","podName":"{pod}","podUid":"uid-{pod}"}}"#
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "service-account-token: {text}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["token"].as_str().unwrap().to_owned()
+}

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 mod growth;
+mod propagation;
 use podid_bench::{Connection, Figures, Generator, Request, load, rss_kib};
 use podid_sigv4::{Credentials, uri_encoded};
 use podid_types::Secret;
@@ -41,6 +42,9 @@ enum Cli {
         #[arg(long)]
         body: String,
     },
+    /// How long a change of a Pod Identity association takes to reach a pod through the agent
+    /// (one server, after a restart, two PostgreSQL replicas): p50/p90/p99.
+    Propagation(propagation::PropagationArgs),
 }
 
 #[derive(clap::Args)]
@@ -102,6 +106,7 @@ async fn main() {
     match Cli::parse() {
         Cli::Peers(args) => peers(args).await,
         Cli::StaticServer { body } => static_server(body).await,
+        Cli::Propagation(args) => propagation::propagation(args).await,
     }
 }
 
@@ -684,43 +689,16 @@ async fn agent_against_static(
     rows: &mut Vec<Row>,
 ) {
     let mut conn = Connection::open(&podid.address).await;
-    let (status, text) = conn
-        .send(
-            &podid.credentials,
-            "eks",
-            "POST",
-            "/clusters/bench/podid/service-account-token",
-            "",
-            "application/json",
-            r#"{"namespace":"default","serviceAccount":"app","podName":"agent-0","podUid":"uid-agent-0"}"#,
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    let token: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
-    let endpoint = format!("http://{}", podid.address);
-    let (mut agent, address) = spawn_with_marker(
-        Command::new(&args.podid)
-            .args(["agent", "--cluster-name", "bench", "--endpoint", &endpoint])
-            .args([
-                "--bind-hosts",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--probe-port",
-                "0",
-                "--metrics-port",
-                "0",
-            ])
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", &podid.credentials.access_key_id)
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                podid.credentials.secret_access_key.expose(),
-            ),
-        "serving http://",
-    );
-    let address = address.split('/').next().unwrap().to_owned();
+    let token = podid_bench::pod_token(
+        &mut conn,
+        &podid.credentials,
+        "bench",
+        ("default", "app"),
+        "agent-0",
+    )
+    .await;
+    let (mut agent, address) =
+        spawn_agent(&args.podid, &podid.address, &podid.credentials, "bench");
     let anonymous = Credentials {
         access_key_id: String::new(),
         secret_access_key: Secret::new(String::new()),
@@ -770,6 +748,23 @@ async fn agent_against_static(
     let _ = agent.wait();
     let _ = baseline.kill();
     let _ = baseline.wait();
+}
+
+/// `podid agent` for `cluster` against the server at `server`, signing with `admin`: the
+/// process and the address it serves on.
+fn spawn_agent(bin: &Path, server: &str, admin: &Credentials, cluster: &str) -> (Child, String) {
+    let (child, address) = spawn_with_marker(
+        Command::new(bin)
+            .args(["agent", "--cluster-name", cluster])
+            .args(["--endpoint", &format!("http://{server}")])
+            .args(["--bind-hosts", "127.0.0.1"])
+            .args(["--port", "0", "--probe-port", "0", "--metrics-port", "0"])
+            .env("AWS_REGION", podid_bench::REGION)
+            .env("AWS_ACCESS_KEY_ID", &admin.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", admin.secret_access_key.expose()),
+        "serving http://",
+    );
+    (child, address.split('/').next().unwrap().to_owned())
 }
 
 /// Spawns `command` and waits for the stdout line holding `marker`: the child and what follows

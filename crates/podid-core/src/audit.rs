@@ -560,7 +560,11 @@ impl Core {
             let record = audit.record(Some(caller), Ending::Success(None));
             ops.push(Op::upsert(NS, audit.key(), encode(&record)));
         }
+        let change = crate::eks::carries_change(&ops);
         self.store.commit(ops).await?;
+        if change {
+            self.change_signal().notify_waiters();
+        }
         if let Some(audit) = audit
             && let Ok(mut state) = audit.state.lock()
         {

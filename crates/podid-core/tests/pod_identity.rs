@@ -501,6 +501,8 @@ async fn a_deleted_association_stops_new_credentials_not_issued_ones() {
         .delete_association(&w.a, REGION, "my-cluster", &association.id)
         .await
         .unwrap();
+    // A later millisecond: the trail orders records of one millisecond by request id.
+    w.clock.advance_millis(1);
     assert!(matches!(
         w.call(&token).await,
         Err(Error::ResourceNotFound(_))

@@ -71,6 +71,13 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
     json_response(status, body, &request_id, code.as_deref())
 }
 
+/// The longest a `ListChanges` long poll waits.
+const MAX_WAIT_SECONDS: u64 = 20;
+
+/// How often a waiting `ListChanges` looks at the store again (other replicas' changes arrive
+/// only through it).
+const CHANGE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn process(
     state: &AppState,
     parts: &axum::http::request::Parts,
@@ -130,6 +137,8 @@ async fn process(
             "AssumeRoleForPodIdentity"
         }
         (Method::GET, ["podid", "audit", "events"]) => "LookupAuditEvents",
+        (Method::GET, ["podid", "access-graph"]) => "GetAccessGraph",
+        (Method::GET, ["clusters", _, "podid", "changes"]) => "ListChanges",
         _ => {
             return Err(ApiError::sender(
                 404,
@@ -503,6 +512,69 @@ async fn dispatch(
             })
         }
         "LookupAuditEvents" => crate::audit::lookup(state, caller, &params).await?,
+        "ListChanges" => {
+            // A long poll: the answer waits up to `waitSeconds` for a change.
+            let wait = match params.get("waitSeconds") {
+                None => 0,
+                Some(v) => v.parse::<u64>().ok().filter(|s| *s <= MAX_WAIT_SECONDS).ok_or_else(|| {
+                    ApiError::sender(
+                        400,
+                        "InvalidParameterException",
+                        format!("waitSeconds `{v}` must be a whole number from 0 to {MAX_WAIT_SECONDS}."),
+                    )
+                })?,
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            let mut cursor = params.get("cursor").cloned();
+            loop {
+                // Registered before the read: a change committed here meanwhile wakes it.
+                let signal = state.core.change_signal().notified();
+                tokio::pin!(signal);
+                signal.as_mut().enable();
+                let page = eks
+                    .changes(caller, region, cluster, cursor.as_deref())
+                    .await?;
+                if cursor.is_none()
+                    || !page.changes.is_empty()
+                    || page.reset
+                    || std::time::Instant::now() >= deadline
+                {
+                    break serde_json::to_value(&page).unwrap_or_default();
+                }
+                cursor = Some(page.cursor);
+                let pause =
+                    CHANGE_POLL.min(deadline.saturating_duration_since(std::time::Instant::now()));
+                let _ = tokio::time::timeout(pause, signal).await;
+            }
+        }
+        "GetAccessGraph" => {
+            let max_depth = params
+                .get("maxDepth")
+                .map(|v| {
+                    v.parse::<u32>().map_err(|_| {
+                        ApiError::sender(
+                            400,
+                            "InvalidParameterException",
+                            format!("maxDepth `{v}` is not a whole number of hops."),
+                        )
+                    })
+                })
+                .transpose()?;
+            let graph = eks
+                .access_graph(
+                    caller,
+                    &podid_core::eks::AccessQuery {
+                        region: region.to_owned(),
+                        cluster: params.get("cluster").cloned(),
+                        namespace: params.get("namespace").cloned(),
+                        service_account: params.get("serviceAccount").cloned(),
+                        role: params.get("roleArn").cloned(),
+                        max_depth,
+                    },
+                )
+                .await?;
+            serde_json::to_value(&graph).unwrap_or_default()
+        }
         "RotateSigningKeys" => {
             let cluster = eks.rotate_cluster_keys(caller, region, cluster).await?;
             json!({"cluster": cluster_view(&cluster)})

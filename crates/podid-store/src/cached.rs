@@ -51,7 +51,7 @@ impl CachedStore {
         }
     }
 
-    fn forget(&self, keys: &[Key]) {
+    fn drop_keys(&self, keys: &[Key]) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.lock() {
             for key in keys {
@@ -103,11 +103,15 @@ impl Store for CachedStore {
                 (ns, key.to_owned())
             })
             .collect();
-        self.forget(&keys);
+        self.drop_keys(&keys);
         let result = self.inner.commit(ops).await;
         // Once more: a read that ran during the commit may have brought the old value back.
-        self.forget(&keys);
+        self.drop_keys(&keys);
         result
+    }
+
+    fn forget(&self, keys: &[(&'static str, String)]) {
+        self.drop_keys(keys);
     }
 
     fn backend(&self) -> &'static str {

@@ -181,6 +181,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A short name of the backend, for logs: `memory`, `sqlite`, `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// Drops what this handle keeps of `keys` (a read cache's copies), because another replica
+    /// changed them: the next read of each goes to the backend. Stores that keep no copies of
+    /// other replicas' writes do nothing.
+    fn forget(&self, keys: &[(&'static str, String)]) {
+        let _ = keys;
+    }
+
     /// Whether commits sent while another is being written already share one transaction
     /// (SQLite's writer thread groups them), so that callers need not group them first.
     fn groups_commits(&self) -> bool {

@@ -403,6 +403,7 @@ pub(crate) async fn start(
         ),
         None => None,
     };
+    tokio::spawn(agent.clone().follow_changes());
     tokio::spawn(agent.run());
     ready.store(true, Ordering::Relaxed);
     Ok(Running {

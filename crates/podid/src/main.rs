@@ -1,6 +1,7 @@
 //! `podid`: EKS Pod Identity and IRSA, self-hosted. This binary is the composition root: it
 //! parses the command line and calls into the library crates.
 
+mod access;
 mod agent;
 mod audit;
 mod aws_client;
@@ -73,6 +74,10 @@ enum Command {
     /// tokens) and every refusal of one, with who, what, when, from where and why. Needs
     /// `podid:ReadAudit`.
     Audit(audit::AuditArgs),
+    /// Who can reach which role, and why: every role each service account can obtain (Pod
+    /// Identity, target roles, IRSA, role chaining), the statements behind each hop, and findings
+    /// with their fixes; `--role ARN` for the reverse. Needs `podid:GetAccessGraph`.
+    Access(access::AccessArgs),
     /// The node agent, a drop-in for the EKS Pod Identity agent
     ///
     /// Pods' AWS SDKs call `GET http://169.254.170.23/v1/credentials` with their
@@ -232,6 +237,7 @@ fn main() -> ExitCode {
         Command::Token(command) => cluster::run_token(command),
         Command::Serviceaccount(command) => serviceaccount::run(command),
         Command::Audit(args) => audit::run(args),
+        Command::Access(args) => access::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Up(args) => up::run(args),

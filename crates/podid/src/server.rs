@@ -491,6 +491,10 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
                     tracing::error!(error = %e, "pruning the audit trail failed; retrying in ten minutes")
                 }
             }
+            // The change feed keeps an hour (podid_core::eks::RETENTION_MS).
+            if let Err(e) = pruning.prune_changes(10_000).await {
+                tracing::error!(error = %e, "pruning the change feed failed; retrying in ten minutes");
+            }
         }
     });
     tracing::info!(%address, backend = store.backend(), "serving");

@@ -214,6 +214,8 @@ impl Eks<'_> {
                     }),
                 ),
                 count_op(&cluster_key, &association, shard_count + 1, version),
+                self.core
+                    .association_change(&association, "association created"),
             ];
             if let Some(token) = &input.client_request_token {
                 ops.push(Op::create(
@@ -479,12 +481,16 @@ impl Eks<'_> {
                 .core
                 .commit_as(
                     caller,
-                    vec![Op::update(
-                        ns::ASSOCIATION,
-                        association_key,
-                        encode(&association),
-                        version,
-                    )],
+                    vec![
+                        Op::update(
+                            ns::ASSOCIATION,
+                            association_key,
+                            encode(&association),
+                            version,
+                        ),
+                        self.core
+                            .association_change(&association, "association updated"),
+                    ],
                 )
                 .await
             {
@@ -547,6 +553,8 @@ impl Eks<'_> {
                     shard_count.saturating_sub(1),
                     count_version,
                 ),
+                self.core
+                    .association_change(&association, "association deleted"),
             ];
             // The token that created it no longer replays it.
             if let Some(token) = &association.client_request_token {

@@ -1,9 +1,11 @@
 //! EKS: clusters (with the OIDC issuers and signing keys of their service-account tokens), Pod
 //! Identity associations, add-ons and (podid's own) service accounts.
 
+mod access;
 mod addons;
 mod associations;
 pub mod catalogue;
+mod changes;
 mod clusters;
 mod names;
 mod pod_identity;
@@ -13,10 +15,16 @@ mod upstream;
 
 use crate::Core;
 
+pub use access::{
+    AccessGraph, AccessQuery, DEFAULT_DEPTH, Edge, Finding, MAX_DEPTH, Node, Reach, Reason,
+    Requirement, SCHEMA_VERSION,
+};
 pub use addons::{AddonAssociation, AddonUpdate, CreateAddon, ListAddonVersions, UpdateAddon};
 pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
 };
+pub(crate) use changes::carries_change;
+pub use changes::{Change, ChangePage, REREAD_MS, RETENTION_MS};
 pub use clusters::{ClusterTokens, CreateCluster, ServiceAccountToken};
 pub use pod_identity::{
     MIN_CREDENTIAL_SECONDS, ONE_HOP_SECONDS, PodCredentials, PodIdentityDecision,
@@ -58,6 +66,8 @@ pub(crate) struct State {
     broker: Option<std::sync::Arc<dyn Broker>>,
     /// Recent association totals, for the quota.
     totals: associations::Totals,
+    /// Woken when this replica commits a change of the change feed.
+    changed: tokio::sync::Notify,
 }
 
 impl Default for State {
@@ -67,6 +77,7 @@ impl Default for State {
             pod_credential_seconds: pod_identity::ONE_HOP_SECONDS,
             broker: None,
             totals: associations::Totals::default(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 }

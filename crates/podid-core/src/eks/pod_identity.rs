@@ -82,10 +82,10 @@ pub struct PodIdentityDecision {
 }
 
 /// What a verified token says.
-struct PodClaims {
-    namespace: String,
-    service_account: String,
-    pod: Option<(String, String)>,
+pub(super) struct PodClaims {
+    pub(super) namespace: String,
+    pub(super) service_account: String,
+    pub(super) pod: Option<(String, String)>,
 }
 
 impl EksAuth<'_> {
@@ -222,18 +222,7 @@ impl EksAuth<'_> {
                     .sts()
                     .assume(
                         Assumer::Caller(&from),
-                        AssumeRole {
-                            role_arn: target.clone(),
-                            session_name: session_name(
-                                &cluster.name,
-                                claims.pod.as_ref(),
-                                self.core.ids(),
-                            ),
-                            duration_seconds: Some(self.target_seconds()),
-                            external_id: association.external_id.clone(),
-                            policy: association.policy.clone(),
-                            ..Default::default()
-                        },
+                        self.target_request(&cluster, &association, &claims, target),
                     )
                     .await
                     .map_err(|e| hop_error(e, "target role", target))?;
@@ -336,32 +325,62 @@ impl EksAuth<'_> {
         association: &AssociationRecord,
         claims: &PodClaims,
     ) -> Result<AssumedRole, Error> {
-        let tags = session_tags(cluster, association, claims);
-        let transitive = tags.iter().map(|t| t.key.clone()).collect();
         self.core
             .sts()
             .assume(
                 Assumer::Service(PODS_SERVICE),
-                AssumeRole {
-                    role_arn: association.role_arn.clone(),
-                    session_name: session_name(&cluster.name, claims.pod.as_ref(), self.core.ids()),
-                    duration_seconds: Some(if association.target_role_arn.is_some() {
-                        self.target_seconds()
-                    } else {
-                        self.core.eks.pod_credential_seconds
-                    }),
-                    tags,
-                    transitive_tag_keys: transitive,
-                    // With a target role, the session policy restricts only the target.
-                    policy: if association.target_role_arn.is_some() {
-                        None
-                    } else {
-                        association.policy.clone()
-                    },
-                    ..Default::default()
-                },
+                self.first_request(cluster, association, claims),
             )
             .await
+    }
+
+    /// The first hop's AssumeRole, as EKS Pod Identity asks it of STS: the association role,
+    /// with the six session tags (transitive).
+    pub(super) fn first_request(
+        self,
+        cluster: &ClusterRecord,
+        association: &AssociationRecord,
+        claims: &PodClaims,
+    ) -> AssumeRole {
+        let tags = session_tags(cluster, association, claims);
+        let transitive = tags.iter().map(|t| t.key.clone()).collect();
+        AssumeRole {
+            role_arn: association.role_arn.clone(),
+            session_name: session_name(&cluster.name, claims.pod.as_ref(), self.core.ids()),
+            duration_seconds: Some(if association.target_role_arn.is_some() {
+                self.target_seconds()
+            } else {
+                self.core.eks.pod_credential_seconds
+            }),
+            tags,
+            transitive_tag_keys: transitive,
+            // With a target role, the session policy restricts only the target.
+            policy: if association.target_role_arn.is_some() {
+                None
+            } else {
+                association.policy.clone()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// The second hop's AssumeRole, made as the first hop's session: the target role, with the
+    /// association's external id and session policy.
+    pub(super) fn target_request(
+        self,
+        cluster: &ClusterRecord,
+        association: &AssociationRecord,
+        claims: &PodClaims,
+        target: &str,
+    ) -> AssumeRole {
+        AssumeRole {
+            role_arn: target.to_owned(),
+            session_name: session_name(&cluster.name, claims.pod.as_ref(), self.core.ids()),
+            duration_seconds: Some(self.target_seconds()),
+            external_id: association.external_id.clone(),
+            policy: association.policy.clone(),
+            ..Default::default()
+        }
     }
 
     /// Verifies a service-account token for `cluster`; what it says about the pod.

@@ -15,6 +15,8 @@ pub(crate) mod ns {
     pub(crate) const ASSOCIATION_COUNT: &str = "association-count";
     pub(crate) const SERVICE_ACCOUNT: &str = "service-account";
     pub(crate) const ADDON: &str = "addon";
+    /// The change feed (`eks/changes.rs`): `TIME/ID`.
+    pub(crate) const CHANGE: &str = "change";
 }
 
 /// An EKS cluster.

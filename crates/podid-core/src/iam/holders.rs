@@ -142,6 +142,10 @@ impl Iam<'_> {
             let mut ops = change(&mut record)?;
             let key = entity_key(&caller.account().to_string(), name);
             ops.insert(0, Op::update(entity.ns(), key, encode(&record), version));
+            if entity == Entity::Role {
+                // Pods holding this role's credentials are told (the change feed).
+                ops.push(self.core.role_change(record.arn(), action));
+            }
             match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(()),
                 Err(e) if is_conflict(&e) => continue,

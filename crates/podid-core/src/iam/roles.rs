@@ -131,6 +131,8 @@ impl Iam<'_> {
             let mut ops = change(&mut role)?;
             let key = entity_key(&caller.account().to_string(), name);
             ops.insert(0, Op::update(ns::ROLE, key, encode(&role), version));
+            // Pods holding this role's credentials are told (the change feed).
+            ops.push(self.core.role_change(&role.arn, action));
             match self.core.commit_as(caller, ops).await {
                 Ok(()) => return Ok(role),
                 Err(e) if is_conflict(&e) => continue,
@@ -196,7 +198,10 @@ impl Iam<'_> {
                 ));
             }
             let account = caller.account().to_string();
-            let mut ops = vec![Op::delete(ns::ROLE, entity_key(&account, name), version)];
+            let mut ops = vec![
+                Op::delete(ns::ROLE, entity_key(&account, name), version),
+                self.core.role_change(&role.arn, "iam:DeleteRole"),
+            ];
             if let Some(boundary) = &role.policies.boundary {
                 ops.push(Op::Delete {
                     ns: ns::ATTACHMENT,

@@ -129,7 +129,25 @@ impl std::fmt::Debug for OpenedSession {
     }
 }
 
+/// An assume request that the policies allow, before its session is sealed ([`Sts::decide`]).
+pub(crate) struct Decided {
+    /// The session it starts, without an access key id or secret.
+    pub(crate) claims: Claims,
+    /// The role assumed.
+    pub(crate) role: RoleRecord,
+    /// `PackedPolicySize`.
+    pub(crate) packed: Option<u32>,
+    /// Each action decided and why it was allowed, when asked for.
+    pub(crate) explanations: Vec<(&'static str, podid_policy::Explanation)>,
+}
+
 impl OpenedSession {
+    /// A session that was never sealed: what [`Sts::decide`] says a session would be, so that
+    /// the access graph can ask what that session may do next.
+    pub(crate) fn unsealed(claims: Claims) -> Self {
+        Self { claims }
+    }
+
     /// The secret access key of the session.
     pub fn secret_access_key(&self) -> Secret<String> {
         Secret::new(self.claims.secret.clone())
@@ -155,6 +173,45 @@ impl Sts<'_> {
         assumer: Assumer<'_>,
         input: AssumeRole,
     ) -> Result<AssumedRole, Error> {
+        let Decided {
+            mut claims,
+            role,
+            packed,
+            ..
+        } = self.decide(assumer, &input, false).await?;
+        let access_key_id = self.core.ids.access_key_id("ASIA");
+        let secret = self.core.ids.secret_access_key();
+        claims.access_key_id.clone_from(&access_key_id);
+        claims.secret.clone_from(secret.expose());
+        let token = self.core.seal_claims(&claims).await?;
+        let session_name = input.session_name;
+        Ok(AssumedRole {
+            credentials: SessionCredentials {
+                access_key_id,
+                secret_access_key: secret,
+                session_token: Secret::new(token),
+                expiration: Timestamp::from_millis(claims.expires),
+            },
+            assumed_role_id: format!("{}:{session_name}", role.id),
+            arn: format!(
+                "arn:aws:sts::{}:assumed-role/{}/{session_name}",
+                claims.account, role.name
+            ),
+            packed_policy_size: packed,
+            source_identity: claims.source_identity,
+        })
+    }
+
+    /// Everything of [`Sts::assume`] but the sealing: the request checked and decided, and the
+    /// session it would start (its claims, without an access key or secret). With `explain`,
+    /// each action's decision is explained (the access graph's reasons); assume itself does not
+    /// pay for that.
+    pub(crate) async fn decide(
+        self,
+        assumer: Assumer<'_>,
+        input: &AssumeRole,
+        explain: bool,
+    ) -> Result<Decided, Error> {
         let caller = match assumer {
             Assumer::Caller(caller) => Some(caller),
             Assumer::Service(_) | Assumer::WebIdentity(_) => None,
@@ -172,7 +229,7 @@ impl Sts<'_> {
         }
         let inherited = caller.and_then(Caller::session);
         let chained = caller.is_some_and(|c| matches!(c.identity(), Identity::Role { .. }));
-        check_session_tags(&input, inherited)?;
+        check_session_tags(input, inherited)?;
         let source_identity = match (
             inherited.and_then(|s| s.source_identity.clone()),
             input.source_identity.clone(),
@@ -260,7 +317,7 @@ impl Sts<'_> {
                 PolicyKind::Trust,
                 NamedPolicy::new("role trust policy", trust),
             );
-        let mut context = self.assume_context(caller, &input, &role, source_identity.as_deref());
+        let mut context = self.assume_context(caller, input, &role, source_identity.as_deref());
         if let Some(identity) = web_identity {
             identity.add_keys(&mut context);
         }
@@ -279,12 +336,16 @@ impl Sts<'_> {
         if source_identity.is_some() {
             actions.push("sts:SetSourceIdentity");
         }
+        let mut explanations = Vec::new();
         for action in actions {
             let request =
                 Request::new(&principal, action, resource, &context).with_ownership(ownership);
             let decision = set.evaluate(&request);
             if !decision.is_allowed() {
                 return Err(denied(action, &request, &decision));
+            }
+            if explain {
+                explanations.push((action, decision.explain(&set, &request)));
             }
             if let Some(audit) = caller.and_then(Caller::audit) {
                 audit.note_decision(&set, &decision, action, resource);
@@ -314,25 +375,22 @@ impl Sts<'_> {
         let mut transitive_keys: Vec<String> = tags.iter().map(|(k, _)| k.clone()).collect();
         tags.extend(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())));
         transitive_keys.extend(input.transitive_tag_keys.iter().cloned());
-        let packed = packed_size(session_policy.as_deref(), &input)?;
+        let packed = packed_size(session_policy.as_deref(), input)?;
         let now = self.core.now();
-        let access_key_id = self.core.ids.access_key_id("ASIA");
-        let secret = self.core.ids.secret_access_key();
-        let session_name = input.session_name.clone();
         let claims = Claims {
-            access_key_id: access_key_id.clone(),
-            secret: secret.expose().clone(),
+            access_key_id: String::new(),
+            secret: String::new(),
             account: role_account.to_string(),
             principal: SessionPrincipal::Role {
                 arn: role.arn.clone(),
                 id: role.id.clone(),
-                session: session_name.clone(),
+                session: input.session_name.clone(),
             },
             tags,
             transitive_keys,
             policy: input.policy.clone(),
             policy_arns: input.policy_arns.clone(),
-            source_identity: source_identity.clone(),
+            source_identity,
             issued: now,
             expires: now + i64::from(duration) * 1000,
             depth: if chained {
@@ -341,21 +399,11 @@ impl Sts<'_> {
                 0
             },
         };
-        let token = self.core.seal_claims(&claims).await?;
-        Ok(AssumedRole {
-            credentials: SessionCredentials {
-                access_key_id,
-                secret_access_key: secret,
-                session_token: Secret::new(token),
-                expiration: Timestamp::from_millis(claims.expires),
-            },
-            assumed_role_id: format!("{}:{session_name}", role.id),
-            arn: format!(
-                "arn:aws:sts::{role_account}:assumed-role/{}/{session_name}",
-                role.name
-            ),
-            packed_policy_size: packed,
-            source_identity,
+        Ok(Decided {
+            claims,
+            role,
+            packed,
+            explanations,
         })
     }
 

@@ -1,0 +1,322 @@
+//! The change feed: what node agents hear about so that a pod's cached credentials follow a
+//! change at once, instead of lasting until they expire.
+//!
+//! A change record is written in the same transaction as the change itself: an association
+//! created, updated or deleted (by its cluster and service account), or a role's trust or
+//! permission policies changed, or the role deleted (by the role's ARN). Keys are
+//! `TIME/ID` (epoch milliseconds, 13 digits), so a read is one ordered scan.
+//!
+//! Replicas on PostgreSQL commit in no particular order of their keys' times: a change keyed at
+//! T may become visible after a reader has read past T. So every read looks again at the last
+//! [`REREAD_MS`] before its cursor, and the cursor carries the ids it has seen in that window
+//! (an opaque token), so nothing is missed and nothing is returned twice.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podid_store::Op;
+use serde::{Deserialize, Serialize};
+
+use super::records::{AssociationRecord, ns};
+use super::{Eks, key};
+use crate::Core;
+use crate::auth::Caller;
+use crate::error::Error;
+
+/// How long change records are kept: an agent away for longer starts afresh (`reset`).
+pub const RETENTION_MS: i64 = 3_600_000;
+
+/// How far before its cursor each read looks again, for commits that land out of key order.
+pub const REREAD_MS: i64 = 5_000;
+
+/// The most changes one read returns.
+const PAGE: usize = 1000;
+
+/// The longest cursor token accepted.
+const MAX_CURSOR: usize = 64 * 1024;
+
+/// A stored change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ChangeRecord {
+    id: String,
+    time: i64,
+    /// An association's cluster (`ACCOUNT/REGION/NAME`), namespace and service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_account: Option<String>,
+    /// The association's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    association: Option<String>,
+    /// A role whose policies changed, or that was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    /// What happened: `association created`, `role trust policy changed`, ...
+    what: String,
+}
+
+impl ChangeRecord {
+    /// The store keys whose records the change touched.
+    fn keys(&self) -> Vec<(&'static str, String)> {
+        let mut keys = Vec::new();
+        if let (Some(cluster), Some(namespace), Some(service_account)) =
+            (&self.cluster, &self.namespace, &self.service_account)
+        {
+            keys.push((
+                ns::ASSOCIATION_SA,
+                key(&[cluster, namespace, service_account]),
+            ));
+            if let Some(id) = &self.association {
+                keys.push((ns::ASSOCIATION, key(&[cluster, id])));
+            }
+        }
+        if let Some(role) = &self.role
+            && let Some((account, name)) = role
+                .strip_prefix("arn:aws:iam::")
+                .and_then(|rest| rest.split_once(':'))
+                .and_then(|(account, resource)| Some((account, resource.rsplit('/').next()?)))
+        {
+            keys.push((
+                crate::records::ns::ROLE,
+                crate::names::entity_key(account, name),
+            ));
+        }
+        keys
+    }
+}
+
+/// A change an agent acts on: the service account whose pods' credentials are stale.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// The change's id.
+    pub id: String,
+    /// When it was made, epoch milliseconds.
+    pub time: i64,
+    /// The namespace.
+    pub namespace: String,
+    /// The service account.
+    pub service_account: String,
+    /// What happened.
+    pub what: String,
+}
+
+/// A read of the feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePage {
+    /// The changes of the cluster's service accounts since the cursor, oldest first.
+    pub changes: Vec<Change>,
+    /// Where the next read carries on.
+    pub cursor: String,
+    /// Whether the cursor was older than the changes kept ([`RETENTION_MS`]): the reader
+    /// may have missed changes and should drop everything it holds.
+    pub reset: bool,
+}
+
+/// The cursor: a time, and the ids seen in the [`REREAD_MS`] before it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cursor {
+    t: i64,
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+impl Cursor {
+    fn parse(text: &str) -> Result<Self, Error> {
+        let invalid = || {
+            Error::InvalidParameter(
+                "The cursor is not one this server returned: start again without one.".into(),
+            )
+        };
+        if text.len() > MAX_CURSOR {
+            return Err(invalid());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        serde_json::from_slice(&bytes).map_err(|_| invalid())
+    }
+
+    fn token(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// Whether a batch records a change of the feed (its readers on this replica are woken once
+/// it is committed).
+pub(crate) fn carries_change(ops: &[Op]) -> bool {
+    ops.iter().any(|op| op.target().0 == ns::CHANGE)
+}
+
+impl Core {
+    /// Woken when this replica commits a change of the feed: a reader waiting for changes
+    /// (`ListChanges`'s long poll) registers with `notified()` before it reads the store, then
+    /// waits on it, so that a change made here reaches it at once; other replicas' changes are
+    /// found when the reader looks at the store again.
+    pub fn change_signal(&self) -> &tokio::sync::Notify {
+        &self.eks.changed
+    }
+
+    /// The op that records a change of an association, for the change's own commit.
+    pub(crate) fn association_change(&self, association: &AssociationRecord, what: &str) -> Op {
+        self.change_op(ChangeRecord {
+            id: self.ids.request_id(),
+            time: self.now(),
+            cluster: Some(key(&[
+                &association.account,
+                &association.region,
+                &association.cluster,
+            ])),
+            namespace: Some(association.namespace.clone()),
+            service_account: Some(association.service_account.clone()),
+            association: Some(association.id.clone()),
+            role: None,
+            what: what.into(),
+        })
+    }
+
+    /// The op that records a change of a role's policies (or its deletion), for the change's
+    /// own commit.
+    pub(crate) fn role_change(&self, role_arn: &str, what: &str) -> Op {
+        self.change_op(ChangeRecord {
+            id: self.ids.request_id(),
+            time: self.now(),
+            cluster: None,
+            namespace: None,
+            service_account: None,
+            association: None,
+            role: Some(role_arn.to_owned()),
+            what: what.into(),
+        })
+    }
+
+    fn change_op(&self, record: ChangeRecord) -> Op {
+        Op::create(
+            ns::CHANGE,
+            format!("{:013}/{}", record.time.max(0), record.id),
+            crate::encode(&record),
+        )
+    }
+
+    /// Deletes the change records older than [`RETENTION_MS`], at most `limit` of them; how
+    /// many.
+    pub async fn prune_changes(&self, limit: usize) -> Result<usize, Error> {
+        let horizon = format!("{:013}", (self.now() - RETENTION_MS).max(0));
+        let items = self.store.scan(ns::CHANGE, "", None, limit).await?;
+        let old: Vec<Op> = items
+            .iter()
+            .filter(|item| item.key < horizon)
+            .map(|item| Op::delete(ns::CHANGE, item.key.clone(), item.version))
+            .collect();
+        let count = old.len();
+        if count > 0 {
+            // A record deleted meanwhile by another replica fails the batch: the next round
+            // prunes what is left.
+            let _ = self.store.commit(old).await;
+        }
+        Ok(count)
+    }
+}
+
+impl Eks<'_> {
+    /// The changes of `cluster`'s service accounts after `cursor` (none: from now on), for node
+    /// agents. Authorized as `podid:ListChanges` on the cluster.
+    pub async fn changes(
+        self,
+        caller: &Caller,
+        region: &str,
+        cluster: &str,
+        cursor: Option<&str>,
+    ) -> Result<ChangePage, Error> {
+        let (cluster, _) = self
+            .cluster_for(caller, "podid:ListChanges", region, cluster)
+            .await?;
+        let now = self.core.now();
+        // A first read starts from now: what is in the window already counts as read.
+        let first = cursor.is_none();
+        let cursor = cursor.map(Cursor::parse).transpose()?.unwrap_or(Cursor {
+            t: now,
+            ids: Vec::new(),
+        });
+        let reset = cursor.t < now - RETENTION_MS;
+        let from = (cursor.t - REREAD_MS).max(0);
+        let items = self
+            .core
+            .store
+            .scan(ns::CHANGE, "", Some(&format!("{from:013}")), PAGE)
+            .await?;
+        let records: Vec<ChangeRecord> =
+            items.iter().map(crate::decode).collect::<Result<_, _>>()?;
+        let seen: std::collections::HashSet<&str> = cursor.ids.iter().map(String::as_str).collect();
+        let cluster_key = key(&[&cluster.account, &cluster.region, &cluster.name]);
+        // This replica's read cache may hold what another replica changed: the changed records
+        // are read afresh from now on, so that the agent told of a change gets the new
+        // credentials from this replica.
+        let stale: Vec<(&'static str, String)> = records
+            .iter()
+            .filter(|r| !seen.contains(r.id.as_str()))
+            .flat_map(ChangeRecord::keys)
+            .collect();
+        if !stale.is_empty() {
+            self.core.store.forget(&stale);
+        }
+        let mut associations: Option<Vec<AssociationRecord>> = None;
+        let mut changes = Vec::new();
+        let mut newest = cursor.t;
+        for record in &records {
+            newest = newest.max(record.time);
+            if first || seen.contains(record.id.as_str()) {
+                continue;
+            }
+            match (&record.cluster, &record.role) {
+                (Some(of), _) if *of == cluster_key => {
+                    if let (Some(namespace), Some(service_account)) =
+                        (&record.namespace, &record.service_account)
+                    {
+                        changes.push(Change {
+                            id: record.id.clone(),
+                            time: record.time,
+                            namespace: namespace.clone(),
+                            service_account: service_account.clone(),
+                            what: record.what.clone(),
+                        });
+                    }
+                }
+                (None, Some(role)) => {
+                    if associations.is_none() {
+                        let items = self
+                            .core
+                            .store
+                            .scan(ns::ASSOCIATION, &format!("{cluster_key}/"), None, 100_000)
+                            .await?;
+                        associations =
+                            Some(items.iter().map(crate::decode).collect::<Result<_, _>>()?);
+                    }
+                    for association in associations.iter().flatten().filter(|a| {
+                        a.role_arn == *role || a.target_role_arn.as_deref() == Some(role)
+                    }) {
+                        changes.push(Change {
+                            id: record.id.clone(),
+                            time: record.time,
+                            namespace: association.namespace.clone(),
+                            service_account: association.service_account.clone(),
+                            what: format!("{} (`{role}`)", record.what),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The next cursor: the newest time read, with every id read in the window before it.
+        let ids = records
+            .iter()
+            .filter(|r| r.time >= newest - REREAD_MS)
+            .map(|r| r.id.clone())
+            .collect();
+        Ok(ChangePage {
+            changes,
+            cursor: Cursor { t: newest, ids }.token(),
+            reset,
+        })
+    }
+}
