@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod bootstrap;
 mod catalogue;
+mod console;
 mod crypto;
 pub mod eks;
 mod error;
@@ -31,6 +32,10 @@ pub use audit::{
 pub use auth::{Caller, Identity, RequestInfo, SessionInfo};
 pub use bootstrap::{ADMIN_USER, BootstrapKey, Bootstrapped};
 pub use catalogue::AwsManagedPolicy;
+pub use console::{
+    ABSOLUTE_MS as CONSOLE_ABSOLUTE_MS, ConsoleSession, IDLE_MS as CONSOLE_IDLE_MS, OpenedConsole,
+    csrf_matches,
+};
 pub use crypto::{KeyError, MasterKey};
 pub use error::Error;
 pub use iam::{

@@ -2,6 +2,8 @@
 
 mod addon_ops;
 mod audit;
+mod console;
+mod console_graph;
 mod eks_ops;
 mod errors;
 mod iam_ops;
@@ -70,6 +72,9 @@ pub fn app(state: AppState) -> Router {
             get(eks_ops::openid_configuration),
         )
         .route("/id/{id}/keys", get(eks_ops::keys))
+        .route("/console", any(console::handle))
+        .route("/console/", any(console::handle))
+        .route("/console/{*rest}", any(console::handle))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(query::not_found)

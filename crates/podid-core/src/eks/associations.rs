@@ -946,6 +946,23 @@ fn check_policy(policy: &Option<String>, disable_session_tags: bool) -> Result<(
     Ok(())
 }
 
+/// Whether a role's trust policy lets it be an association's role, by the rule
+/// CreatePodIdentityAssociation applies: `Ok` when `pods.eks.amazonaws.com` may assume it and tag
+/// the session; otherwise why not (the console's role picker says it for each role it leaves out).
+pub fn association_role_fit(trust_policy: &str) -> Result<(), &'static str> {
+    if trusts_pod_identity(trust_policy, true) {
+        Ok(())
+    } else if trusts_pod_identity(trust_policy, false) {
+        Err(
+            "its trust policy lets `pods.eks.amazonaws.com` assume it but not tag the session (`sts:TagSession`): it can serve only with session tags disabled",
+        )
+    } else {
+        Err(
+            "its trust policy does not let `pods.eks.amazonaws.com` assume it (`sts:AssumeRole` and `sts:TagSession` for the service principal)",
+        )
+    }
+}
+
 /// Whether a trust policy lets `pods.eks.amazonaws.com` assume the role (and tag the session,
 /// when tags are on): an `Allow` statement naming the service, with the actions.
 fn trusts_pod_identity(document: &str, with_tags: bool) -> bool {

@@ -22,6 +22,7 @@ pub use access::{
 pub use addons::{AddonAssociation, AddonUpdate, CreateAddon, ListAddonVersions, UpdateAddon};
 pub use associations::{
     AssociationSummary, CreateAssociation, ListAssociations, UpdateAssociation,
+    association_role_fit,
 };
 pub(crate) use changes::carries_change;
 pub use changes::{Change, ChangePage, REREAD_MS, RETENTION_MS};
