@@ -132,6 +132,10 @@ test("sign in, the seed 003 flow, podid exec gets the role, edit to a target rol
   const details = await page.locator("table.details").textContent();
   assert.match(details, /console-pod-role/);
   await shoot(page, "04-association");
+  await page.getByRole("link", { name: "prod" }).click();
+  await page.getByRole("cell", { name: "app", exact: true }).waitFor();
+  await shoot(page, "10-access-tab");
+  await page.locator("a[href*='/associations/a-']").first().click();
   // The pod gets the role.
   const me = JSON.parse(podid(["exec", "--cluster", "prod", "--namespace", "default", "--service-account", "app", "--", AWS, "sts", "get-caller-identity", "--output", "json"]));
   assert.match(me.Arn, /assumed-role\/console-pod-role\//);
