@@ -28,6 +28,12 @@ pub use eval::{AllowPath, Decision, NamedPolicy, Outcome, PolicySet, StatementMa
 pub use explain::{ExplainedStatement, Explanation, NearMiss};
 pub use lint::{Finding, Severity};
 pub use parse::ParseOptions;
+
+/// Whether `text` matches `pattern` as IAM's `StringLike` reads it: `*` is any run of
+/// characters, `?` exactly one, everything else literal.
+pub fn string_like(pattern: &str, text: &str) -> bool {
+    wildcard::Pattern::new(pattern).matches(text)
+}
 pub use request::{
     Context, ContextValue, InvalidCaller, Ownership, Principal, PrincipalType, Request,
 };

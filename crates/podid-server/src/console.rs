@@ -904,30 +904,10 @@ fn parse_form(bytes: &[u8]) -> BTreeMap<String, String> {
     out
 }
 
+/// A form component: `+` is a space, then percent-decoding as the signature's (invalid UTF-8
+/// replaced).
 fn decode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    podid_sigv4::percent_decoded(&String::from_utf8_lossy(bytes).replace('+', " "))
 }
 
 /// HTML-escaped text.

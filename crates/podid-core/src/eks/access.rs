@@ -295,7 +295,7 @@ impl Scope {
     /// Whether a `sub` pattern admits a service account of the scope.
     fn admits_pattern(&self, pattern: &str) -> bool {
         match (&self.namespace, &self.service_account) {
-            (Some(namespace), Some(name)) => glob(
+            (Some(namespace), Some(name)) => podid_policy::string_like(
                 pattern,
                 &format!("system:serviceaccount:{namespace}:{name}"),
             ),
@@ -984,7 +984,7 @@ impl<'a> Walk<'a> {
             .iter()
             .any(|r| r.policy_type == "trust" && r.grant == Some("account"))
         {
-            let account = account_of(&edge.from).unwrap_or_default();
+            let account = account_named(&edge.from).unwrap_or_default();
             self.findings.insert(Finding {
                 severity: "medium",
                 kind: "TrustOfAccountRoot",
@@ -999,7 +999,7 @@ impl<'a> Walk<'a> {
                 ),
             });
         }
-        let across = account_of(&edge.from) != account_of(&edge.to);
+        let across = account_named(&edge.from) != account_named(&edge.to);
         if across && !edge.conditions.iter().any(|c| c.key == "sts:ExternalId") {
             self.findings.insert(Finding {
                 severity: "medium",
@@ -1277,10 +1277,6 @@ fn account_named(principal: &str) -> Option<String> {
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
 }
 
-fn account_of(arn: &str) -> Option<String> {
-    account_named(arn)
-}
-
 /// A JSON string or list of strings, as a list.
 fn strings(value: &Value) -> Vec<String> {
     match value {
@@ -1292,34 +1288,6 @@ fn strings(value: &Value) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// `*` and `?` matching, as IAM's `StringLike`.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while let Some(&c) = t.get(ti) {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some(pi);
-                mark = ti;
-                pi += 1;
-            }
-            Some(&q) if q == '?' || q == c => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some(s) => {
-                    pi = s + 1;
-                    mark += 1;
-                    ti = mark;
-                }
-                None => return false,
-            },
-        }
-    }
-    p.iter().skip(pi).all(|c| *c == '*')
 }
 
 /// Whether some text that starts with `prefix` matches `pattern` (`*` and `?`).
@@ -1364,14 +1332,14 @@ mod tests {
 
     #[test]
     fn patterns_match_as_string_like() {
-        assert!(glob(
+        assert!(podid_policy::string_like(
             "system:serviceaccount:team-*:*",
             "system:serviceaccount:team-a:web"
         ));
-        assert!(glob("*", ""));
-        assert!(glob("a?c", "abc"));
-        assert!(!glob("a?c", "ac"));
-        assert!(!glob(
+        assert!(podid_policy::string_like("*", ""));
+        assert!(podid_policy::string_like("a?c", "abc"));
+        assert!(!podid_policy::string_like("a?c", "ac"));
+        assert!(!podid_policy::string_like(
             "system:serviceaccount:team-*:web",
             "system:serviceaccount:ops:web"
         ));
