@@ -105,6 +105,7 @@ fn well_known(issuer: &str) -> String {
 }
 
 /// EKS Auth over HTTP(S), signed with the node's credentials.
+#[derive(Clone)]
 pub struct EksAuth {
     endpoint: String,
     region: String,
@@ -112,8 +113,14 @@ pub struct EksAuth {
     timeout: Duration,
     /// Keeps connections to EKS Auth alive between calls.
     http: ureq::Agent,
+    /// The same for the change feed's long polls, whose answers take up to
+    /// [`FEED_MAX_WAIT`] longer.
+    feed: ureq::Agent,
     trust: Trust,
 }
+
+/// The longest a change-feed read waits on the server (its `waitSeconds` limit).
+const FEED_MAX_WAIT: Duration = Duration::from_secs(20);
 
 impl std::fmt::Debug for EksAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,6 +148,7 @@ impl EksAuth {
             credentials,
             timeout,
             http: http_agent(timeout, 0, &trust),
+            feed: http_agent(timeout + FEED_MAX_WAIT, 0, &trust),
             trust,
         }
     }
@@ -423,14 +431,7 @@ impl Upstream for EksAuth {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
             }
-            let this = Self {
-                endpoint: self.endpoint.clone(),
-                region: self.region.clone(),
-                credentials: self.credentials.clone(),
-                timeout: self.timeout,
-                http: self.http.clone(),
-                trust: self.trust.clone(),
-            };
+            let this = self.clone();
             let (cluster, token) = (cluster.to_owned(), token.to_owned());
             let result = tokio::task::spawn_blocking(move || this.call(&cluster, &token))
                 .await
@@ -456,17 +457,10 @@ impl Upstream for EksAuth {
         if self.is_aws() {
             return Ok(None);
         }
+        // The feed's connection is kept alive between long polls, as EKS Auth's is.
         let this = Self {
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
-            credentials: self.credentials.clone(),
-            timeout: self.timeout,
-            http: http_agent(
-                self.timeout + Duration::from_secs(wait_seconds),
-                0,
-                &self.trust,
-            ),
-            trust: self.trust.clone(),
+            http: self.feed.clone(),
+            ..self.clone()
         };
         let (cluster, cursor) = (cluster.to_owned(), cursor.map(str::to_owned));
         tokio::task::spawn_blocking(move || {

@@ -124,7 +124,7 @@ impl Core {
         };
         let session: SessionRecord = crate::decode(&item)?;
         let now = self.now();
-        if now - session.last_used > IDLE_MS || now - session.created > ABSOLUTE_MS {
+        if ended_at(&session, now) {
             // Expired: gone for good (a failed delete is retried by the next request).
             let _ = self
                 .store
@@ -162,6 +162,38 @@ impl Core {
         }))
     }
 
+    /// Deletes the records of sessions that have ended (idle or past the absolute limit) but
+    /// were never used again, so that abandoned sign-ins do not pile up; how many. The server
+    /// runs it with the audit trail's pruning.
+    pub async fn prune_console_sessions(&self) -> Result<usize, Error> {
+        const CHUNK: usize = 1000;
+        let now = self.now();
+        let mut after: Option<String> = None;
+        let mut pruned = 0;
+        loop {
+            let items = self.store.scan(NS, "", after.as_deref(), CHUNK).await?;
+            let Some(last) = items.last() else {
+                return Ok(pruned);
+            };
+            after = Some(last.key.clone());
+            let mut ended = Vec::new();
+            for item in &items {
+                let session: SessionRecord = crate::decode(item)?;
+                if ended_at(&session, now) {
+                    ended.push(Op::delete(NS, item.key.clone(), item.version));
+                }
+            }
+            pruned += ended.len();
+            if !ended.is_empty() {
+                // A session used meanwhile fails the batch: the next round prunes the rest.
+                let _ = self.store.commit(ended).await;
+            }
+            if items.len() < CHUNK {
+                return Ok(pruned);
+            }
+        }
+    }
+
     /// Ends the session whose cookie is `token` (nothing happens for an unknown one).
     pub async fn console_sign_out(&self, token: &str) -> Result<(), Error> {
         let key = digest(token);
@@ -173,6 +205,11 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Whether a session has ended at `now`: idle too long, or past its absolute limit.
+fn ended_at(session: &SessionRecord, now: i64) -> bool {
+    now - session.last_used > IDLE_MS || now - session.created > ABSOLUTE_MS
 }
 
 /// Whether `given` is the form token of the session `csrf` belongs to, in constant time.

@@ -62,9 +62,26 @@ async fn a_session_lives_while_used_and_ends_idle_absolute_or_signed_out() {
         "past 12 hours"
     );
 
-    // Idle for longer than the limit: ended.
+    // Idle for longer than the limit: ended. An abandoned session's record is pruned; a live
+    // one's is kept.
     let idle = core.console_sign_in(&id, &secret).await.unwrap();
+    let abandoned = core.console_sign_in(&id, &secret).await.unwrap();
     clock.advance_millis(CONSOLE_IDLE_MS + 1);
+    let fresh = core.console_sign_in(&id, &secret).await.unwrap();
+    assert_eq!(core.prune_console_sessions().await.unwrap(), 2);
+    assert_eq!(core.prune_console_sessions().await.unwrap(), 0);
+    assert!(
+        core.console_session(abandoned.token.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        core.console_session(fresh.token.expose())
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(
         core.console_session(idle.token.expose())
             .await

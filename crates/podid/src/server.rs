@@ -491,6 +491,10 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
                     tracing::error!(error = %e, "pruning the audit trail failed; retrying in ten minutes")
                 }
             }
+            // Console sessions that ended without a sign-out.
+            if let Err(e) = pruning.prune_console_sessions().await {
+                tracing::error!(error = %e, "pruning console sessions failed; retrying in ten minutes");
+            }
             // The change feed keeps an hour (podid_core::eks::RETENTION_MS).
             if let Err(e) = pruning.prune_changes(10_000).await {
                 tracing::error!(error = %e, "pruning the change feed failed; retrying in ten minutes");
