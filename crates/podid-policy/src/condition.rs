@@ -311,76 +311,80 @@ impl Matcher {
     }
 }
 
-/// An ARN pattern matched component by component: `*` and `?` never cross a `:` between the
-/// first five components; the sixth (resource) component is everything after the fifth colon.
-/// The components are split on the text as written, so a variable's value never shifts them, and
-/// its `*`, `?` and `:` are literal.
+/// An ARN condition value. "Each of the six colon-delimited components of the ARN is checked
+/// separately" (IAM User Guide, ARN condition operators): `*` and `?` never cross a `:` between
+/// the first five components, and the sixth (resource) component is everything after the fifth
+/// colon. A value with fewer than six components therefore matches no ARN at all (so a negated
+/// operator is true for every ARN); see docs/policy-engine.md for the evidence. The components
+/// are split on the text as written, colons inside `${...}` excepted, so a variable's value never
+/// shifts them, and its `*`, `?` and `:` are literal.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ArnMatcher {
-    Static(ArnPattern),
-    /// Variables: a template per component (or one for text with fewer than six components).
-    Dynamic(DynamicArn),
+    Static(Box<[Pattern; 6]>),
+    /// Variables: a template per component.
+    Dynamic(Box<[Template; 6]>),
+    /// Fewer than six components: matches nothing.
+    Short,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum DynamicArn {
-    Parts(Box<[Template; 6]>),
-    Whole(Template),
-}
-
+/// A `Resource`/`NotResource` ARN pattern, matched component by component as [`ArnMatcher`]
+/// except that IAM reads the components a shorter pattern leaves out as `*` (its own error
+/// texts re-render `arn:b:c:d` as `arn:b:c:d:*:*`), which is also the IAM User Guide's "if the
+/// `*` wildcard is the last character of a resource ARN segment, it can expand to match beyond
+/// the colon boundaries": `arn:aws:sns:us-east-1:*` is `arn:aws:sns:us-east-1:*:*`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ArnPattern {
-    /// Six components.
+    /// `"*"`: every resource.
+    Any,
     Parts(Box<[Pattern; 6]>),
-    /// Fewer than six components: matched as a whole.
-    Whole(Pattern),
 }
 
 impl ArnPattern {
     pub(crate) fn new(text: &str) -> Self {
-        match split_arn(text) {
-            Some(parts) => Self::Parts(Box::new(parts.map(Pattern::new))),
-            None => Self::Whole(Pattern::new(text)),
+        if text == "*" {
+            return Self::Any;
         }
+        let mut parts = text.splitn(6, ':');
+        Self::Parts(Box::new(std::array::from_fn(|_| {
+            Pattern::new(parts.next().unwrap_or("*"))
+        })))
     }
 
     pub(crate) fn matches(&self, text: &str) -> bool {
         match self {
-            Self::Whole(pattern) => pattern.matches(text),
-            Self::Parts(patterns) => match split_arn(text) {
-                Some(parts) => patterns.iter().zip(parts).all(|(p, t)| p.matches(t)),
-                None => false,
-            },
+            Self::Any => true,
+            Self::Parts(patterns) => split_arn(text)
+                .is_some_and(|parts| patterns.iter().zip(parts).all(|(p, t)| p.matches(t))),
         }
     }
 }
 
 impl ArnMatcher {
     fn new(text: &str, variables: bool) -> Self {
-        if !Template::new(text, variables).has_variables() {
-            return Self::Static(ArnPattern::new(text));
+        let Some(parts) = split_arn_pattern(text, variables) else {
+            return Self::Short;
+        };
+        let templates = parts.map(|p| Template::new(p, variables));
+        if templates.iter().any(Template::has_variables) {
+            Self::Dynamic(Box::new(templates))
+        } else {
+            Self::Static(Box::new(parts.map(Pattern::new)))
         }
-        Self::Dynamic(match split_arn(text) {
-            Some(parts) => DynamicArn::Parts(Box::new(parts.map(|p| Template::new(p, true)))),
-            None => DynamicArn::Whole(Template::new(text, true)),
-        })
     }
 
     fn matches(&self, request: &Request<'_>, text: &str) -> bool {
         let lookup = |key: &str| request.single(key);
+        let Some(parts) = split_arn(text) else {
+            return false;
+        };
         match self {
-            Self::Static(pattern) => pattern.matches(text),
-            Self::Dynamic(DynamicArn::Whole(template)) => template
-                .resolve_pattern(&lookup, false)
-                .is_some_and(|p| p.matches(text)),
-            Self::Dynamic(DynamicArn::Parts(templates)) => match split_arn(text) {
-                Some(parts) => templates.iter().zip(parts).all(|(template, part)| {
-                    template
-                        .resolve_pattern(&lookup, false)
-                        .is_some_and(|p| p.matches(part))
-                }),
-                None => false,
-            },
+            Self::Short => false,
+            Self::Static(patterns) => patterns.iter().zip(parts).all(|(p, t)| p.matches(t)),
+            Self::Dynamic(templates) => templates.iter().zip(parts).all(|(template, part)| {
+                template
+                    .resolve_pattern(&lookup, false)
+                    .is_some_and(|p| p.matches(part))
+            }),
         }
     }
 }
@@ -393,6 +397,49 @@ pub(crate) fn split_arn(text: &str) -> Option<[&str; 6]> {
         *slot = parts.next()?;
     }
     Some(out)
+}
+
+/// Splits a policy's ARN pattern at its first five colons, not counting colons inside `${...}`
+/// when the policy has variables (`arn:aws:iam::${aws:PrincipalAccount}:role/*`); `None` if it
+/// has fewer than six components.
+pub(crate) fn split_arn_pattern(text: &str, variables: bool) -> Option<[&str; 6]> {
+    let fields = pattern_fields(text, variables);
+    let mut out = [""; 6];
+    if fields.len() < out.len() {
+        return None;
+    }
+    for (slot, field) in out.iter_mut().zip(fields) {
+        *slot = field;
+    }
+    Some(out)
+}
+
+/// How many colon-separated components an ARN pattern has, counting at most six.
+pub(crate) fn arn_components(text: &str, variables: bool) -> usize {
+    pattern_fields(text, variables).len()
+}
+
+/// The pattern's first six components (the sixth runs to the end), as [`split_arn_pattern`]
+/// splits them.
+fn pattern_fields(text: &str, variables: bool) -> Vec<&str> {
+    let variables = variables && text.contains("${");
+    let mut fields = Vec::with_capacity(6);
+    let mut start = 0;
+    let mut in_variable = false;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'$' if variables && bytes.get(i + 1) == Some(&b'{') => in_variable = true,
+            b'}' => in_variable = false,
+            b':' if !in_variable && fields.len() < 5 => {
+                fields.push(text.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    fields.push(text.get(start..).unwrap_or_default());
+    fields
 }
 
 /// An IPv4 or IPv6 network.
@@ -716,6 +763,53 @@ mod tests {
         ));
         assert!(ArnPattern::new("arn:aws:s3:::b/*").matches("arn:aws:s3:::b/k:with:colons"));
         assert!(!ArnPattern::new("arn:aws:s3:::b/*").matches("not-an-arn"));
+    }
+
+    #[test]
+    fn short_resource_patterns_read_the_missing_components_as_stars() {
+        let topic = "arn:aws:sns:us-east-1:111122223333:alerts";
+        assert!(ArnPattern::new("arn:aws:sns:us-east-1:*").matches(topic));
+        assert!(ArnPattern::new("arn:aws:sns:us-*").matches(topic));
+        assert!(ArnPattern::new("arn:aws:sns").matches(topic));
+        assert!(ArnPattern::new("arn:aws:sns:us-east-1:111122223333").matches(topic));
+        assert!(!ArnPattern::new("arn:aws:sns:eu-west-1:*").matches(topic));
+        // The stars stand for whole components: `*` in the region never reaches the account.
+        assert!(!ArnPattern::new("arn:aws:sns:*:alerts").matches(topic));
+        assert!(ArnPattern::new("*").matches("anything at all"));
+    }
+
+    #[test]
+    fn condition_arn_patterns_need_all_six_components() {
+        assert_eq!(ArnMatcher::new("arn:aws:iam::*", true), ArnMatcher::Short);
+        assert_eq!(
+            ArnMatcher::new("arn:aws:sns:us-east-1:*", false),
+            ArnMatcher::Short
+        );
+        assert_eq!(ArnMatcher::new("arn:aws:*", true), ArnMatcher::Short);
+        assert!(matches!(
+            ArnMatcher::new("arn:aws:iam::*:*", true),
+            ArnMatcher::Static(_)
+        ));
+    }
+
+    #[test]
+    fn colons_inside_variables_do_not_split_components() {
+        let written = "arn:aws:iam::${aws:PrincipalAccount}:role/*";
+        assert_eq!(
+            split_arn_pattern(written, true),
+            Some(["arn", "aws", "iam", "", "${aws:PrincipalAccount}", "role/*"])
+        );
+        // Without variables (an old policy) `${` is text, and its colon splits.
+        assert_eq!(
+            split_arn_pattern(written, false),
+            Some(["arn", "aws", "iam", "", "${aws", "PrincipalAccount}:role/*"])
+        );
+        assert_eq!(
+            arn_components("arn:aws:iam::${aws:PrincipalAccount}", true),
+            5
+        );
+        assert_eq!(arn_components("arn:aws:iam::*", false), 5);
+        assert_eq!(arn_components("arn:aws:s3:::b:c:d", false), 6);
     }
 
     #[test]

@@ -113,8 +113,9 @@ impl Policy {
                 });
             };
             for condition in &statement.conditions {
-                lint_condition(condition, &mut push);
+                lint_condition(condition, self.version.has_variables(), &mut push);
             }
+            lint_resources(statement, &mut push);
             let everyone = statement.principal.as_ref().is_some_and(|p| {
                 !p.negated
                     && match &p.principals {
@@ -213,7 +214,43 @@ fn mentions_variable(statement: &Statement) -> bool {
     in_resources || in_conditions
 }
 
-fn lint_condition(condition: &Condition, push: &mut dyn FnMut(Severity, String)) {
+/// IAM Access Analyzer's "Missing ARN field" error: a resource ARN with fewer than six
+/// components, which IAM reads with the missing ones as `*`.
+fn lint_resources(statement: &Statement, push: &mut dyn FnMut(Severity, String)) {
+    let Some(block) = &statement.resource else {
+        return;
+    };
+    let element = if block.negated {
+        "NotResource"
+    } else {
+        "Resource"
+    };
+    for entry in &block.items {
+        let text = &*entry.text;
+        let fields = crate::condition::arn_components(text, false);
+        if text == "*" || fields >= 6 {
+            continue;
+        }
+        let padded = pad_arn(text, fields);
+        push(
+            Severity::Error,
+            format!(
+                "missing ARN field: the {element} `{text}` has {fields} of the six fields of `arn:partition:service:region:account:resource`, and IAM reads the missing ones as `*`, so it means `{padded}`: write all six"
+            ),
+        );
+    }
+}
+
+/// `text` with `:*` added until it has six fields.
+fn pad_arn(text: &str, fields: usize) -> String {
+    let mut padded = text.to_owned();
+    for _ in fields..6 {
+        padded.push_str(":*");
+    }
+    padded
+}
+
+fn lint_condition(condition: &Condition, variables: bool, push: &mut dyn FnMut(Severity, String)) {
     let key = &*condition.key_lower;
     let shown = condition.key();
     let multivalued = if let Some(&(_, multi)) = GLOBAL_KEYS.iter().find(|(k, _)| *k == key) {
@@ -275,6 +312,23 @@ fn lint_condition(condition: &Condition, push: &mut dyn FnMut(Severity, String))
             Compiled::Ip(None) => Some("an IP address or CIDR block"),
             _ => None,
         };
+        if let Compiled::Arn(crate::condition::ArnMatcher::Short) = &value.compiled {
+            let fields = crate::condition::arn_components(&value.text, variables);
+            let effect = if operator.is_negated() {
+                "is true for every ARN"
+            } else {
+                "never matches"
+            };
+            push(
+                Severity::Error,
+                format!(
+                    "`{}` for `{shown}` has {fields} of the six ARN fields, and `{}` compares each of the six on its own, so it {effect}: write all six, such as `{}`",
+                    value.text,
+                    operator.name(),
+                    pad_arn(&value.text, fields)
+                ),
+            );
+        }
         if let Some(expected) = never {
             push(
                 Severity::Error,
@@ -352,6 +406,35 @@ mod tests {
             r#"{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole","Condition":{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/a"}}}"#,
         );
         assert!(pinned.is_empty(), "{pinned:?}");
+    }
+
+    #[test]
+    fn flags_arn_patterns_with_fewer_than_six_fields() {
+        let findings = lint(
+            r#"{"ArnLike":{"aws:SourceArn":["arn:aws:sns:us-east-1:*","arn:aws:sns:*:*:t"]},"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::${aws:PrincipalAccount}"}}"#,
+        );
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert_eq!(
+            findings[0],
+            "error: `arn:aws:sns:us-east-1:*` for `aws:SourceArn` has 5 of the six ARN fields, and `ArnLike` compares each of the six on its own, so it never matches: write all six, such as `arn:aws:sns:us-east-1:*:*`"
+        );
+        assert!(
+            findings[1].contains("has 5 of the six ARN fields, and `ArnNotEquals` compares each of the six on its own, so it is true for every ARN"),
+            "{findings:?}"
+        );
+        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"sns:*","NotResource":["arn:aws:sns:us-east-1","arn:aws:sns:us-east-1:1:t","*"]}]}"#;
+        let findings: Vec<String> = Policy::parse(text, PolicyKind::Identity)
+            .unwrap()
+            .lint()
+            .into_iter()
+            .map(|f| format!("{}: {}", f.severity, f.message))
+            .collect();
+        assert_eq!(
+            findings,
+            [
+                "error: missing ARN field: the NotResource `arn:aws:sns:us-east-1` has 4 of the six fields of `arn:partition:service:region:account:resource`, and IAM reads the missing ones as `*`, so it means `arn:aws:sns:us-east-1:*:*`: write all six"
+            ]
+        );
     }
 
     #[test]

@@ -223,6 +223,37 @@ fn legacy_parser_rejections() {
         ),
         legacy
     );
+    // Fewer than six fields with an empty one (`::`) fails the legacy parser (issue 21); without
+    // `::` IAM accepts the short ARN and reads the missing fields as `*`.
+    for short in [
+        "arn:aws:iam::*",
+        "arn:aws:iam::111122223333",
+        "arn:aws:s3:::",
+    ] {
+        let document = identity(&format!(
+            r#"{{"Effect":"Allow","Action":"iam:*","Resource":"{short}"}}"#
+        ));
+        let expected = if short.matches(':').count() < 5 {
+            Some(legacy)
+        } else {
+            None
+        };
+        assert_eq!(
+            Policy::parse(&document, PolicyKind::Identity)
+                .err()
+                .map(|e| e.first().aws_message()),
+            expected.map(str::to_owned),
+            "{short}"
+        );
+    }
+    for short in ["arn:aws:sns:us-east-1:*", "arn:aws:sns:*", "arn:aws:sns"] {
+        ok(
+            ID,
+            &identity(&format!(
+                r#"{{"Effect":"Allow","Action":"sns:*","Resource":"{short}"}}"#
+            )),
+        );
+    }
     let before =
         r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"},"Version":"2012-10-17"}"#;
     assert_eq!(aws(ID, before), legacy);
