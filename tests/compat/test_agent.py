@@ -514,6 +514,49 @@ def test_exec_passes_sigterm_on_and_cleans_up(server, unique, tmp_path):
     assert not os.path.exists(os.path.dirname(token_file))
 
 
+def quiet_env(server):
+    """The caller's environment without RUST_LOG: podid exec's own default applies."""
+    return {k: v for k, v in server.env().items() if k != "RUST_LOG"}
+
+
+def test_exec_stops_at_once_for_a_pod_that_gets_no_credentials(server, unique, tmp_path):
+    # The first hour (issue 22): a service account without an association. The AWS CLI would retry
+    # the agent for seconds while the agent's log filled the terminal; podid exec asks first.
+    cluster, _ = setup_pod_identity(server, unique, tmp_path)
+    marker, log = tmp_path / "ran", tmp_path / "agent.log"
+    base = [podid_bin(), "exec", "--cluster", cluster, "--namespace", "default", "--service-account", "nobody"]
+    result = subprocess.run([*base, "--agent-log", str(log), "--", "sh", "-c", f"touch {marker}"],
+                            env=quiet_env(server), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 125, result.stderr
+    assert not marker.exists(), "the command ran although the pod has no credentials"
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == "podid exec: the pod gets no credentials, so `sh` was not run.", result.stderr
+    assert "ResourceNotFoundException" in lines[1] and "No Pod Identity association found" in lines[1]
+    assert lines[2] == (f"  fix: associate a role with the service account: aws eks create-pod-identity-association "
+                        f"--cluster-name {cluster} --namespace default --service-account nobody --role-arn ROLE_ARN "
+                        "(or use IRSA: podid exec --role-arn ROLE_ARN ...)")
+    assert lines[3] == "  (to run it anyway: --no-credential-check)"
+    assert len(lines) == 4, result.stderr  # no agent log lines in the terminal ...
+    assert "EKS Auth refused a pod's credentials" in log.read_text()  # ... they are in the file
+    # --no-credential-check runs the command anyway, still without log lines.
+    anyway = subprocess.run([*base, "--no-credential-check", "--", "sh", "-c", f"touch {marker}"],
+                            env=quiet_env(server), capture_output=True, text=True, timeout=60)
+    assert anyway.returncode == 0 and marker.exists(), anyway.stderr
+    assert anyway.stderr == ""
+
+
+def test_exec_output_is_the_commands_alone(server, unique, tmp_path):
+    cluster, role = setup_pod_identity(server, unique, tmp_path)
+    aws = shutil.which("aws", path=os.path.dirname(sys.executable)) or shutil.which("aws")
+    result = subprocess.run([podid_bin(), "exec", "--cluster", cluster, "--namespace", "default", "--service-account",
+                             "app", "--", aws, "sts", "get-caller-identity", "--output", "json"],
+                            env=quiet_env(server), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # nothing of podid's or its agent's on the command's terminal
+    assert f"assumed-role/{role}/" in json.loads(result.stdout)["Arn"]  # stdout is the command's JSON alone
+
+
 def test_exec_can_use_a_running_agent(pod_identity):
     server, cluster, role, agent = pod_identity
     aws = shutil.which("aws", path=os.path.dirname(sys.executable)) or shutil.which("aws")

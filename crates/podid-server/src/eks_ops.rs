@@ -14,6 +14,7 @@ use podid_core::eks::{
 };
 use podid_core::{Caller, RequestAudit, RequestInfo};
 use serde_json::{Map, Value, json};
+use tracing::Instrument as _;
 
 use crate::AppState;
 use crate::errors::ApiError;
@@ -40,6 +41,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
                 &mut operation,
                 &request_id,
             )
+            .instrument(tracing::info_span!("request", request_id = %request_id))
             .await
         }
     };
@@ -51,23 +53,30 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         }
         e
     });
-    let (status, body, code) = match result {
-        Ok(answer) => (200, answer.into_body(), None),
+    let (status, body, code, reason) = match result {
+        Ok(answer) => (200, answer.into_body(), None, None),
         Err(e) => {
             let e = e.for_rest_json();
             if e.status >= 500 {
                 tracing::error!(request_id = %request_id, code = %e.code, message = %e.message, "request failed");
             }
-            (e.status, error_body(&e), Some(e.code))
+            (e.status, error_body(&e), Some(e.code), e.reason)
         }
     };
-    tracing::info!(
+    // The agents' long polls would fill the log with a line every few seconds.
+    let quiet = operation == "ListChanges" && status == 200;
+    if quiet {
+        tracing::debug!(request_id = %request_id, action = %operation, status, "request");
+    } else {
+        tracing::info!(
         request_id = %request_id,
         action = %operation,
         status,
+        reason = reason.as_deref(),
         micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
-    );
+        );
+    }
     json_response(status, body, &request_id, code.as_deref())
 }
 

@@ -15,6 +15,10 @@ pub struct ApiError {
     pub message: String,
     /// `Sender` (the caller's fault) or `Receiver`.
     pub sender_fault: bool,
+    /// podid's own explanation, for the server's log line of the request (never on the wire,
+    /// which carries AWS's exact message): for a refused policy document, what is wrong and
+    /// where, as `podid policy validate` says it.
+    pub reason: Option<String>,
 }
 
 impl ApiError {
@@ -25,6 +29,7 @@ impl ApiError {
             code: code.to_owned(),
             message: message.into(),
             sender_fault: true,
+            reason: None,
         }
     }
 }
@@ -63,11 +68,16 @@ impl From<Error> for ApiError {
             Error::ServiceFailure(_) => (500, "ServiceFailure"),
             Error::Validation(_) => (400, "ValidationError"),
         };
+        let reason = match &e {
+            Error::MalformedPolicy { detail, .. } => Some(detail.clone()),
+            _ => None,
+        };
         Self {
             status,
             code: code.to_owned(),
             message: e.to_string(),
             sender_fault: status < 500,
+            reason,
         }
     }
 }

@@ -10,6 +10,7 @@ use http_body_util::BodyExt as _;
 use podid_core::{Caller, Identity, RequestAudit, RequestInfo};
 use podid_protocol::{QueryRequest, Service, error_response, form_params, query_response};
 use podid_sigv4::{HttpRequest, SigV4Error};
+use tracing::Instrument as _;
 
 use crate::errors::ApiError;
 use crate::{AppState, MAX_BODY, audit, iam_ops, sts_ops};
@@ -23,6 +24,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     let mut service = scope_service(&parts).unwrap_or(Service::Iam);
+    let mut reason = None;
     let (status, body, action, account) = match read_body(body).await {
         Err(e) => (
             e.status,
@@ -36,8 +38,9 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
                 account: String::new(),
                 service,
             };
-            let result =
-                process(&state, &parts, &bytes, source_ip, &mut context, &request_id).await;
+            let result = process(&state, &parts, &bytes, source_ip, &mut context, &request_id)
+                .instrument(tracing::info_span!("request", request_id = %request_id))
+                .await;
             service = context.service;
             match result {
                 Ok(xml) => (200, xml, context.action, context.account),
@@ -45,6 +48,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
                     if e.status >= 500 {
                         tracing::error!(request_id = %request_id, code = %e.code, message = %e.message, "request failed");
                     }
+                    reason = e.reason.clone();
                     (
                         e.status,
                         render_error(service, &e, &request_id),
@@ -60,6 +64,7 @@ pub(crate) async fn handle(State(state): State<AppState>, request: Request) -> R
         action = %action,
         account = %account,
         status,
+        reason = reason.as_deref(),
         micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );

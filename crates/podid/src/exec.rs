@@ -71,6 +71,16 @@ pub(crate) struct ExecArgs {
     /// associations say (the token's audience is `sts.amazonaws.com`).
     #[arg(long, value_name = "ARN")]
     role_arn: Option<String>,
+    /// Run the command even when the pod gets no credentials. Without it, podid exec asks for
+    /// the pod's credentials first (Pod Identity) and stops with exit code 125 and the reason
+    /// when EKS Auth refuses them, instead of letting the command's SDK retry for seconds.
+    #[arg(long)]
+    no_credential_check: bool,
+    /// Write podid's own log (the embedded agent's included) to FILE. Without it only errors
+    /// are shown, on stderr, so that the command's terminal holds the command's output
+    /// (`RUST_LOG` overrides the level).
+    #[arg(long, value_name = "FILE")]
+    agent_log: Option<PathBuf>,
     /// Seconds between token rotations (default: 80 % of --token-expiration); for tests.
     #[arg(long, hide = true, value_name = "SECONDS")]
     token_refresh_seconds: Option<u64>,
@@ -164,6 +174,19 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
     let token = pod.mint_token(&eks)?;
     let token_file = container.token.file.clone();
     write_token(&token_file, &token)?;
+    if pod_identity
+        && !args.no_credential_check
+        && let Some(refusal) = credentials_refusal(&config.pod_identity_uri, &token)
+    {
+        let program = args.command.first().map(String::as_str).unwrap_or_default();
+        eprintln!(
+            "podid exec: the pod gets no credentials, so `{program}` was not run.\n  {refusal}\n  {}\n  (to run it anyway: --no-credential-check)",
+            refusal_fix(&refusal, &args)
+        );
+        drop(dir);
+        runtime.shutdown_background();
+        return Ok(Status::Exit(EXIT_NO_CREDENTIALS));
+    }
     // The pod's AWS config: the region and podid's endpoint, and no credentials at all.
     let config_file = dir.path.join("config");
     crate::server::write_private(
@@ -236,6 +259,67 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<Status> {
         }
     };
     Ok(Status::Exit(exit_code(&status)))
+}
+
+/// `podid exec`'s exit code when the pod gets no credentials (as `docker run` uses 125 for its
+/// own failures, apart from the command's 126 and 127).
+const EXIT_NO_CREDENTIALS: u8 = 125;
+
+/// The log file `--agent-log` names, created (or appended to) now.
+pub(crate) fn log_file(args: &ExecArgs) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = &args.agent_log else {
+        return Ok(None);
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Some)
+        .with_context(|| format!("cannot open the log file `{}`", path.display()))
+}
+
+/// Asks the agent for the pod's credentials once, as the pod's SDK will: the agent's answer
+/// when it is a lasting refusal (a 4xx other than throttling), else `None`. An agent that is
+/// out of reach or busy is left for the command's SDK to retry.
+fn credentials_refusal(url: &str, token: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(15)))
+        .build()
+        .into();
+    let mut response = match agent.get(url).header("authorization", token).call() {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(error = %e, url, "cannot ask the agent for the pod's credentials");
+            return None;
+        }
+    };
+    let status = response.status().as_u16();
+    if !(400..500).contains(&status) || status == 429 {
+        return None;
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 10)
+        .read_to_string()
+        .unwrap_or_default();
+    Some(format!("the agent answered {status}: {}", body.trim()))
+}
+
+/// What to do about a refusal, by EKS Auth's error code.
+fn refusal_fix(refusal: &str, args: &ExecArgs) -> String {
+    if refusal.contains("ResourceNotFoundException") {
+        format!(
+            "fix: associate a role with the service account: aws eks create-pod-identity-association --cluster-name {} --namespace {} --service-account {} --role-arn ROLE_ARN (or use IRSA: podid exec --role-arn ROLE_ARN ...)",
+            args.cluster, args.namespace, args.service_account
+        )
+    } else if refusal.contains("AccessDenied") {
+        "fix: the association's role must trust `pods.eks.amazonaws.com` for `sts:AssumeRole` and `sts:TagSession` (see `podid access --cluster NAME` for why a hop is refused)".into()
+    } else {
+        "fix: see the message above; `podid audit --start-time 10m` shows EKS Auth's decision"
+            .into()
+    }
 }
 
 /// The pod's one container after the webhook's patch: its variables (paths inside its token

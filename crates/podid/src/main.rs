@@ -197,21 +197,49 @@ impl From<Status> for ExitCode {
     }
 }
 
-/// Logs go to stderr: human-readable by default, JSON with `PODID_LOG_FORMAT=json`; the level comes
-/// from `RUST_LOG` (default `info` for podid, `warn` for the rest).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,podid=info,podid_server=info,podid_core=info")
+/// Where the logs go and how much: stderr by default; for `podid exec`, only errors unless
+/// `--agent-log FILE` (everything, to that file) or `RUST_LOG` says otherwise, so that its
+/// embedded agent's lines stay out of the command's terminal.
+enum Logging {
+    Stderr,
+    Quiet,
+    File(std::fs::File),
+}
+
+/// Logs: human-readable by default, JSON with `PODID_LOG_FORMAT=json`; the level comes from
+/// `RUST_LOG` (default `info` for podid, `warn` for the rest).
+fn init_logging(logging: Logging) {
+    let configured = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let quiet = matches!(logging, Logging::Quiet) && configured.is_none();
+    let filter = configured.unwrap_or_else(|| {
+        tracing_subscriber::EnvFilter::new(if quiet {
+            "error"
+        } else {
+            "warn,podid=info,podid_server=info,podid_core=info"
+        })
     });
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let _ = if std::env::var("PODID_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let json = std::env::var("PODID_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match logging {
+        Logging::File(file) => {
+            let builder = builder
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false);
+            if json {
+                builder.json().try_init()
+            } else {
+                builder.try_init()
+            }
+        }
+        Logging::Stderr | Logging::Quiet => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let builder = builder.with_writer(std::io::stderr).with_ansi(ansi);
+            if json {
+                builder.json().try_init()
+            } else {
+                builder.try_init()
+            }
+        }
     };
 }
 
@@ -229,7 +257,18 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    init_logging();
+    let logging = match &cli.command {
+        Command::Exec(args) => match exec::log_file(args) {
+            Ok(Some(file)) => Logging::File(file),
+            Ok(None) => Logging::Quiet,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Status::Error.into();
+            }
+        },
+        _ => Logging::Stderr,
+    };
+    init_logging(logging);
     let result = match cli.command {
         Command::Policy(command) => policy::run(command),
         Command::Server(args) => server::run(args),

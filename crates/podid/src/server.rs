@@ -24,15 +24,11 @@ pub(crate) struct ServerArgs {
     listen: SocketAddr,
     /// Directory for podid's data: the SQLite database, the master key, and the AWS config and
     /// credentials files (`DATA_DIR/aws/`, rewritten at every start from the `admin` users'
-    /// access keys, with this server's endpoint).
-    #[arg(
-        long,
-        default_value = "podid-data",
-        value_name = "DIR",
-        env = "PODID_DATA_DIR",
-        global = true
-    )]
-    data_dir: PathBuf,
+    /// access keys, with this server's endpoint). Default: the same as `podid up`'s,
+    /// `$XDG_DATA_HOME/podid`, else `~/.local/share/podid` (outside any checkout, since it
+    /// holds secrets).
+    #[arg(long, value_name = "DIR", env = "PODID_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
     /// Storage: `sqlite` (the default: `DATA_DIR/podid.db`), `sqlite:PATH`, or a PostgreSQL URL
     /// (`postgres://user@host:5432/db`) shared by any number of servers. TLS to PostgreSQL as
     /// libpq says it: `?sslmode=verify-full&sslrootcert=ca.pem` (or PGSSLMODE, PGSSLROOTCERT).
@@ -114,7 +110,7 @@ pub(crate) enum ServerAction {
     /// store changes, so an interrupted rotation is finished by the next start.
     ///
     /// Example:
-    ///   podid server rotate-master-key --data-dir podid-data
+    ///   podid server rotate-master-key --data-dir ~/.local/share/podid
     #[command(verbatim_doc_comment)]
     RotateMasterKey,
 }
@@ -200,7 +196,7 @@ impl ServerArgs {
     ) -> Self {
         Self {
             listen,
-            data_dir,
+            data_dir: Some(data_dir),
             database_url: None,
             accounts,
             master_key_file: None,
@@ -222,6 +218,11 @@ impl ServerArgs {
         }
     }
 
+    /// The data directory (resolved by [`run`], given by [`ServerArgs::local`]).
+    fn data_dir(&self) -> &Path {
+        self.data_dir.as_deref().unwrap_or(Path::new("."))
+    }
+
     /// These settings serving HTTPS with `tls`, the profiles trusting `ca_bundle`.
     #[must_use]
     pub(crate) fn with_tls(mut self, tls: crate::tls::TlsArgs, ca_bundle: Option<PathBuf>) -> Self {
@@ -231,7 +232,8 @@ impl ServerArgs {
     }
 }
 
-pub(crate) fn run(args: ServerArgs) -> anyhow::Result<Status> {
+pub(crate) fn run(mut args: ServerArgs) -> anyhow::Result<Status> {
+    args.data_dir = Some(crate::up::data_dir(args.data_dir.take())?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -280,7 +282,7 @@ async fn rotate_master_key(args: &ServerArgs) -> anyhow::Result<Status> {
 fn key_path(args: &ServerArgs) -> PathBuf {
     args.master_key_file
         .clone()
-        .unwrap_or_else(|| args.data_dir.join("master.key"))
+        .unwrap_or_else(|| args.data_dir().join("master.key"))
 }
 
 /// Where a rotation writes the new key before the store changes.
@@ -298,12 +300,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<Status> {
     writeln!(
         out,
         "  export AWS_CONFIG_FILE={}",
-        started.aws_dir.join("config").display()
+        crate::up::shell_quote(&started.aws_dir.join("config").display().to_string())
     )?;
     writeln!(
         out,
         "  export AWS_SHARED_CREDENTIALS_FILE={}",
-        started.aws_dir.join("credentials").display()
+        crate::up::shell_quote(&started.aws_dir.join("credentials").display().to_string())
     )?;
     writeln!(
         out,
@@ -345,13 +347,13 @@ impl Started {
 
 /// Opens the store, bootstraps, writes the AWS files, binds the listener and says so.
 pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+    std::fs::create_dir_all(args.data_dir()).with_context(|| {
         format!(
             "cannot create the data directory `{}`",
-            args.data_dir.display()
+            args.data_dir().display()
         )
     })?;
-    private_directory(&args.data_dir);
+    private_directory(args.data_dir());
     let store = open_store(args).await?;
     let accounts = parse_accounts(&args.accounts)?;
     let master = master_key(args, &*store).await?;
@@ -418,7 +420,7 @@ pub(crate) async fn start(args: &ServerArgs) -> anyhow::Result<Started> {
     // The files are rewritten from the store at every start: they follow a new endpoint, come
     // back after a crash between the bootstrap and their writing, and appear in the data
     // directory of every replica that shares a PostgreSQL database.
-    let aws_dir = args.data_dir.join("aws");
+    let aws_dir = args.data_dir().join("aws");
     let admin_keys = core
         .admin_keys()
         .await
@@ -575,7 +577,7 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
         )));
     }
     let path = match url {
-        "sqlite" => args.data_dir.join(DATABASE_FILE),
+        "sqlite" => args.data_dir().join(DATABASE_FILE),
         other => match other.strip_prefix("sqlite:") {
             Some(path) => PathBuf::from(path.trim_start_matches("//")),
             None => bail!(
@@ -740,7 +742,13 @@ fn upstream_broker(args: &ServerArgs) -> anyhow::Result<Arc<crate::upstream::Sts
         Arc::new(podid_types::SystemClock),
     ) {
         Ok(identity) => {
-            tracing::info!(broker = %identity.describe(), "upstream STS broker identity found");
+            // On a laptop the chain ends at instance metadata, which is never asked unless a
+            // cluster with the `aws` backend needs credentials: not worth a line at every start.
+            if identity.is_fallback() {
+                tracing::debug!(broker = %identity.describe(), "upstream STS broker identity, if a cluster needs one");
+            } else {
+                tracing::info!(broker = %identity.describe(), "upstream STS broker identity found");
+            }
             Ok(identity)
         }
         Err(e) if args.upstream_profile.is_some() => {

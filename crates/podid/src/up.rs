@@ -247,21 +247,26 @@ pub(crate) fn run_env(args: EnvArgs) -> anyhow::Result<Status> {
 }
 
 /// `--data-dir`, else `PODID_DATA_DIR`, else `$XDG_DATA_HOME/podid`, else
-/// `~/.local/share/podid`.
-fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// `~/.local/share/podid`; made absolute, so that the `export` lines printed with it work from
+/// any directory.
+pub(crate) fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = given.or_else(|| var("PODID_DATA_DIR").map(PathBuf::from)) {
-        return Ok(dir);
-    }
-    if let Some(xdg) = var("XDG_DATA_HOME") {
-        return Ok(PathBuf::from(xdg).join("podid"));
-    }
-    let home = var("HOME").context("no data directory: give --data-dir or set PODID_DATA_DIR")?;
-    Ok(PathBuf::from(home).join(".local/share/podid"))
+    let dir = match given.or_else(|| var("PODID_DATA_DIR").map(PathBuf::from)) {
+        Some(dir) => dir,
+        None => match var("XDG_DATA_HOME") {
+            Some(xdg) => PathBuf::from(xdg).join("podid"),
+            None => PathBuf::from(
+                var("HOME").context("no data directory: give --data-dir or set PODID_DATA_DIR")?,
+            )
+            .join(".local/share/podid"),
+        },
+    };
+    std::path::absolute(&dir)
+        .with_context(|| format!("cannot resolve the data directory `{}`", dir.display()))
 }
 
 /// `text` quoted for a POSIX shell when it needs quoting.
-fn shell_quote(text: &str) -> String {
+pub(crate) fn shell_quote(text: &str) -> String {
     if text
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@".contains(c))

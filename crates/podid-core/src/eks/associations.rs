@@ -727,6 +727,19 @@ impl Eks<'_> {
                 Error::InvalidParameter("Role provided in the request does not exist.".into())
             })?;
         if !trusts_pod_identity(&role.trust_policy, !disable_session_tags) {
+            // EKS's message names no requirement; the log says which one is missing.
+            let reason = if disable_session_tags {
+                "its trust policy does not let `pods.eks.amazonaws.com` assume it (`sts:AssumeRole` for the service principal)"
+            } else {
+                association_role_fit(&role.trust_policy)
+                    .err()
+                    .unwrap_or_default()
+            };
+            tracing::info!(
+                role = role_arn,
+                reason,
+                "refused the association's role: Trust policy of the role provided is invalid"
+            );
             return Err(Error::InvalidParameter(
                 "Trust policy of the role provided is invalid.".into(),
             ));

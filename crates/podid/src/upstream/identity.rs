@@ -138,6 +138,12 @@ impl BrokerIdentity {
         }
     }
 
+    /// Whether this is the chain's last resort, instance metadata, which is assumed rather than
+    /// found: nothing asks it anything until a cluster with the `aws` backend needs credentials.
+    pub(crate) fn is_fallback(&self) -> bool {
+        matches!(self.source, Source::Instance(_))
+    }
+
     /// Credentials to sign with: those held while they have more than five minutes left, else
     /// fresh ones (or the held ones while still valid, when fetching fails).
     pub(crate) async fn credentials(&self) -> Result<Credentials, BrokerError> {
