@@ -315,7 +315,10 @@ fn refusal_fix(refusal: &str, args: &ExecArgs) -> String {
             args.cluster, args.namespace, args.service_account
         )
     } else if refusal.contains("AccessDenied") {
-        "fix: the association's role must trust `pods.eks.amazonaws.com` for `sts:AssumeRole` and `sts:TagSession` (see `podid access --cluster NAME` for why a hop is refused)".into()
+        format!(
+            "fix: a role's trust policy refused the request (it must let `pods.eks.amazonaws.com` `sts:AssumeRole` and `sts:TagSession`, and its conditions must hold for this pod's session tags); `podid access --cluster {} --namespace {} --service-account {}` shows the statements behind each hop",
+            args.cluster, args.namespace, args.service_account
+        )
     } else {
         "fix: see the message above; `podid audit --start-time 10m` shows EKS Auth's decision"
             .into()
