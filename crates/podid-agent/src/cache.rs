@@ -102,6 +102,16 @@ const FEED_WAIT_SECONDS: u64 = 5;
 const FEED_RETRY_MIN: Duration = Duration::from_millis(200);
 const FEED_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// The pause before asking a feed that refused this agent again (its policy may change).
+const FEED_REFUSED_RETRY: Duration = Duration::from_secs(60);
+
+/// How often a moving feed cursor is written to the state file at most (a restarted agent
+/// resumes from the cursor written, so the changes made while it was down reach it).
+const FEED_CURSOR_SAVE_MS: i64 = 60_000;
+
+/// How many times a miss asks again when a change forgot credentials during its call.
+const STALE_ANSWER_RETRIES: usize = 2;
+
 /// One pod's credentials and the token they were issued for.
 struct Entry {
     credentials: UpstreamCredentials,
@@ -220,6 +230,18 @@ pub struct Agent {
     /// Bumped whenever an entry is added, renewed, given a newer token or removed (for the
     /// state file).
     generation: std::sync::atomic::AtomicU64,
+    /// Bumped whenever the change feed forgets credentials: an upstream answer obtained across
+    /// a bump may predate the change, and is asked for again instead of being cached.
+    forgets: std::sync::atomic::AtomicU64,
+    /// Where the change feed carries on, and when it was last written to the state file.
+    feed_cursor: Mutex<FeedCursor>,
+}
+
+/// The change feed's cursor, kept in the state file.
+#[derive(Default)]
+struct FeedCursor {
+    cursor: Option<String>,
+    saved_at: i64,
 }
 
 impl std::fmt::Debug for Agent {
@@ -259,6 +281,8 @@ impl Agent {
                 at: now,
             }),
             generation: std::sync::atomic::AtomicU64::new(0),
+            forgets: std::sync::atomic::AtomicU64::new(0),
+            feed_cursor: Mutex::new(FeedCursor::default()),
         }
     }
 
@@ -345,6 +369,8 @@ impl Agent {
         };
         let before = entries.len();
         entries.retain(|_, entry| !condition(entry));
+        // Under the lock: a miss that stores its answer after this sees the bump.
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         let forgotten = before - entries.len();
         drop(entries);
         if forgotten > 0 {
@@ -359,12 +385,15 @@ impl Agent {
     /// Follows the upstream's change feed until the task is dropped: each change of a service
     /// account's association or role drops its pods' cached credentials at once, so that the
     /// SDK's next refresh gets the new role. The feed is a long poll that resumes from its
-    /// cursor after a disconnect or a server restart; an upstream without a feed (AWS's EKS
-    /// Auth) ends the task, and credentials then follow changes when they are renewed.
+    /// cursor after a disconnect, a server restart or an agent restart (the cursor is in the
+    /// state file). An upstream without a feed (AWS's EKS Auth) ends the task, and credentials
+    /// then follow changes when they are renewed; a feed that refuses this agent is asked
+    /// again every minute; a cursor the feed no longer takes is dropped with every credential.
     pub async fn follow_changes(self: Arc<Self>) {
-        let mut cursor: Option<String> = None;
         let mut backoff = FEED_RETRY_MIN;
+        let mut refused = false;
         loop {
+            let cursor = self.feed_cursor();
             let read = self
                 .upstream
                 .changes(
@@ -382,6 +411,10 @@ impl Agent {
                 }
                 Ok(Some(page)) => {
                     backoff = FEED_RETRY_MIN;
+                    if refused {
+                        refused = false;
+                        tracing::info!("the change feed takes this agent again");
+                    }
                     if page.reset {
                         let forgotten = self.forget_all();
                         tracing::warn!(
@@ -398,14 +431,36 @@ impl Agent {
                             "changed upstream: the pods' cached credentials are dropped"
                         );
                     }
-                    cursor = Some(page.cursor);
+                    self.set_feed_cursor(Some(page.cursor));
                 }
-                Err(e @ UpstreamError::Refused { .. }) => {
+                Err(UpstreamError::Refused {
+                    status: 400,
+                    ref code,
+                    ref message,
+                    ..
+                }) if cursor.is_some() && code == "InvalidParameterException" => {
+                    // A cursor of another server version, or of a restored state: start
+                    // afresh, and drop what may have changed meanwhile.
+                    let forgotten = self.forget_all();
                     tracing::warn!(
-                        error = %e,
-                        "the change feed refused this agent (it needs `podid:ListChanges` on the cluster): cached credentials follow changes when they are renewed"
+                        forgotten,
+                        reason = %message,
+                        "the change feed no longer takes this agent's cursor: it starts afresh and every cached credential is dropped"
                     );
-                    return;
+                    self.set_feed_cursor(None);
+                }
+                Err(e @ UpstreamError::Refused { .. }) if !e.is_throttled() => {
+                    if refused {
+                        tracing::debug!(error = %e, "the change feed still refuses this agent");
+                    } else {
+                        refused = true;
+                        tracing::warn!(
+                            error = %e,
+                            retry_s = FEED_REFUSED_RETRY.as_secs(),
+                            "the change feed refused this agent (it needs `podid:ListChanges` on the cluster): cached credentials follow changes when they are renewed until it is allowed"
+                        );
+                    }
+                    tokio::time::sleep(FEED_REFUSED_RETRY).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "the change feed is out of reach");
@@ -413,6 +468,36 @@ impl Agent {
                     backoff = (backoff * 2).min(FEED_RETRY_MAX);
                 }
             }
+        }
+    }
+
+    /// Takes the change feed's cursor of an earlier run, unless the feed has one already.
+    fn restore_feed_cursor(&self, cursor: Option<String>) {
+        if let Ok(mut feed) = self.feed_cursor.lock()
+            && feed.cursor.is_none()
+        {
+            feed.cursor = cursor;
+        }
+    }
+
+    /// Where the change feed carries on (none: from now).
+    fn feed_cursor(&self) -> Option<String> {
+        self.feed_cursor.lock().ok().and_then(|c| c.cursor.clone())
+    }
+
+    /// Moves the change feed's cursor; the state file is written with it at most every
+    /// [`FEED_CURSOR_SAVE_MS`] (the cursor moves on every read).
+    fn set_feed_cursor(&self, cursor: Option<String>) {
+        let now = self.clock.now().as_millis();
+        let Ok(mut feed) = self.feed_cursor.lock() else {
+            return;
+        };
+        let due = cursor.is_none() != feed.cursor.is_none()
+            || now.saturating_sub(feed.saved_at) >= FEED_CURSOR_SAVE_MS;
+        feed.cursor = cursor;
+        if due {
+            feed.saved_at = now;
+            self.changed();
         }
     }
 
@@ -590,10 +675,21 @@ impl Agent {
                     let agent = self.clone();
                     let (key, token, claims) = (key.to_owned(), token.to_owned(), claims.clone());
                     tokio::spawn(async move {
-                        let result = agent.call_upstream(&token).await;
+                        let mut forgets = agent.forgets.load(Ordering::Acquire);
+                        let mut result = agent.call_upstream(&token).await;
+                        // The change feed forgot credentials while the call ran: its answer
+                        // may be of the old role, so it is asked for again.
+                        for _ in 0..STALE_ANSWER_RETRIES {
+                            let now_forgets = agent.forgets.load(Ordering::Acquire);
+                            if result.is_err() || now_forgets == forgets {
+                                break;
+                            }
+                            forgets = now_forgets;
+                            result = agent.call_upstream(&token).await;
+                        }
                         let outcome = match result {
                             Ok(credentials) => {
-                                Ok(agent.store(&key, &token, hash, &claims, &credentials))
+                                Ok(agent.store(&key, &token, hash, &claims, &credentials, forgets))
                             }
                             Err(e) => {
                                 agent.upstream_failed(&key, &hash, &e);
@@ -629,8 +725,9 @@ impl Agent {
         result
     }
 
-    /// Caches fresh credentials for the pod (unless caching is off) and learns the issuer
-    /// whose token EKS Auth just accepted.
+    /// Caches fresh credentials for the pod (unless caching is off, or the change feed forgot
+    /// credentials since `forgets` was read, before the call that got them) and learns the
+    /// issuer whose token EKS Auth just accepted.
     fn store(
         &self,
         key: &str,
@@ -638,6 +735,7 @@ impl Agent {
         hash: [u8; 32],
         claims: &Map<String, Value>,
         credentials: &UpstreamCredentials,
+        forgets: u64,
     ) -> Arc<Entry> {
         let now = self.clock.now().as_millis();
         let text = |name: &str| {
@@ -663,15 +761,19 @@ impl Agent {
             return entry;
         }
         self.keys.learn(&entry.issuer);
-        self.insert(key, entry.clone());
+        self.insert(key, entry.clone(), forgets);
         entry
     }
 
-    /// Inserts or replaces an entry; a new pod in a full cache evicts the least recently used.
-    fn insert(&self, key: &str, entry: Arc<Entry>) {
+    /// Inserts or replaces an entry, unless the change feed forgot credentials since `forgets`
+    /// was read; a new pod in a full cache evicts the least recently used.
+    fn insert(&self, key: &str, entry: Arc<Entry>, forgets: u64) {
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
+        if self.forgets.load(Ordering::Acquire) != forgets {
+            return;
+        }
         if !entries.contains_key(key) && entries.len() >= self.config.max_cache_size {
             let oldest = entries
                 .iter()
@@ -745,12 +847,22 @@ impl Agent {
     }
 
     async fn renew(&self, key: String, entry: Arc<Entry>) {
+        let forgets = self.forgets.load(Ordering::Acquire);
         let result = self.call_upstream(entry.token.expose()).await;
         let now = self.clock.now().as_millis();
         match result {
             Ok(credentials) => {
                 let refresh_at = self.refresh_time(now, credentials.expiration);
                 if let Ok(mut entries) = self.entries.write() {
+                    if self.forgets.load(Ordering::Acquire) != forgets {
+                        // The change feed forgot credentials during the call: the answer may
+                        // be of the old role. What is cached now (fetched after the change,
+                        // or nothing) stays, and is renewed at the next tick.
+                        if let Some(current) = entries.get(&key) {
+                            current.refreshing.store(false, Ordering::Relaxed);
+                        }
+                        return;
+                    }
                     // A newer token may have replaced the entry meanwhile: keep its token.
                     if let Some(current) = entries.get(&key) {
                         let renewed = Arc::new(current.renewed(credentials, now, refresh_at));

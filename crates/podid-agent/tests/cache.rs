@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use podid_agent::{Agent, AgentConfig, AgentError, Upstream, UpstreamCredentials, UpstreamError};
+use podid_agent::{
+    Agent, AgentConfig, AgentError, Changes, Upstream, UpstreamCredentials, UpstreamError,
+};
 use podid_types::{Clock, FixedClock, Secret, Timestamp};
 
 const START: i64 = 1_800_000_000;
@@ -23,6 +25,12 @@ struct Eks {
     lifetime: i64,
     calls: AtomicU32,
     failure: Mutex<Option<UpstreamError>>,
+    /// Held by a test to keep calls waiting after they are counted.
+    gate: tokio::sync::Mutex<()>,
+    /// The change feed's answers, in order; once they run out a read waits for ever.
+    feed: Mutex<std::collections::VecDeque<Result<Option<Changes>, UpstreamError>>>,
+    /// The cursor of each read of the feed.
+    cursors: Mutex<Vec<Option<String>>>,
 }
 
 #[async_trait::async_trait]
@@ -33,6 +41,7 @@ impl Upstream for Eks {
         _token: &str,
     ) -> Result<UpstreamCredentials, UpstreamError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        drop(self.gate.lock().await);
         if let Some(failure) = self.failure.lock().unwrap().clone() {
             return Err(failure);
         }
@@ -48,6 +57,20 @@ impl Upstream for Eks {
     async fn fetch(&self, url: &str) -> Result<String, String> {
         Err(format!("no network here: {url}"))
     }
+
+    async fn changes(
+        &self,
+        _cluster: &str,
+        cursor: Option<&str>,
+        _wait_seconds: u64,
+    ) -> Result<Option<Changes>, UpstreamError> {
+        self.cursors.lock().unwrap().push(cursor.map(str::to_owned));
+        let next = self.feed.lock().unwrap().pop_front();
+        match next {
+            Some(answer) => answer,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 fn setup(
@@ -60,6 +83,9 @@ fn setup(
         lifetime,
         calls: AtomicU32::new(0),
         failure: Mutex::new(None),
+        gate: tokio::sync::Mutex::new(()),
+        feed: Mutex::new(std::collections::VecDeque::new()),
+        cursors: Mutex::new(Vec::new()),
     });
     let mut c = AgentConfig::new("c");
     config(&mut c);
@@ -363,5 +389,116 @@ async fn bodies_follow_renewals_and_a_token_read_before_is_refused_once_it_expir
         eks.calls.load(Ordering::SeqCst),
         2,
         "no call for an expired token"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_a_change_overtook_is_asked_for_again_and_not_cached_stale() {
+    let (agent, eks, _clock) = setup(3600, |_| {});
+    let jwt = token("p1");
+    // The first call is held in the upstream while the change feed forgets the service
+    // account's credentials (its association changed).
+    let held = eks.gate.lock().await;
+    let asking = tokio::spawn({
+        let (agent, jwt) = (agent.clone(), jwt.clone());
+        async move { agent.credentials(&jwt).await }
+    });
+    settle().await;
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 1);
+    agent.forget_service_account("default", "app");
+    drop(held);
+    let served = asking.await.unwrap().unwrap();
+    // The answer of the held call may be of the old role: it was asked for again.
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(served.access_key_id, format!("ASIA{:016}", 2));
+    let cached = agent.credentials(&jwt).await.unwrap();
+    assert_eq!(
+        cached.access_key_id, served.access_key_id,
+        "the second answer is cached"
+    );
+    assert_eq!(eks.calls.load(Ordering::SeqCst), 2);
+}
+
+fn refused(status: u16, code: &str) -> UpstreamError {
+    UpstreamError::Refused {
+        status,
+        code: code.into(),
+        message: "m".into(),
+        request_id: "r".into(),
+    }
+}
+
+fn page(cursor: &str, service_accounts: &[(&str, &str)]) -> Result<Option<Changes>, UpstreamError> {
+    Ok(Some(Changes {
+        service_accounts: service_accounts
+            .iter()
+            .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+            .collect(),
+        cursor: cursor.into(),
+        reset: false,
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_feed_survives_refusals_and_a_cursor_it_no_longer_takes() {
+    let (agent, eks, _clock) = setup(3600, |_| {});
+    agent.credentials(&token("p1")).await.unwrap();
+    eks.feed.lock().unwrap().extend([
+        page("c1", &[]),
+        // A server that no longer takes the cursor (another version): start again, and drop
+        // the credentials, which may have missed changes.
+        Err(refused(400, "InvalidParameterException")),
+        page("c2", &[]),
+        // Refused (the node's role lost `podid:ListChanges`): asked again a minute later,
+        // and followed again once allowed.
+        Err(refused(403, "AccessDeniedException")),
+        Err(refused(403, "AccessDeniedException")),
+        page("c3", &[("default", "app")]),
+    ]);
+    let follower = tokio::spawn(agent.clone().follow_changes());
+    // Paused time: the minute-long pauses pass at once when nothing else can run.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let cursors = eks.cursors.lock().unwrap().clone();
+    assert_eq!(
+        cursors,
+        [
+            None,
+            Some("c1"),
+            None,
+            Some("c2"),
+            Some("c2"),
+            Some("c2"),
+            Some("c3")
+        ]
+        .map(|c| c.map(str::to_owned))
+    );
+    assert_eq!(
+        agent.cached_pods(),
+        0,
+        "dropped when the cursor was refused"
+    );
+    follower.abort();
+}
+
+#[tokio::test]
+async fn a_restarted_agent_resumes_the_feed_from_its_state() {
+    let (agent, eks, _clock) = setup(3600, |_| {});
+    agent.credentials(&token("p1")).await.unwrap();
+    eks.feed.lock().unwrap().push_back(page("saved", &[]));
+    let follower = tokio::spawn(agent.clone().follow_changes());
+    settle().await;
+    follower.abort();
+    let state = agent.state();
+
+    let (restarted, eks, _clock) = setup(3600, |_| {});
+    assert_eq!(restarted.restore(&state), Ok(1));
+    let follower = tokio::spawn(restarted.clone().follow_changes());
+    settle().await;
+    follower.abort();
+    // The first read after the restart carries on from the cursor written before it, so
+    // changes made while the agent was down reach its pods.
+    assert_eq!(
+        eks.cursors.lock().unwrap().clone(),
+        [Some("saved".to_owned())]
     );
 }

@@ -782,3 +782,88 @@ async fn every_edge_is_granted_and_nothing_else_is() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_role_reached_again_with_other_session_tags_is_followed_again() {
+    let w = world().await;
+    // prod/multi/both reaches `meet` two ways: through IRSA (irsa-x, no session tags, 2 hops)
+    // and through Pod Identity (pod-x → mid, with the transitive session tags, 3 hops). Only a
+    // session of `meet` that carries `kubernetes-namespace` may assume `last`: the shorter,
+    // untagged arrival must not hide the longer, tagged one.
+    let trusts = |principals: &[String], condition: &str| {
+        let principals: Vec<String> = principals.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":[{}]}},"Action":["sts:AssumeRole","sts:TagSession"]{condition}}}]}}"#,
+            principals.join(",")
+        )
+    };
+    let assume = |to: &str| allow(r#"["sts:AssumeRole","sts:TagSession"]"#, &arn(A, to));
+    w.role(A, "pod-x", POD_TRUST).await;
+    w.role(
+        A,
+        "irsa-x",
+        &w.irsa_trust(
+            A,
+            "prod",
+            Some(("StringEquals", "system:serviceaccount:multi:both")),
+        ),
+    )
+    .await;
+    w.role(A, "mid", &trusts(&[arn(A, "pod-x")], "")).await;
+    w.role(A, "meet", &trusts(&[arn(A, "irsa-x"), arn(A, "mid")], ""))
+        .await;
+    w.role(
+        A,
+        "last",
+        &trusts(
+            &[arn(A, "meet")],
+            r#","Condition":{"StringEquals":{"aws:PrincipalTag/kubernetes-namespace":"multi"}}"#,
+        ),
+    )
+    .await;
+    for (role, to) in [
+        ("pod-x", "mid"),
+        ("mid", "meet"),
+        ("irsa-x", "meet"),
+        ("meet", "last"),
+    ] {
+        w.policy(A, role, "next", assume(to)).await;
+    }
+    w.associate("prod", "multi", "both", &arn(A, "pod-x"), None)
+        .await;
+    let graph = w
+        .graph(AccessQuery {
+            region: REGION.into(),
+            cluster: Some("prod".into()),
+            namespace: Some("multi".into()),
+            service_account: Some("both".into()),
+            ..Default::default()
+        })
+        .await;
+    let reach = graph
+        .reach
+        .iter()
+        .find(|r| r.role == arn(A, "last"))
+        .unwrap_or_else(|| panic!("`last` is not reached: {:#?}", graph.reach));
+    assert_eq!(reach.depth, 4);
+    // The path the graph gives is one that STS grants.
+    let path: Vec<&Edge> = reach
+        .path
+        .iter()
+        .map(|id| graph.edges.iter().find(|e| e.id == *id).unwrap())
+        .collect();
+    let vias: Vec<&str> = path.iter().map(|e| e.via).collect();
+    assert_eq!(
+        vias,
+        ["podIdentity", "assumeRole", "assumeRole", "assumeRole"]
+    );
+    let assumed = obtain(&w, &graph, &reach.from, &path).await.unwrap();
+    assert_eq!(role_of(&assumed), arn(A, "last"));
+    // And the untagged way does not get there.
+    let meet = graph
+        .reach
+        .iter()
+        .find(|r| r.role == arn(A, "meet"))
+        .unwrap();
+    assert_eq!(meet.depth, 2, "the shorter way to `meet` is IRSA's");
+}

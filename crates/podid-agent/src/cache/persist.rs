@@ -1,6 +1,7 @@
 //! The agent's state as a document, so that a restarted agent serves its pods through an EKS
 //! Auth outage (pain point 6 of the reference agent): the cached pods (credentials, the newest
-//! token, issuer and subject) and the issuers' key sets that verify rotated tokens.
+//! token, issuer and subject), the issuers' key sets that verify rotated tokens, and the change
+//! feed's cursor, so that the changes made while the agent was down still reach its pods.
 //!
 //! The document holds credentials and tokens: whoever writes it keeps it where only the agent
 //! can read it (`podid agent --state-dir` writes it with mode 0600).
@@ -27,6 +28,8 @@ struct StateOut<'a> {
     cluster: &'a str,
     issuers: Vec<IssuerOut<'a>>,
     pods: PodsOut,
+    #[serde(rename = "feedCursor", skip_serializing_if = "Option::is_none")]
+    feed_cursor: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -94,6 +97,8 @@ struct StateIn {
     issuers: Vec<IssuerIn>,
     #[serde(default)]
     pods: Vec<PodIn>,
+    #[serde(default, rename = "feedCursor")]
+    feed_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +176,7 @@ impl Agent {
             cluster: &self.config.cluster_name,
             issuers,
             pods: PodsOut(pods),
+            feed_cursor: self.feed_cursor(),
         };
         serde_json::to_writer(&mut *out, &state).map_err(std::io::Error::other)?;
         out.flush()
@@ -183,8 +189,10 @@ impl Agent {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Takes back the state of an earlier run: the key sets, and the pods whose credentials
-    /// may still be served. Returns how many pods were restored.
+    /// Takes back the state of an earlier run: the key sets, the pods whose credentials may
+    /// still be served, and the change feed's cursor (the feed then reads the changes made
+    /// since, or says they are too old and every pod is dropped). Returns how many pods were
+    /// restored.
     ///
     /// # Errors
     /// A document that is not the agent's state, of another version or another cluster.
@@ -208,6 +216,9 @@ impl Agent {
         for issuer in state.issuers {
             self.keys
                 .import(&issuer.issuer, issuer.jwks, issuer.fetched_at);
+        }
+        if state.feed_cursor.is_some() {
+            self.restore_feed_cursor(state.feed_cursor);
         }
         let now = self.clock.now().as_millis();
         let mut restored = 0;

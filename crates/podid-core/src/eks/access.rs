@@ -837,11 +837,14 @@ impl<'a> Walk<'a> {
     }
 
     /// Follows each session of `frontier` through `sts:AssumeRole`, breadth first, to the
-    /// depth bound; a role is followed once per source.
+    /// depth bound; a session is followed once per source and [`session_state`]: a role
+    /// reached again with other tags or session policies is followed again, since what it
+    /// may assume next can differ (a shorter path without a transitive tag must not hide a
+    /// longer one with it).
     async fn chains(&mut self, mut frontier: VecDeque<Frontier>) -> Result<(), Error> {
         let mut seen: BTreeSet<(String, String)> = frontier
             .iter()
-            .map(|f| (f.from.clone(), f.role.clone()))
+            .map(|f| (f.from.clone(), session_state(&f.role, &f.claims)))
             .collect();
         while let Some(at) = frontier.pop_front() {
             if at.path.len() as u32 >= self.max_depth {
@@ -862,7 +865,7 @@ impl<'a> Walk<'a> {
                     reasons: hop.reasons,
                     conditions: hop.conditions,
                 });
-                if !seen.insert((at.from.clone(), hop.to.clone())) {
+                if !seen.insert((at.from.clone(), session_state(&hop.to, &hop.claims))) {
                     continue;
                 }
                 let mut path = at.path.clone();
@@ -882,14 +885,7 @@ impl<'a> Walk<'a> {
     /// The roles a session of `role` may assume, each decided by the engine; remembered by what
     /// decides them (the role, the session's tags, source identity and session policies).
     async fn next_hops(&mut self, role: &str, claims: &Claims) -> Result<Vec<Hop>, Error> {
-        let memo = format!(
-            "{role}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-            claims.tags,
-            claims.transitive_keys,
-            claims.source_identity,
-            claims.policy,
-            claims.policy_arns
-        );
+        let memo = session_state(role, claims);
         if let Some(hops) = self.hops.get(&memo) {
             return Ok(hops.clone());
         }
@@ -1216,6 +1212,19 @@ impl RoleEntry {
 }
 
 /// The reasons of a decided hop: each allowing statement of each action.
+/// What decides where a session of `role` may go next: the role, and the session's tags,
+/// transitive keys, source identity and session policies.
+fn session_state(role: &str, claims: &Claims) -> String {
+    format!(
+        "{role}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+        claims.tags,
+        claims.transitive_keys,
+        claims.source_identity,
+        claims.policy,
+        claims.policy_arns
+    )
+}
+
 fn reasons(explanations: &[(&'static str, Explanation)], from: &str, to: &str) -> Vec<Reason> {
     let mut reasons = Vec::new();
     for (action, explanation) in explanations {

@@ -10,6 +10,11 @@
 //! T may become visible after a reader has read past T. So every read looks again at the last
 //! [`REREAD_MS`] before its cursor, and the cursor carries the ids it has seen in that window
 //! (an opaque token), so nothing is missed and nothing is returned twice.
+//!
+//! A read that has caught up moves its cursor to the reader's clock, so a quiet feed's cursor
+//! stays fresh (an hour without changes is not a `reset`). A read behind by more than a page
+//! stops after [`PAGE`] new change records and leaves its cursor at the last one read; the
+//! next read carries on from there, so a burst of changes in one window cannot stall the feed.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,8 +33,21 @@ pub const RETENTION_MS: i64 = 3_600_000;
 /// How far before its cursor each read looks again, for commits that land out of key order.
 pub const REREAD_MS: i64 = 5_000;
 
-/// The most changes one read returns.
-const PAGE: usize = 1000;
+/// The most change records one read takes that its cursor has not seen.
+const PAGE: usize = 500;
+
+/// The most changes one answer lists: more (a role of hundreds of associations changed many
+/// times) are answered as `reset`, so that an answer stays well within what an agent reads
+/// (1 MiB).
+const MAX_PAGE_CHANGES: usize = 800;
+
+/// The most ids a cursor carries: a window with more changes than this starts after the
+/// millisecond of the oldest one kept.
+const MAX_CURSOR_IDS: usize = 2000;
+
+/// How much of a change's id a cursor keeps: the first 48 random bits of its UUID, which tell
+/// the changes of one window apart.
+const ID_TAG: usize = 13;
 
 /// The longest cursor token accepted.
 const MAX_CURSOR: usize = 64 * 1024;
@@ -110,8 +128,9 @@ pub struct ChangePage {
     pub changes: Vec<Change>,
     /// Where the next read carries on.
     pub cursor: String,
-    /// Whether the cursor was older than the changes kept ([`RETENTION_MS`]): the reader
-    /// may have missed changes and should drop everything it holds.
+    /// Whether the cursor was older than the changes kept ([`RETENTION_MS`]), or the changes
+    /// were too many to list: the reader may have missed changes and should drop everything
+    /// it holds (`changes` is then empty).
     pub reset: bool,
 }
 
@@ -134,11 +153,59 @@ impl Cursor {
             return Err(invalid());
         }
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-        serde_json::from_slice(&bytes).map_err(|_| invalid())
+        let cursor: Self = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        if cursor.ids.len() > MAX_CURSOR_IDS {
+            return Err(invalid());
+        }
+        Ok(cursor)
     }
 
     fn token(&self) -> String {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// The part of a change's id a cursor keeps ([`ID_TAG`]).
+fn tag(id: &str) -> &str {
+    id.get(..ID_TAG).unwrap_or(id)
+}
+
+/// What one read of the feed found.
+struct Read {
+    /// The records read, in key (so time) order: those the cursor had seen and the fresh ones.
+    records: Vec<ChangeRecord>,
+    /// Whether the read reached the newest record (else it stopped after [`PAGE`] fresh ones,
+    /// and the next read carries on).
+    exhausted: bool,
+}
+
+impl Read {
+    /// The cursor after this read of a cursor at `t`.
+    fn next_cursor(&self, t: i64, now: i64) -> Cursor {
+        // Caught up, the cursor follows the clock, so a quiet feed never grows older than the
+        // changes kept; still behind, it stays at the last change read.
+        let mut t = match self.records.last() {
+            Some(last) if !self.exhausted => t.max(last.time),
+            _ => t.max(now),
+        };
+        let mut window: Vec<&ChangeRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.time >= t.saturating_sub(REREAD_MS))
+            .collect();
+        let over = window.len().saturating_sub(MAX_CURSOR_IDS);
+        if let Some(cut) = window.get(over).map(|r| r.time).filter(|_| over > 0) {
+            // More changes in the window than a cursor holds (thousands in a few seconds): the
+            // window starts after the millisecond of the oldest one kept. Nothing is read
+            // twice; a late commit of an earlier millisecond would be missed, and a change not
+            // yet read only with more than MAX_CURSOR_IDS changes in one millisecond.
+            window.retain(|r| r.time > cut);
+            t = t.max(cut.saturating_add(REREAD_MS + 1));
+        }
+        Cursor {
+            t,
+            ids: window.iter().map(|r| tag(&r.id).to_owned()).collect(),
+        }
     }
 }
 
@@ -219,6 +286,48 @@ impl Core {
 }
 
 impl Eks<'_> {
+    /// The change records from the window before `cursor` on, in pages, until the newest one
+    /// or [`PAGE`] that `seen` does not hold: the work of a read is bounded by the
+    /// cursor's ids and the page, whatever the rate of changes.
+    async fn read_from(
+        &self,
+        cursor: &Cursor,
+        seen: &std::collections::HashSet<&str>,
+    ) -> Result<Read, Error> {
+        let mut after = format!("{:013}", cursor.t.saturating_sub(REREAD_MS).max(0));
+        let mut records: Vec<ChangeRecord> = Vec::new();
+        let mut fresh = 0;
+        loop {
+            let items = self
+                .core
+                .store
+                .scan(ns::CHANGE, "", Some(&after), PAGE)
+                .await?;
+            for item in &items {
+                let record: ChangeRecord = crate::decode(item)?;
+                if !seen.contains(tag(&record.id)) {
+                    fresh += 1;
+                }
+                records.push(record);
+                if fresh >= PAGE {
+                    return Ok(Read {
+                        records,
+                        exhausted: false,
+                    });
+                }
+            }
+            match items.last() {
+                Some(last) if items.len() == PAGE => last.key.clone_into(&mut after),
+                _ => {
+                    return Ok(Read {
+                        records,
+                        exhausted: true,
+                    });
+                }
+            }
+        }
+    }
+
     /// The changes of `cluster`'s service accounts after `cursor` (none: from now on), for node
     /// agents. Authorized as `podid:ListChanges` on the cluster.
     pub async fn changes(
@@ -232,29 +341,31 @@ impl Eks<'_> {
             .cluster_for(caller, "podid:ListChanges", region, cluster)
             .await?;
         let now = self.core.now();
-        // A first read starts from now: what is in the window already counts as read.
-        let first = cursor.is_none();
-        let cursor = cursor.map(Cursor::parse).transpose()?.unwrap_or(Cursor {
-            t: now,
-            ids: Vec::new(),
-        });
-        let reset = cursor.t < now - RETENTION_MS;
-        let from = (cursor.t - REREAD_MS).max(0);
-        let items = self
-            .core
-            .store
-            .scan(ns::CHANGE, "", Some(&format!("{from:013}")), PAGE)
-            .await?;
-        let records: Vec<ChangeRecord> =
-            items.iter().map(crate::decode).collect::<Result<_, _>>()?;
-        let seen: std::collections::HashSet<&str> = cursor.ids.iter().map(String::as_str).collect();
+        let Some(cursor) = cursor.map(Cursor::parse).transpose()? else {
+            // A first read starts from now: its cursor's window starts after this millisecond,
+            // so nothing of the past is read.
+            return Ok(ChangePage {
+                changes: Vec::new(),
+                cursor: Cursor {
+                    t: now.saturating_add(REREAD_MS + 1),
+                    ids: Vec::new(),
+                }
+                .token(),
+                reset: false,
+            });
+        };
+        // The window the read starts from is older than the changes kept: some may be gone.
+        let reset = cursor.t.saturating_sub(REREAD_MS) < now.saturating_sub(RETENTION_MS);
+        let seen: std::collections::HashSet<&str> = cursor.ids.iter().map(|id| tag(id)).collect();
+        let read = self.read_from(&cursor, &seen).await?;
+        let records = &read.records;
         let cluster_key = key(&[&cluster.account, &cluster.region, &cluster.name]);
         // This replica's read cache may hold what another replica changed: the changed records
         // are read afresh from now on, so that the agent told of a change gets the new
         // credentials from this replica.
         let stale: Vec<(&'static str, String)> = records
             .iter()
-            .filter(|r| !seen.contains(r.id.as_str()))
+            .filter(|r| !seen.contains(tag(&r.id)))
             .flat_map(ChangeRecord::keys)
             .collect();
         if !stale.is_empty() {
@@ -262,10 +373,8 @@ impl Eks<'_> {
         }
         let mut associations: Option<Vec<AssociationRecord>> = None;
         let mut changes = Vec::new();
-        let mut newest = cursor.t;
-        for record in &records {
-            newest = newest.max(record.time);
-            if first || seen.contains(record.id.as_str()) {
+        for record in records {
+            if seen.contains(tag(&record.id)) {
                 continue;
             }
             match (&record.cluster, &record.role) {
@@ -307,15 +416,14 @@ impl Eks<'_> {
                 _ => {}
             }
         }
-        // The next cursor: the newest time read, with every id read in the window before it.
-        let ids = records
-            .iter()
-            .filter(|r| r.time >= newest - REREAD_MS)
-            .map(|r| r.id.clone())
-            .collect();
+        // Too many to list: the reader drops everything, as after a cursor too old.
+        let reset = reset || changes.len() > MAX_PAGE_CHANGES;
+        if reset {
+            changes.clear();
+        }
         Ok(ChangePage {
             changes,
-            cursor: Cursor { t: newest, ids }.token(),
+            cursor: read.next_cursor(cursor.t, now).token(),
             reset,
         })
     }
