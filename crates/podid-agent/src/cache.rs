@@ -419,7 +419,7 @@ impl Agent {
                         let forgotten = self.forget_all();
                         tracing::warn!(
                             forgotten,
-                            "the change feed was out of reach for longer than it keeps changes: every cached credential is dropped"
+                            "the change feed may have missed changes (out of reach for longer than it keeps them, or too many to list): every cached credential is dropped"
                         );
                     }
                     for (namespace, name) in &page.service_accounts {

@@ -453,7 +453,7 @@ async fn the_feed_survives_refusals_and_a_cursor_it_no_longer_takes() {
         // and followed again once allowed.
         Err(refused(403, "AccessDeniedException")),
         Err(refused(403, "AccessDeniedException")),
-        page("c3", &[("default", "app")]),
+        page("c3", &[("other", "sa")]),
     ]);
     let follower = tokio::spawn(agent.clone().follow_changes());
     // Paused time: the minute-long pauses pass at once when nothing else can run.

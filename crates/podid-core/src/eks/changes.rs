@@ -41,9 +41,12 @@ const PAGE: usize = 500;
 /// (1 MiB).
 const MAX_PAGE_CHANGES: usize = 800;
 
-/// The most ids a cursor carries: a window with more changes than this starts after the
-/// millisecond of the oldest one kept.
-const MAX_CURSOR_IDS: usize = 2000;
+/// The most ids a cursor carries (a token of about 11 KB, within what proxies take in a URL):
+/// a window with more changes than this starts after the millisecond of the oldest one kept.
+const MAX_CURSOR_IDS: usize = 500;
+
+/// The latest cursor time taken: the last epoch millisecond with 13 digits (the keys').
+const MAX_CURSOR_TIME: i64 = 9_999_999_999_999;
 
 /// How much of a change's id a cursor keeps: the first 48 random bits of its UUID, which tell
 /// the changes of one window apart.
@@ -154,7 +157,7 @@ impl Cursor {
         }
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
         let cursor: Self = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-        if cursor.ids.len() > MAX_CURSOR_IDS {
+        if cursor.ids.len() > MAX_CURSOR_IDS || !(0..=MAX_CURSOR_TIME).contains(&cursor.t) {
             return Err(invalid());
         }
         Ok(cursor)
@@ -195,10 +198,10 @@ impl Read {
             .collect();
         let over = window.len().saturating_sub(MAX_CURSOR_IDS);
         if let Some(cut) = window.get(over).map(|r| r.time).filter(|_| over > 0) {
-            // More changes in the window than a cursor holds (thousands in a few seconds): the
+            // More changes in the window than a cursor holds (hundreds in a few seconds): the
             // window starts after the millisecond of the oldest one kept. Nothing is read
-            // twice; a late commit of an earlier millisecond would be missed, and a change not
-            // yet read only with more than MAX_CURSOR_IDS changes in one millisecond.
+            // twice; a late commit stamped at or before that millisecond would be missed, and
+            // a change not yet read only with more than MAX_CURSOR_IDS in one millisecond.
             window.retain(|r| r.time > cut);
             t = t.max(cut.saturating_add(REREAD_MS + 1));
         }
@@ -341,21 +344,26 @@ impl Eks<'_> {
             .cluster_for(caller, "podid:ListChanges", region, cluster)
             .await?;
         let now = self.core.now();
-        let Some(cursor) = cursor.map(Cursor::parse).transpose()? else {
-            // A first read starts from now: its cursor's window starts after this millisecond,
-            // so nothing of the past is read.
-            return Ok(ChangePage {
-                changes: Vec::new(),
-                cursor: Cursor {
-                    t: now.saturating_add(REREAD_MS + 1),
-                    ids: Vec::new(),
-                }
-                .token(),
-                reset: false,
-            });
+        // A cursor from now on: its window starts after this millisecond, so nothing of the
+        // past is read.
+        let from_now = |reset| ChangePage {
+            changes: Vec::new(),
+            cursor: Cursor {
+                t: now.saturating_add(REREAD_MS + 1),
+                ids: Vec::new(),
+            }
+            .token(),
+            reset,
         };
-        // The window the read starts from is older than the changes kept: some may be gone.
-        let reset = cursor.t.saturating_sub(REREAD_MS) < now.saturating_sub(RETENTION_MS);
+        let Some(cursor) = cursor.map(Cursor::parse).transpose()? else {
+            return Ok(from_now(false));
+        };
+        // The window the read starts from is older than the changes kept: some may be gone, so
+        // the reader drops everything and carries on from now (reading the backlog would only
+        // answer `reset` again).
+        if cursor.t.saturating_sub(REREAD_MS) < now.saturating_sub(RETENTION_MS) {
+            return Ok(from_now(true));
+        }
         let seen: std::collections::HashSet<&str> = cursor.ids.iter().map(|id| tag(id)).collect();
         let read = self.read_from(&cursor, &seen).await?;
         let records = &read.records;
@@ -417,7 +425,7 @@ impl Eks<'_> {
             }
         }
         // Too many to list: the reader drops everything, as after a cursor too old.
-        let reset = reset || changes.len() > MAX_PAGE_CHANGES;
+        let reset = changes.len() > MAX_PAGE_CHANGES;
         if reset {
             changes.clear();
         }
