@@ -217,9 +217,7 @@ impl Agent {
             self.keys
                 .import(&issuer.issuer, issuer.jwks, issuer.fetched_at);
         }
-        if state.feed_cursor.is_some() {
-            self.restore_feed_cursor(state.feed_cursor);
-        }
+        self.restore_feed_cursor(state.feed_cursor);
         let now = self.clock.now().as_millis();
         let mut restored = 0;
         for pod in state.pods {

@@ -1211,7 +1211,6 @@ impl RoleEntry {
     }
 }
 
-/// The reasons of a decided hop: each allowing statement of each action.
 /// What decides where a session of `role` may go next: the role, and the session's tags,
 /// transitive keys, source identity and session policies.
 fn session_state(role: &str, claims: &Claims) -> String {
@@ -1225,6 +1224,7 @@ fn session_state(role: &str, claims: &Claims) -> String {
     )
 }
 
+/// The reasons of a decided hop: each allowing statement of each action.
 fn reasons(explanations: &[(&'static str, Explanation)], from: &str, to: &str) -> Vec<Reason> {
     let mut reasons = Vec::new();
     for (action, explanation) in explanations {

@@ -423,6 +423,10 @@ impl Eks<'_> {
                 }
                 _ => {}
             }
+            if changes.len() > MAX_PAGE_CHANGES {
+                // Too many to list: no need to gather the rest.
+                break;
+            }
         }
         // Too many to list: the reader drops everything, as after a cursor too old.
         let reset = changes.len() > MAX_PAGE_CHANGES;
